@@ -1,0 +1,9 @@
+"""From scratch in NumPy: forward and backpropagation through time for the RNN and the four-gate LSTM.
+
+The readable copy of the equations and the oracle that the PyTorch cells are tested against.
+"""
+from . import lstm, rnn
+from .lstm import lstm_backward, lstm_forward
+from .rnn import rnn_backward, rnn_forward
+
+__all__ = ["lstm", "rnn", "lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward"]
