@@ -109,8 +109,10 @@ class Recurrent(nn.Module):
         projected = cell.project(seq)  # (B, T, G): the input half of every gate, one matrix product
         state = init if init is not None else cell.initial_state(B, seq)
         outputs, gates = [], {}
-        for t in range(T):
-            step = cell.recur(projected[:, t], state, return_gates)
+        # unbind, not projected[:, t]: the backward of one unbind is one stack, while T separate
+        # slices would each scatter into a fresh (B, T, G) zero tensor, O(T^2) memory traffic
+        for t, projected_t in enumerate(projected.unbind(1)):
+            step = cell.recur(projected_t, state, return_gates)
             new_state, g = step if return_gates else (step, None)
             if mask is not None:
                 # padded steps keep the old state: a short review's final state must not be washed
