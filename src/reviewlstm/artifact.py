@@ -1,0 +1,144 @@
+"""The model artifact: a directory that rebuilds exactly what was trained, never unpickled.
+
+    model.safetensors   the weights
+    config.json         {"format": "reviewlstm-model", "format_version": 1, "model": ModelConfig, "train": {...}}
+    vocab.json          the vocabulary, a JSON list (id = position)
+    metadata.json       training data hash, dev metrics, package versions, embedding coverage
+    MODEL_CARD.md       what it was trained on, its scores, its limits
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .model import ModelConfig, RatingModel
+from .text import Vocab
+
+FORMAT, FORMAT_VERSION = "reviewlstm-model", 1
+FILES = ("model.safetensors", "config.json", "vocab.json", "metadata.json")
+
+
+class ArtifactError(ValueError):
+    """A model directory that cannot be loaded: missing, corrupt, truncated or foreign files."""
+
+
+@dataclass
+class LoadedModel:
+    model: RatingModel
+    vocab: Vocab
+    config: ModelConfig
+    train_config: dict
+    metadata: dict
+    path: Path
+
+
+def versions() -> dict:
+    import numpy
+    from . import __version__
+    return {"reviewlstm": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
+
+
+def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: dict, metadata: dict) -> Path:
+    from safetensors.torch import save_file
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": FORMAT})
+    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
+              "train": train_config}
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    vocab.save(out / "vocab.json")
+    metadata = {**metadata, "versions": versions()}
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=1))
+    (out / "MODEL_CARD.md").write_text(model_card(model.config, train_config, metadata))
+    return out
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ArtifactError(f"{path}: not UTF-8 text: not a reviewlstm model file") from None
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}:{e.lineno}: not valid JSON ({e.msg}): the file is corrupt or truncated") from None
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the model from a directory written by :func:`save`; raise ArtifactError with the reason."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    path = Path(path)
+    if not path.is_dir():
+        raise ArtifactError(f"{path}: no such model directory" if not path.exists() else
+                            f"{path}: a model is a directory (with {', '.join(FILES)}), not a file")
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise ArtifactError(f"{path}: not a reviewlstm model: missing {', '.join(missing)}")
+    config = _read_json(path / "config.json")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ArtifactError(f"{path / 'config.json'}: not a reviewlstm model config (no \"format\": \"{FORMAT}\")")
+    if config.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path / 'config.json'}: model format version {config.get('format_version')} "
+                            f"is not supported (this reviewlstm reads version {FORMAT_VERSION})")
+    try:
+        model_config = ModelConfig.from_dict(config["model"])
+        model_config.validate()
+    except (KeyError, TypeError, ValueError) as e:
+        raise ArtifactError(f"{path / 'config.json'}: bad model config: {e}") from None
+    try:
+        vocab = Vocab.load(path / "vocab.json")
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path / 'vocab.json'}:{e.lineno}: not valid JSON ({e.msg}): corrupt or truncated") from None
+    except ValueError as e:
+        raise ArtifactError(f"{path / 'vocab.json'}: {e}") from None
+    if len(vocab) != model_config.vocab_size:
+        raise ArtifactError(f"{path}: vocab.json has {len(vocab)} tokens but the model was built for "
+                            f"{model_config.vocab_size}")
+    try:
+        tensors = load_file(str(path / "model.safetensors"))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{path / 'model.safetensors'}: cannot read the weights ({str(e).splitlines()[0]}): "
+                            "the file is corrupt, truncated or not safetensors") from None
+    model = RatingModel(model_config)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ArtifactError(f"{path / 'model.safetensors'}: the weights do not fit the config ({first})") from None
+    model.to(device).eval()
+    metadata = _read_json(path / "metadata.json")
+    return LoadedModel(model, vocab, model_config, config.get("train", {}), metadata, path)
+
+
+def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
+    dev = meta.get("dev_metrics") or {}
+    data = meta.get("train_data", {})
+    lines = [
+        "# reviewlstm model card", "",
+        f"A {'bidirectional ' if cfg.bidirectional else ''}{cfg.cell} ({cfg.num_layers} layer(s), hidden {cfg.hidden}, "
+        f"{cfg.pooling} pooling) over {cfg.embed_dim}-d {train.get('embeddings', '?')} embeddings, "
+        f"rating {cfg.scale_min}..{cfg.scale_max}.", "",
+        "## Trained on", "",
+        f"- {data.get('path', '?')} (sha256 {data.get('sha256', '?')[:16]}…), {data.get('examples', '?')} examples"
+        f"{' (every labelled phrase)' if train.get('phrases') else ''}",
+        f"- {train.get('epochs', '?')} epochs at most, seed {train.get('seed', '?')}, best epoch {meta.get('best_epoch', '?')}",
+        "", "## Scores (dev)", "",
+    ]
+    if dev:
+        lines += [f"- {dev.get('n')} examples from {meta.get('dev_data', {}).get('path', '?')}",
+                  f"- accuracy {dev['accuracy']:.1%}, macro-F1 {dev['macro_f1']:.3f}, MAE {dev['mae']:.3f} stars, "
+                  f"within ±1 star {dev['within_one']:.1%}, QWK {dev['qwk']:.3f}"]
+    else:
+        lines.append("- no dev set was given")
+    lines += ["", "## Limits", "",
+              "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
+              "and very long texts read less well.",
+              f"- Texts longer than {cfg.max_length} tokens are not read whole (see the README on long reviews).",
+              "- Words never seen in training or in the pretrained vectors read as <unk>.", ""]
+    return "\n".join(lines)

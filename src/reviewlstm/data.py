@@ -1,0 +1,399 @@
+"""Reading reviews: SST-5 trees, CSV / TSV / JSONL / Parquet files, and the SST-5 download.
+
+Every reader yields :class:`Example` rows and streams: a file larger than memory can be scored.
+Bad input is never dropped silently: it raises :class:`DataError`, one line naming the file, the
+line (or Parquet row) and the reason, or, with ``skip_bad_rows=True``, is counted in a
+:class:`BadRows` report that the caller prints.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+TEXT_COLUMNS = ("text", "review", "review_text", "content", "body", "sentence")
+RATING_COLUMNS = ("rating", "stars", "star", "label", "score")
+FORMATS = ("sst", "csv", "tsv", "jsonl", "parquet")
+
+SST5_URL = "https://nlp.stanford.edu/sentiment/trainDevTestTrees_PTB.zip"
+SST5_MD5 = "5c3b23ce88089053fd3efeb4a34f614d"
+
+
+class DataError(ValueError):
+    """Bad input: its message is one line, 'FILE:LINE: reason' or 'FILE: reason'."""
+
+
+@dataclass
+class Example:
+    text: str                          # the review as given (SST: tokens joined by spaces)
+    rating: int | None                 # on the file's scale; None when the file has no ratings
+    tokens: list[str] | None = None    # already tokenized (SST), else None: the model tokenizes
+    line: int = 0                      # 1-based line (or row) in its file, for messages
+    row: dict | None = None            # every column of the input row, for writing it back
+
+
+@dataclass
+class BadRows:
+    """Rows skipped with --skip-bad-rows: how many, why, and the first few places."""
+
+    count: int = 0
+    reasons: dict = field(default_factory=dict)
+    first: list = field(default_factory=list)
+
+    def add(self, message: str, reason: str) -> None:
+        self.count += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        if len(self.first) < 10:
+            self.first.append(message)
+
+    def summary(self) -> str:
+        if not self.count:
+            return "no bad rows"
+        why = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
+        return f"skipped {self.count} bad row(s): {why}; first: {self.first[0]}"
+
+
+# ----------------------------------------------------------------------------------------- SST
+
+
+def parse_tree(line: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
+    """One PTB tree line -> (root label, its tokens, [(label, tokens) for every subtree]).
+
+    A leaf is "(label text)", where text runs to the closing bracket and may hold a space
+    ("(2 8 1\\/2)"): splitting leaves on spaces would break there.
+    """
+    line = line.strip()
+    pos, n = 0, len(line)
+    phrases: list[tuple[int, list[str]]] = []
+
+    def node() -> tuple[int, list[str]]:
+        nonlocal pos
+        if line[pos] != "(":
+            raise ValueError(f"expected '(' at column {pos + 1}")
+        pos += 1
+        end = pos
+        while end < n and line[end] not in " ()":
+            end += 1
+        label = int(line[pos:end])
+        pos = end + 1 if end < n and line[end] == " " else end
+        tokens: list[str] = []
+        if pos < n and line[pos] == "(":
+            while pos < n and line[pos] == "(":
+                tokens += node()[1]
+                while pos < n and line[pos] == " ":
+                    pos += 1
+        else:
+            close = line.index(")", pos)
+            tokens = [line[pos:close]]
+            pos = close
+        if pos >= n or line[pos] != ")":
+            raise ValueError(f"expected ')' at column {pos + 1}")
+        pos += 1
+        if not 0 <= label <= 4:
+            raise ValueError(f"label {label} is not in 0..4")
+        phrases.append((label, tokens))
+        return label, tokens
+
+    label, tokens = node()
+    if pos != n:
+        raise ValueError(f"unexpected text after the tree at column {pos + 1}")
+    return label, tokens, phrases
+
+
+def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = False,
+             bad: BadRows | None = None) -> Iterator[Example]:
+    """SST-5 trees, one a line; labels 0..4 become ratings 1..5.
+
+    phrases=False: one example per sentence (its root). phrases=True: every labelled subtree, each
+    distinct (phrase, label) pair once (train's 318,582 subtrees hold 159,274 such pairs).
+    """
+    path = Path(path)
+    seen: set[tuple[str, int]] = set()
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                _check_decoded(line)
+                label, tokens, subtrees = parse_tree(line)
+            except (ValueError, IndexError) as e:
+                msg = f"{path}:{lineno}: not an SST tree: {e}"
+                if not skip_bad_rows:
+                    raise DataError(msg) from None
+                (bad or BadRows()).add(msg, "not an SST tree")
+                continue
+            pairs = subtrees[::-1] if phrases else [(label, tokens)]  # root first
+            for lab, toks in pairs:
+                text = " ".join(toks)
+                if phrases:
+                    if (text, lab) in seen:
+                        continue
+                    seen.add((text, lab))
+                yield Example(text=text, rating=lab + 1, tokens=toks, line=lineno)
+
+
+def download_sst5(cache_dir: str | Path | None = None, url: str = SST5_URL, md5: str = SST5_MD5,
+                  progress: bool = True) -> Path:
+    """Fetch the canonical SST archive once, check its MD5, unpack train/dev/test.txt; returns their folder.
+
+    Cached in cache_dir (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm): a second call
+    downloads nothing. A wrong checksum deletes the download and raises.
+    """
+    cache = Path(cache_dir or os.environ.get("REVIEWLSTM_CACHE") or Path.home() / ".cache" / "reviewlstm")
+    out = cache / "sst5"
+    if all((out / f"{s}.txt").exists() for s in ("train", "dev", "test")):
+        return out
+    cache.mkdir(parents=True, exist_ok=True)
+    archive = cache / "trainDevTestTrees_PTB.zip"
+    if not archive.exists() or _md5(archive) != md5:
+        partial = archive.with_suffix(".part")
+        with urllib.request.urlopen(url, timeout=60) as resp, open(partial, "wb") as f:
+            total = int(resp.headers.get("Content-Length") or 0)
+            bar = _progress(total, f"downloading {url}", progress)
+            while chunk := resp.read(1 << 16):
+                f.write(chunk)
+                bar.update(len(chunk))
+            bar.close()
+        got = _md5(partial)
+        if got != md5:
+            partial.unlink()
+            raise DataError(f"{url}: MD5 {got} does not match the expected {md5}; the download was deleted")
+        partial.replace(archive)
+    out.mkdir(exist_ok=True)
+    with zipfile.ZipFile(archive) as z:
+        for split in ("train", "dev", "test"):
+            with z.open(f"trees/{split}.txt") as src, open(out / f"{split}.txt", "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return out
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total or None, desc=desc, unit="B", unit_scale=True, disable=not enabled, file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------ tabular
+
+
+@dataclass
+class Columns:
+    text: str | None = None    # None: pick from TEXT_COLUMNS
+    rating: str | None = None  # None: pick from RATING_COLUMNS
+
+
+def detect_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format named, or the one the extension says (.txt / .trees: SST trees)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise DataError(f"{path}: unknown format {fmt!r}: expected one of {', '.join(FORMATS)}")
+        return fmt
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    ext = suffixes[-1] if suffixes else ""
+    if ext == ".gz" and len(suffixes) > 1:
+        ext = suffixes[-2]
+    by_ext = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl",
+              ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet", ".txt": "sst", ".trees": "sst"}
+    if ext not in by_ext:
+        raise DataError(f"{path}: cannot tell the format from the extension {ext or '(none)'!r}: "
+                        f"use .csv, .tsv, .jsonl, .parquet or .txt (SST trees), or pass --format")
+    return by_ext[ext]
+
+
+def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
+                  scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
+                  skip_bad_rows: bool = False, bad: BadRows | None = None) -> Iterator[Example]:
+    """Stream the examples of any supported file. Raises DataError on the first bad row unless
+    skip_bad_rows, in which case bad rows are counted in `bad`. An empty file is an error."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, expected a file")
+    fmt = detect_format(path, fmt)
+    bad = bad if bad is not None else BadRows()
+    if fmt == "sst":
+        if scale != (1, 5):
+            raise DataError(f"{path}: SST-5 trees are rated 1..5, not {scale[0]}..{scale[1]}")
+        rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad)
+    else:
+        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad)
+    n = 0
+    for ex in rows:
+        n += 1
+        yield ex
+    if n == 0 and bad.count == 0:
+        raise DataError(f"{path}: no rows: the file is empty" + ("" if fmt == "sst" else " or holds only a header"))
+
+
+def _open_text(path: Path):
+    """UTF-8 text that keeps undecodable bytes as surrogates, so the bad row can be named, not the whole file."""
+    if path.suffix == ".gz":
+        import gzip
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _check_decoded(value: str, column: str | None = None) -> None:
+    for ch in value:
+        if "\udc80" <= ch <= "\udcff":
+            where = f" in column {column!r}" if column else ""
+            raise ValueError(f"undecodable byte 0x{ord(ch) - 0xdc00:02x}{where} (the file must be UTF-8)")
+
+
+def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | None]]:
+    """(line, row as a dict, or None and why it could not be read) for CSV, TSV, JSONL, Parquet."""
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+            pf = pq.ParquetFile(path)
+        except ImportError:
+            raise DataError(f"{path}: reading Parquet needs pyarrow: pip install pyarrow") from None
+        except Exception as e:  # pyarrow raises several types for a file that is not Parquet
+            raise DataError(f"{path}: not a Parquet file ({str(e).splitlines()[0]})") from None
+        n = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row, None
+        return
+    with _open_text(path) as f:
+        if fmt == "jsonl":
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    _check_decoded(line)
+                    row = json.loads(line)
+                except ValueError as e:
+                    yield lineno, None, f"not valid JSON ({e})" if isinstance(e, json.JSONDecodeError) else str(e)
+                    continue
+                if not isinstance(row, dict):
+                    yield lineno, None, f"expected a JSON object, got {type(row).__name__}"
+                    continue
+                yield lineno, row, None
+            return
+        reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(f"{path}:1: cannot read the header: {e}") from None
+        header = [h.strip() for h in header]
+        try:
+            _check_decoded(",".join(header))
+        except ValueError as e:
+            raise DataError(f"{path}:1: {e}") from None
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield reader.line_num, None, f"not valid {fmt.upper()} ({e})"
+                continue
+            if not fields or fields == [""]:
+                continue
+            if len(fields) != len(header):
+                yield reader.line_num, None, f"ragged row: {len(fields)} fields, the header has {len(header)}"
+                continue
+            yield reader.line_num, dict(zip(header, fields)), None
+
+
+def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...], kind: str, path: Path,
+          required: bool) -> str | None:
+    columns = list(columns)
+    if wanted is not None:
+        if wanted not in columns:
+            raise DataError(f"{path}: no {kind} column {wanted!r}; the columns are {', '.join(map(str, columns))}")
+        return wanted
+    lower = {str(c).lower(): c for c in columns}
+    for c in candidates:
+        if c in lower:
+            return lower[c]
+    if required:
+        raise DataError(f"{path}: no {kind} column: expected one of {', '.join(candidates)} (or name it with "
+                        f"--{kind}-column); the columns are {', '.join(map(str, columns))}")
+    return None
+
+
+def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
+                skip_bad_rows: bool, bad: BadRows) -> Iterator[Example]:
+    text_col = rating_col = None
+    resolved = False
+    for line, row, problem in _raw_rows(path, fmt):
+        if row is not None and not resolved:
+            text_col = _pick(row.keys(), columns.text, TEXT_COLUMNS, "text", path, True)
+            rating_col = _pick(row.keys(), columns.rating, RATING_COLUMNS, "rating", path,
+                               require_rating or columns.rating is not None)
+            resolved = True
+        if problem is None:
+            problem = _row_problem(row, text_col, rating_col, scale, require_rating)
+        if problem is not None:
+            reason = problem.split(" (")[0].split(":")[0]
+            msg = f"{path}:{line}: {problem}"
+            if not skip_bad_rows:
+                raise DataError(msg)
+            bad.add(msg, reason)
+            continue
+        rating = _as_rating(row.get(rating_col)) if rating_col else None
+        yield Example(text=str(row[text_col]), rating=rating, line=line, row=row)
+
+
+def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[int, int],
+                 require_rating: bool) -> str | None:
+    if text_col not in row:
+        return f"missing column {text_col!r}"
+    text = row[text_col]
+    if text is None or not isinstance(text, str) or not text.strip():
+        return f"empty text in column {text_col!r}" if not text or isinstance(text, str) else \
+            f"text in column {text_col!r} is a {type(text).__name__}, not a string"
+    try:
+        _check_decoded(text, text_col)
+    except ValueError as e:
+        return str(e)
+    if rating_col is None:
+        return None
+    value = row.get(rating_col)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return f"missing rating in column {rating_col!r}" if require_rating else None
+    rating = _as_rating(value)
+    lo, hi = scale
+    if rating is None or not lo <= rating <= hi:
+        return f"rating {value!r} in column {rating_col!r} is not an integer in {lo}..{hi}"
+    return None
+
+
+def _as_rating(value) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            f = float(text)
+        except ValueError:
+            return None
+        return int(f) if f.is_integer() else None

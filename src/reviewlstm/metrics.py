@@ -1,0 +1,89 @@
+"""Scores for ordered ratings: accuracy, macro-F1, MAE in stars, within one star, quadratic weighted kappa."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def confusion(true: list[int], pred: list[int], ratings: list[int]) -> np.ndarray:
+    """(K, K) counts, rows the true rating, columns the predicted one."""
+    index = {r: i for i, r in enumerate(ratings)}
+    m = np.zeros((len(ratings), len(ratings)), dtype=np.int64)
+    for t, p in zip(true, pred):
+        m[index[t], index[p]] += 1
+    return m
+
+
+def quadratic_weighted_kappa(m: np.ndarray) -> float:
+    """Cohen's kappa with (i - j)^2 disagreement weights: 1 is perfect, 0 is chance."""
+    K, n = m.shape[0], m.sum()
+    if n == 0:
+        return 0.0
+    i, j = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+    weights = (i - j) ** 2 / max((K - 1) ** 2, 1)
+    expected = np.outer(m.sum(1), m.sum(0)) / n
+    denom = (weights * expected).sum()
+    return float(1.0 - (weights * m).sum() / denom) if denom else 0.0
+
+
+def score(true: list[int], pred: list[int], expected: list[float] | None, ratings: list[int]) -> dict:
+    """Every metric of `reviewlstm evaluate`, as plain JSON-able numbers."""
+    t, p = np.asarray(true), np.asarray(pred)
+    m = confusion(true, pred, ratings)
+    precision = np.divide(np.diag(m), m.sum(0), out=np.zeros(len(ratings)), where=m.sum(0) > 0)
+    recall = np.divide(np.diag(m), m.sum(1), out=np.zeros(len(ratings)), where=m.sum(1) > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(ratings)),
+                   where=(precision + recall) > 0)
+    out = {
+        "n": int(len(t)),
+        "accuracy": float((t == p).mean()) if len(t) else 0.0,
+        "macro_f1": float(f1.mean()),
+        "mae": float(np.abs(t - p).mean()) if len(t) else 0.0,
+        "within_one": float((np.abs(t - p) <= 1).mean()) if len(t) else 0.0,
+        "qwk": quadratic_weighted_kappa(m),
+        "per_class": {str(r): {"precision": float(precision[k]), "recall": float(recall[k]), "f1": float(f1[k]),
+                               "support": int(m[k].sum())} for k, r in enumerate(ratings)},
+        "confusion": m.tolist(),
+        "ratings": list(ratings),
+    }
+    if expected is not None and len(t):
+        out["mae_expected"] = float(np.abs(t - np.asarray(expected)).mean())
+    return out
+
+
+def format_report(s: dict) -> str:
+    """The metrics and the confusion matrix as a terminal table."""
+    lines = [f"n={s['n']}  accuracy {s['accuracy']:.1%}  macro-F1 {s['macro_f1']:.3f}  MAE {s['mae']:.3f} stars  "
+             f"within ±1 {s['within_one']:.1%}  QWK {s['qwk']:.3f}", "",
+             "rating  precision  recall   f1     support"]
+    for r, c in s["per_class"].items():
+        lines.append(f"{r:>6}  {c['precision']:9.3f}  {c['recall']:6.3f}  {c['f1']:.3f}  {c['support']:>7}")
+    ratings = s["ratings"]
+    lines += ["", "confusion (rows true, columns predicted)", "      " + "".join(f"{r:>7}" for r in ratings)]
+    for r, row in zip(ratings, s["confusion"]):
+        lines.append(f"{r:>6}" + "".join(f"{v:>7}" for v in row))
+    return "\n".join(lines)
+
+
+def plot_confusion(s: dict, path: str | Path, title: str = "") -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(s["confusion"])
+    ratings = s["ratings"]
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(ratings)):
+        for j in range(len(ratings)):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(ratings)), ratings)
+    ax.set_yticks(range(len(ratings)), ratings)
+    ax.set_xlabel("predicted rating")
+    ax.set_ylabel("true rating")
+    ax.set_title(title or f"accuracy {s['accuracy']:.1%}, MAE {s['mae']:.2f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,123 @@
+"""The rating model: tokens -> embeddings -> Recurrent -> pooling -> a distribution over the scale.
+
+Its seams are public so explanations need no copy of it: :meth:`RatingModel.embed` turns token ids
+into events, :meth:`RatingModel.from_embeddings` runs the rest (and returns every gate on request).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import Recurrent
+
+POOLINGS = ("final", "max", "mean", "attention")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; saved in the model artifact beside the weights."""
+
+    vocab_size: int
+    embed_dim: int = 50
+    cell: str = "lstm"
+    hidden: int = 150
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.5          # on the embeddings, between layers and before the head
+    pooling: str = "final"
+    scale_min: int = 1
+    scale_max: int = 5
+    lowercase: bool = True        # GloVe 6B is lower-cased
+    max_length: int = 400         # tokens read at once; longer texts are split (see predict.py)
+
+    @property
+    def ratings(self) -> list[int]:
+        return list(range(self.scale_min, self.scale_max + 1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def validate(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.scale_max <= self.scale_min:
+            raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty")
+        for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class RatingModel(nn.Module):
+    """Token ids (B, T) and lengths (B,) -> logits over the rating scale (B, K)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0)
+        self.rnn = Recurrent(config.cell, config.embed_dim, config.hidden, num_layers=config.num_layers,
+                             bidirectional=config.bidirectional,
+                             dropout=config.dropout if config.num_layers > 1 else 0.0)
+        width = self.rnn.output_size
+        self.attention = nn.Linear(width, 1) if config.pooling == "attention" else None
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(width, len(config.ratings))
+
+    def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, E) events."""
+        return self.embedding(token_ids)
+
+    def from_embeddings(self, events: torch.Tensor, lengths: torch.Tensor, return_gates: bool = False):
+        """(B, T, E) events -> (B, K) logits [, gates as in Recurrent]."""
+        result = self.rnn(self.dropout(events), lengths, return_gates=return_gates)
+        outputs, state = result[0], result[1]  # (B, T, H*D), fields (L*D, B, H)
+        pooled = self.pool(outputs, state, lengths)  # (B, H*D)
+        logits = self.head(self.dropout(pooled))
+        return (logits, result[2]) if return_gates else logits
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.from_embeddings(self.embed(token_ids), lengths)
+
+    def pool(self, outputs: torch.Tensor, state, lengths: torch.Tensor) -> torch.Tensor:
+        kind = self.config.pooling
+        if kind == "final":
+            # the last layer's final state: forwards after the last word, backwards after the first
+            D = self.rnn.directions
+            return torch.cat(list(state.stm[-D:]), dim=1)  # (B, H*D)
+        T = outputs.size(1)
+        mask = torch.arange(T, device=outputs.device)[None, :] < lengths[:, None]  # (B, T)
+        if kind == "mean":
+            return outputs.sum(1) / lengths.clamp(min=1)[:, None].to(outputs.dtype)
+        if kind == "max":
+            return outputs.masked_fill(~mask[:, :, None], float("-inf")).amax(1).nan_to_num(0.0, neginf=0.0)
+        scores = self.attention(outputs).squeeze(2).masked_fill(~mask, float("-inf"))  # (B, T)
+        weights = torch.softmax(scores, dim=1).nan_to_num(0.0)
+        return (weights[:, :, None] * outputs).sum(1)
+
+    @torch.no_grad()
+    def distribution(self, logits: torch.Tensor):
+        """(probabilities (B, K), most likely rating (B,), expected rating (B,))."""
+        probs = torch.softmax(logits.float(), dim=1)
+        ratings = torch.arange(self.config.scale_min, self.config.scale_max + 1, dtype=torch.float32,
+                               device=logits.device)
+        return probs, probs.argmax(1) + self.config.scale_min, probs @ ratings
+
+
+def ordinal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared earth mover's distance between the predicted and the true distribution over ordered
+    ratings (Hou et al., 2016): off by two stars costs more than off by one, unlike cross-entropy."""
+    probs = torch.softmax(logits, dim=1)
+    cdf = probs.cumsum(1)
+    true_cdf = F.one_hot(targets, logits.size(1)).to(probs.dtype).cumsum(1)
+    return ((cdf - true_cdf) ** 2).sum(1).mean()

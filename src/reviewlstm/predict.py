@@ -1,0 +1,123 @@
+"""From text to rating with a loaded model: tokenize, batch by length, read, aggregate long reviews."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .artifact import LoadedModel
+from .model import RatingModel
+from .text import normalize, tokenize
+
+LONG_TEXT_MODES = ("whole", "sentences")
+_SENTENCE_END = re.compile(r"^(\.|!|\?|\.\.\.|!+|\?+)$")
+
+
+@dataclass
+class Prediction:
+    rating: int                  # the most likely rating
+    probabilities: list[float]   # one per rating on the scale, summing to 1
+    expected_rating: float       # sum of rating x probability
+    tokens: int                  # tokens in the text
+    read_as: str                 # "whole", "sentences" (read sentence by sentence and averaged) or "truncated"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pad_batch(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, T) padded with 0, lengths (B,)); an empty list reads as one <unk>."""
+    id_lists = [ids or [1] for ids in id_lists]
+    lengths = torch.tensor([len(ids) for ids in id_lists])
+    out = torch.zeros(len(id_lists), int(lengths.max()), dtype=torch.long)
+    for i, ids in enumerate(id_lists):
+        out[i, :len(ids)] = torch.tensor(ids)
+    return out, lengths
+
+
+@torch.inference_mode()
+def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int = 256) -> np.ndarray:
+    """(N, K) probabilities. Batches hold texts of similar length so little time goes on padding;
+    padded steps are masked, so a text gets the same answer alone or in any batch."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
+    out = np.zeros((len(id_lists), len(model.config.ratings)), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        ids, lengths = pad_batch([id_lists[i] for i in idx])
+        logits = model(ids.to(device), lengths.to(device))
+        out[idx] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def split_sentences(tokens: list[str]) -> list[list[str]]:
+    """Cut a token list after sentence-ending punctuation (and any closing quote or bracket)."""
+    sentences, current = [], []
+    for i, tok in enumerate(tokens):
+        current.append(tok)
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if _SENTENCE_END.match(tok) and nxt not in ("''", "-RRB-", "'"):
+            sentences.append(current)
+            current = []
+        elif tok in ("''", "-RRB-") and len(current) > 1 and _SENTENCE_END.match(current[-2]):
+            sentences.append(current)
+            current = []
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+class Predictor:
+    """A loaded model with its tokenizer and vocabulary: texts in, :class:`Prediction` out.
+
+    Long texts (more than `long_threshold` tokens): with long_text="sentences" each sentence is read
+    on its own and their distributions averaged, weighted by length; with "whole" the text is read in
+    one pass. Either way, at most config.max_length tokens are read in one pass: a longer single
+    pass is truncated, and the Prediction says so.
+    """
+
+    def __init__(self, loaded: LoadedModel, long_text: str = "sentences", long_threshold: int = 60,
+                 batch_size: int = 256):
+        if long_text not in LONG_TEXT_MODES:
+            raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+        self.loaded, self.model, self.vocab, self.config = loaded, loaded.model, loaded.vocab, loaded.config
+        self.long_text, self.long_threshold, self.batch_size = long_text, long_threshold, batch_size
+        self.ratings = np.asarray(self.config.ratings, dtype=np.float64)
+
+    def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
+        if pretokenized is not None:
+            return [normalize(t, self.config.lowercase) for t in pretokenized]
+        return tokenize(text, lowercase=self.config.lowercase)
+
+    def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
+        token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]
+        # every text becomes one or more pieces, each read in one pass
+        pieces, owner, weights, modes = [], [], [], []
+        for i, toks in enumerate(token_lists):
+            if self.long_text == "sentences" and len(toks) > self.long_threshold:
+                parts, mode = split_sentences(toks), "sentences"
+            else:
+                parts, mode = [toks], "whole"
+            if any(len(p) > self.config.max_length for p in parts):
+                mode = "truncated"
+            modes.append(mode)
+            for p in parts:
+                pieces.append(self.vocab.encode(p[:self.config.max_length]))
+                owner.append(i)
+                weights.append(max(len(p), 1))
+        probs = predict_proba(self.model, pieces, self.batch_size).astype(np.float64)
+        total = np.zeros((len(texts), probs.shape[1]))
+        np.add.at(total, owner, probs * np.asarray(weights, dtype=np.float64)[:, None])
+        total /= total.sum(1, keepdims=True)
+        out = []
+        for i, p in enumerate(total):
+            out.append(Prediction(rating=int(self.config.scale_min + p.argmax()),
+                                  probabilities=[float(x) for x in p],
+                                  expected_rating=float(p @ self.ratings),
+                                  tokens=len(token_lists[i]), read_as=modes[i]))
+        return out

@@ -1,0 +1,101 @@
+"""Text to token ids: a Penn-Treebank tokenizer (the one SST was tokenized with) and a vocabulary.
+
+SST-5 comes already tokenized the PTB way: "does n't", "it 's", brackets as -LRB- / -RRB-, quotes
+as `` and ''. A model trained on it must read raw reviews the same way, so raw text goes through
+:func:`tokenize`, which turns "It's a gorgeous (if long) movie." into
+['It', "'s", 'a', 'gorgeous', '-LRB-', 'if', 'long', '-RRB-', 'movie', '.'] and leaves text that is
+already PTB-tokenized as it is (tokenize(" ".join(sst_tokens)) == sst_tokens).
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+PAD, UNK = "<pad>", "<unk>"
+BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
+UNBRACKET = {v: k for k, v in BRACKETS.items()}
+
+# The rules of the Penn Treebank tokenizer (as in the Stanford and NLTK tokenizers), in order.
+_STARTING_QUOTES = [(re.compile(r'^"'), "``"), (re.compile(r"(``)"), r" \1 "),
+                    (re.compile(r'([ (\[{<])"'), r"\1 `` ")]
+_PUNCTUATION = [
+    (re.compile(r"([:,])([^\d])"), r" \1 \2"),            # , and : unless inside a number (1,000)
+    (re.compile(r"([:,])$"), r" \1 "),
+    (re.compile(r"\.\.\."), " ... "),
+    (re.compile(r"[;@#$%&?!]"), r" \g<0> "),
+    (re.compile(r'([^\.])(\.)([\]\)}>"\']*)\s*$'), r"\1 \2\3 "),  # a final period
+    (re.compile(r"[\]\[\(\)\{\}<>]"), r" \g<0> "),
+    (re.compile(r"(?<!-)--(?!-)"), " -- "),
+]
+_ENDING_QUOTES = [(re.compile(r'"'), " '' "), (re.compile(r"(\S)('')"), r"\1 \2 "),
+                  (re.compile(r"([^' ])('[sS]|'[mM]|'[dD]|') "), r"\1 \2 "),
+                  (re.compile(r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) "), r"\1 \2 ")]
+_CONTRACTIONS = [re.compile(r"(?i)\b(can)(not)\b"), re.compile(r"(?i)\b(gon)(na)\b"),
+                 re.compile(r"(?i)\b(got)(ta)\b"), re.compile(r"(?i)\b(wan)(na)\b")]
+_PTB_TOKEN = re.compile(r"^-[LR][RSC]B-$")
+
+
+def tokenize(text: str, lowercase: bool = False) -> list[str]:
+    """Split raw text into PTB tokens, brackets as -LRB- etc.; lowercase when asked."""
+    text = text.replace("\\/", "/").replace("\\*", "*")  # SST's escapes, if pasted from the treebank
+    text = " " + text.strip() + " "
+    for regex, sub in _STARTING_QUOTES:
+        text = regex.sub(sub, text)
+    for regex, sub in _PUNCTUATION:
+        text = regex.sub(sub, text)
+    text = " " + text + " "
+    for regex, sub in _ENDING_QUOTES:
+        text = regex.sub(sub, text)
+    for regex in _CONTRACTIONS:
+        text = regex.sub(r" \1 \2 ", text)
+    tokens = [BRACKETS.get(t, t) for t in text.split()]
+    return [t.lower() if lowercase and not _PTB_TOKEN.match(t) else t for t in tokens]
+
+
+def normalize(token: str, lowercase: bool) -> str:
+    """One already-split token as the vocabulary sees it (SST's escapes undone, case folded)."""
+    token = token.replace("\\/", "/").replace("\\*", "*")
+    return token.lower() if lowercase and not _PTB_TOKEN.match(token) else token
+
+
+class Vocab:
+    """Token <-> id. Id 0 is padding, id 1 the unknown token: an unseen word never crashes, it reads as <unk>."""
+
+    def __init__(self, itos: list[str]):
+        if itos[:2] != [PAD, UNK]:
+            raise ValueError(f"a vocabulary must start with {PAD!r}, {UNK!r}, got {itos[:2]}")
+        self.itos = list(itos)
+        self.stoi = {t: i for i, t in enumerate(self.itos)}
+        if len(self.stoi) != len(self.itos):
+            raise ValueError("the vocabulary has duplicate tokens")
+
+    @classmethod
+    def build(cls, token_lists: Iterable[list[str]], min_freq: int = 1, extra: Iterable[str] = ()) -> "Vocab":
+        """Every token seen at least min_freq times, most frequent first, then `extra` tokens not yet in."""
+        counts = Counter(t for tokens in token_lists for t in tokens)
+        itos = [PAD, UNK] + [t for t, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_freq]
+        seen = set(itos)
+        itos += [t for t in extra if not (t in seen or seen.add(t))]
+        return cls(itos)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.stoi
+
+    def encode(self, tokens: list[str]) -> list[int]:
+        return [self.stoi.get(t, 1) for t in tokens]
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.itos, ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        itos = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(itos, list) or not all(isinstance(t, str) for t in itos):
+            raise ValueError(f"{path}: expected a JSON list of tokens")
+        return cls(itos)

@@ -1,0 +1,346 @@
+"""Training, as one story: config, seed, data, vocabulary, embeddings, model, optimizer, then the
+loop that evaluates on dev after every epoch and keeps the best checkpoint."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import artifact, metrics
+from .data import BadRows, Columns, DataError, read_examples
+from .model import ModelConfig, RatingModel, ordinal_loss
+from .predict import pad_batch, predict_proba
+from .text import Vocab, normalize, tokenize
+
+
+@dataclass
+class TrainConfig:
+    train: str = ""
+    dev: str | None = None
+    out: str = "model"
+    format: str | None = None
+    text_column: str | None = None
+    rating_column: str | None = None
+    scale_min: int = 1
+    scale_max: int = 5
+    phrases: bool = True               # SST: every labelled phrase is an example, not just sentences
+    skip_bad_rows: bool = False
+    max_examples: int | None = None    # the first N training examples only (quick runs, tests)
+    # model
+    cell: str = "lstm"
+    hidden: int = 150
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.5
+    pooling: str = "final"
+    max_length: int = 400
+    # words
+    embeddings: str = "glove"          # "glove" (GloVe 6B 50d) or "random"
+    embed_dim: int = 50                # fixed at 50 by GloVe
+    freeze_embeddings: bool = False
+    extra_glove_words: int = 0         # also take the N most frequent GloVe words, unseen in training
+    min_freq: int = 1
+    lowercase: bool = True
+    # optimization
+    epochs: int = 6
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    clip: float = 5.0
+    loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
+    class_weights: bool = False
+    patience: int = 3                  # epochs without a better dev score before stopping
+    seed: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    resume: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.train:
+            raise ValueError("no training file: pass --train FILE")
+        choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
+                   "device": ("auto", "cpu", "cuda")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("epochs", "batch_size", "hidden", "num_layers", "min_freq", "max_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.embeddings == "glove" and self.embed_dim != 50:
+            raise ValueError("GloVe vectors are 50-d: use embed_dim 50 or --embeddings random")
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        """A TOML (.toml) or YAML (.yaml/.yml) file of the same fields; overrides win."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read the config ({e.strerror})") from None
+        if path.suffix == ".toml":
+            import tomllib
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as e:
+                raise ValueError(f"{path}: not valid TOML ({e})") from None
+        elif path.suffix in (".yaml", ".yml"):
+            try:
+                import yaml
+            except ImportError:
+                raise ValueError(f"{path}: YAML configs need PyYAML (pip install pyyaml), or use TOML") from None
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        else:
+            raise ValueError(f"{path}: a config file must be .toml, .yaml or .yml")
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a table of settings")
+        data = {k.replace("-", "_"): v for k, v in data.items()}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+        return cls(**{**data, **overrides})
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_epoch: int
+    dev_metrics: dict | None
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    bad_rows: BadRows | None = None
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    cfg.validate()
+    started = time.perf_counter()
+    # -- seed: the same config and data give the same model
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if cfg.device == "auto" else cfg.device)
+    out = Path(cfg.out)
+
+    # -- data
+    scale = (cfg.scale_min, cfg.scale_max)
+    bad = BadRows()
+    train_ex = _load(cfg.train, cfg, scale, cfg.phrases, bad)
+    if cfg.max_examples:
+        train_ex = train_ex[:cfg.max_examples]
+    dev_ex = _load(cfg.dev, cfg, scale, False, bad) if cfg.dev else []
+    if bad.count:
+        log(bad.summary())
+    train_tokens = [_tokens(e, cfg.lowercase) for e in train_ex]
+    dev_tokens = [_tokens(e, cfg.lowercase) for e in dev_ex]
+    log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else ""))
+
+    # -- vocabulary and embeddings
+    glove = None
+    if cfg.embeddings == "glove":
+        from .embeddings import GloVe
+        glove = GloVe.load()
+    extra = glove.frequent_words(cfg.extra_glove_words) if glove and cfg.extra_glove_words else ()
+    vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, extra=extra)
+    model_cfg = ModelConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, cell=cfg.cell, hidden=cfg.hidden,
+                            num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
+                            pooling=cfg.pooling, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
+                            lowercase=cfg.lowercase, max_length=cfg.max_length)
+    model = RatingModel(model_cfg)
+    coverage = None
+    if glove is not None:
+        counts: dict[str, int] = {}
+        for toks in train_tokens:
+            for t in toks:
+                counts[t] = counts.get(t, 0) + 1
+        matrix, coverage = glove.matrix_for(vocab, np.random.default_rng(cfg.seed), counts)
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(matrix))
+        log(str(coverage))
+    model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+    model.to(device)
+
+    # -- optimizer: AdamW, no weight decay on embeddings (rows of words absent from a batch, or from
+    # training altogether, would otherwise shrink towards zero for no reason) nor on biases
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1 and not n.startswith("embedding")]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.dim() <= 1 or n.startswith("embedding"))]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+    train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
+    train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
+    dev_ids = [vocab.encode(t[:cfg.max_length]) for t in dev_tokens]
+    weights = None
+    if cfg.class_weights:  # inverse frequency, so rare ratings count as much as common ones
+        freq = torch.bincount(train_y, minlength=len(model_cfg.ratings)).float()
+        weights = (freq.sum() / (len(freq) * freq.clamp(min=1))).to(device)
+
+    # -- resume
+    start_epoch, best, best_epoch, stale, history = 1, -1.0, 0, 0, []
+    ckpt = out / "checkpoint"
+    if cfg.resume and (ckpt / "state.json").exists():
+        state = _load_checkpoint(ckpt, model, optimizer)
+        start_epoch, best, best_epoch, stale, history = (state["epoch"] + 1, state["best"], state["best_epoch"],
+                                                         state["stale"], state["history"])
+        log(f"resuming after epoch {state['epoch']} (best dev accuracy {best:.1%} at epoch {best_epoch})")
+
+    data_meta = {"train_data": _file_meta(cfg.train, len(train_ex)),
+                 "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
+                 "embedding_coverage": asdict(coverage) if coverage else None}
+
+    # -- the loop
+    batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.train()
+        t0, total, seen = time.perf_counter(), 0.0, 0
+        for batch in _length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch):
+            ids, lengths = pad_batch([train_ids[i] for i in batch])
+            y = train_y[batch].to(device)
+            logits = model(ids.to(device), lengths.to(device))
+            loss = F.cross_entropy(logits, y, weight=weights)
+            if cfg.loss == "ordinal":
+                loss = loss + ordinal_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            optimizer.step()
+            total += loss.item() * len(batch)
+            seen += len(batch)
+            bar.update(1)
+            bar.set_postfix_str(f"epoch {epoch} loss {total / seen:.3f}" + (f" best dev {best:.1%}" if best >= 0 else ""))
+        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": round(time.perf_counter() - t0, 1)}
+        dev_metrics = _score(model, dev_ids, dev_ex, model_cfg) if dev_ex else None
+        if dev_metrics:
+            row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"])
+        history.append(row)
+        # with no dev set the last epoch is the one kept
+        score = dev_metrics["accuracy"] if dev_metrics else epoch
+        improved = score > best
+        if improved:
+            best, best_epoch, stale = score, epoch, 0
+            artifact.save(out, model, vocab, asdict(cfg),
+                          {**data_meta, "dev_metrics": dev_metrics, "best_epoch": epoch, "history": history,
+                           "seconds": round(time.perf_counter() - started, 1)})
+        else:
+            stale += 1
+        bar.write(f"epoch {epoch}: loss {row['train_loss']:.4f}" +
+                  (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
+                  (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
+        _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": best, "best_epoch": best_epoch,
+                                                  "stale": stale, "history": history})
+        if dev_ex and stale >= cfg.patience:
+            bar.write(f"no better dev score for {cfg.patience} epochs: stopping", file=sys.stderr)
+            break
+    bar.close()
+    seconds = time.perf_counter() - started
+    # the saved artifact is the best epoch's; record the whole history in it
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["history"] = history
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad)
+
+
+def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
+    return list(read_examples(path, fmt=cfg.format, columns=Columns(cfg.text_column, cfg.rating_column),
+                              scale=scale, require_rating=True, phrases=phrases,
+                              skip_bad_rows=cfg.skip_bad_rows, bad=bad))
+
+
+def _tokens(example, lowercase: bool) -> list[str]:
+    if example.tokens is not None:
+        return [normalize(t, lowercase) for t in example.tokens]
+    return tokenize(example.text, lowercase=lowercase)
+
+
+def _score(model: RatingModel, ids, examples, cfg: ModelConfig) -> dict:
+    probs = predict_proba(model, ids)
+    pred = (probs.argmax(1) + cfg.scale_min).tolist()
+    expected = (probs @ np.asarray(cfg.ratings, dtype=np.float32)).tolist()
+    return metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
+
+
+def _length_buckets(id_lists, batch_size: int, seed: int):
+    """Batches of similar length: shuffle, sort within pools of 100 batches, shuffle the batches.
+    Little padding (fast) while every epoch still sees a different order."""
+    rng = random.Random(seed)
+    order = list(range(len(id_lists)))
+    rng.shuffle(order)
+    pool = batch_size * 100
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: len(id_lists[i]))
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _file_meta(path, n: int) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"path": str(path), "sha256": h.hexdigest(), "examples": n}
+
+
+def _bar(total: int, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, disable=not enabled, unit="batch", file=sys.stderr, dynamic_ncols=True)
+
+
+def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
+    """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled."""
+    from safetensors.torch import save_file
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    opt = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, s in opt["state"].items():
+        for name, v in s.items():
+            if torch.is_tensor(v):
+                tensors[f"{idx}.{name}"] = v.detach().cpu().contiguous()
+            else:
+                scalars[f"{idx}.{name}"] = v
+    if tensors:
+        save_file(tensors, str(path / "optimizer.safetensors"))
+    rng = torch.get_rng_state()
+    (path / "state.json").write_text(json.dumps({**state, "param_groups": opt["param_groups"], "scalars": scalars,
+                                                 "torch_rng": rng.tolist()}))
+
+
+def _load_checkpoint(path: Path, model, optimizer) -> dict:
+    from safetensors.torch import load_file
+    state = json.loads((path / "state.json").read_text())
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    opt_state: dict = {}
+    if (path / "optimizer.safetensors").exists():
+        for key, v in load_file(str(path / "optimizer.safetensors")).items():
+            idx, name = key.split(".", 1)
+            opt_state.setdefault(int(idx), {})[name] = v
+    for key, v in state.get("scalars", {}).items():
+        idx, name = key.split(".", 1)
+        opt_state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    return state
