@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -36,11 +37,92 @@ def _positive(kind):
     return parse
 
 
+STARS = "★★★★★★★★★★"
+
+
+def _model_arg(p):
+    p.add_argument("--model", default=None, help="model directory (default: the bundled SST-5 model)")
+
+
+def _column_args(p):
+    p.add_argument("--format", choices=("sst", "csv", "tsv", "jsonl", "parquet"), default=None,
+                   help="file format (default: from the extension; .txt is SST trees)")
+    p.add_argument("--text-column", default=None, help="default: text, review, content, ...")
+    p.add_argument("--rating-column", default=None, help="default: rating, stars, label, ...")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count bad rows instead of stopping at the first")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    parser = argparse.ArgumentParser(prog="reviewlstm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="reviewlstm", description="Predict a review's star rating from its text.")
     parser.add_argument("--version", action="version", version=f"reviewlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("predict", help="rate reviews", description="Rate the given texts, or every row of --input.")
+    _model_arg(p)
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="review texts")
+    p.add_argument("--json", action="store_true", help="one JSON object per text")
+    p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST)")
+    p.add_argument("--output", help="where to write the rows with their predictions (with --input)")
+    p.add_argument("--long-text", choices=("sentences", "whole"), default="sentences",
+                   help="long reviews: read sentence by sentence and average (default) or in one pass")
+    p.add_argument("--no-progress", action="store_true")
+    _column_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    e = sub.add_parser("evaluate", help="score a model on a labelled file",
+                       description="Accuracy, macro-F1, MAE, within ±1 star, QWK, per-class precision and recall "
+                                   "and the confusion matrix.")
+    _model_arg(e)
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
+    e.add_argument("--long-text", choices=("sentences", "whole"), default="sentences")
+    _column_args(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("train", help="train a model on (review, rating) pairs",
+                       description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
+    t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
+    t.add_argument("--train", dest="train_file", metavar="FILE")
+    t.add_argument("--dev", metavar="FILE")
+    t.add_argument("--out", metavar="DIR")
+    from .train import TrainConfig
+    d = TrainConfig()
+    t.add_argument("--cell", choices=("lstm", "classic-lstm", "rnn"), help=f"default {d.cell}")
+    t.add_argument("--hidden", type=_positive(int), help=f"default {d.hidden}")
+    t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
+    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
+    t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
+    t.add_argument("--pooling", choices=("final", "max", "mean", "attention"), help=f"default {d.pooling}")
+    t.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=None,
+                   help="SST: train on every labelled phrase (default) or sentences only")
+    t.add_argument("--embeddings", choices=("glove", "random"), help="default glove")
+    t.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--extra-glove-words", type=int, help="also know the N most frequent GloVe words")
+    t.add_argument("--min-freq", type=_positive(int))
+    t.add_argument("--epochs", type=_positive(int), help=f"default {d.epochs}")
+    t.add_argument("--batch-size", type=_positive(int), help=f"default {d.batch_size}")
+    t.add_argument("--lr", type=_positive(float), help=f"default {d.lr}")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--clip", type=_positive(float))
+    t.add_argument("--loss", choices=("ce", "ordinal"), help="cross-entropy, or with an order-aware term")
+    t.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--patience", type=_positive(int))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
+    t.add_argument("--max-examples", type=_positive(int), help="use only the first N training examples")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--threads", type=_positive(int))
+    t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
+    t.add_argument("--no-progress", action="store_true")
+    _column_args(t)
+    t.set_defaults(func=cmd_train)
+
+    dl = sub.add_parser("download-sst5", help="fetch SST-5 (needs a network), check its MD5, cache it")
+    dl.add_argument("--cache", help="cache directory (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm)")
+    dl.add_argument("--url", default=None)
+    dl.set_defaults(func=cmd_download)
 
     g = sub.add_parser("gradients", help="the vanishing-gradient study: RNN against LSTM on the adding problem",
                        description="Measure how far back the gradient reaches in each cell, at initialization and "
@@ -58,15 +140,109 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_gradients(args) -> int:
-    from .gradients import StudyConfig, report, run_study
-    cfg = StudyConfig(cells=args.cells, lengths=args.lengths, gradient_length=args.gradient_length,
-                      steps=args.steps, hidden=args.hidden, lr=args.lr, seed=args.seed)
-    print(f"adding problem, cells {', '.join(cfg.cells)}, lengths {', '.join(map(str, cfg.lengths))}, "
-          f"at most {cfg.steps} steps each", flush=True)
-    result = run_study(cfg, args.out, log=lambda line: print(line, flush=True))
-    print(report(result))
-    print(f"wrote {args.out}/gradients.json and {args.out}/gradients.png ({result['seconds']:.0f}s)")
+def _columns(args):
+    from .data import Columns
+    return Columns(args.text_column, args.rating_column)
+
+
+def _print_prediction(text: str, p, ratings: list[int]) -> None:
+    stars = STARS[:p.rating - ratings[0] + 1] + "☆" * (ratings[-1] - p.rating)
+    probs = "  ".join(f"{r}:{q:.2f}" for r, q in zip(ratings, p.probabilities))
+    note = {"sentences": " (read sentence by sentence)", "truncated": " (truncated)"}.get(p.read_as, "")
+    shown = text if len(text) <= 70 else text[:67] + "..."
+    print(f"{stars}  {p.rating}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
+
+
+def cmd_predict(args) -> int:
+    import json
+    from . import api
+    if args.input:
+        if args.texts:
+            raise UserError("give TEXT arguments or --input FILE, not both")
+        if not args.output:
+            raise UserError("--input needs --output FILE for the scored rows")
+        s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
+                           skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text)
+        print(f"scored {s.rows} rows in {s.seconds:.1f}s ({s.rows / max(s.seconds, 1e-9):.0f}/s) -> {s.output}"
+              + (f"; {s.bad_rows.summary()}" if s.bad_rows.count else ""))
+        return 0
+    if args.output:
+        raise UserError("--output goes with --input FILE")
+    texts = args.texts
+    if not texts:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise UserError("give at least one TEXT, or --input FILE")
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    for i, t in enumerate(texts):
+        if not t.strip():
+            raise UserError(f"TEXT {i + 1} is empty")
+    loaded = api.load_model(args.model)
+    preds = api.predict(texts, model=loaded, long_text=args.long_text)
+    for text, p in zip(texts, preds):
+        if args.json:
+            print(json.dumps({"text": text, **p.to_dict()}))
+        else:
+            _print_prediction(text, p, loaded.config.ratings)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+    from . import api
+    from .metrics import format_report
+    result = api.evaluate(args.file, model=args.model, fmt=args.format, columns=_columns(args),
+                          skip_bad_rows=args.skip_bad_rows, confusion_png=args.confusion_png, long_text=args.long_text)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+        if result.get("bad_rows"):
+            print(result["bad_rows"])
+        if args.confusion_png:
+            print(f"confusion matrix drawn in {args.confusion_png}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from . import api
+    from .train import TrainConfig
+    overrides = {k: v for k, v in {
+        "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
+        "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
+        "pooling": args.pooling, "phrases": args.phrases, "embeddings": args.embeddings,
+        "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
+        "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,
+        "class_weights": args.class_weights, "patience": args.patience, "seed": args.seed,
+        "max_examples": args.max_examples, "device": args.device, "threads": args.threads,
+        "format": args.format, "text_column": args.text_column, "rating_column": args.rating_column,
+    }.items() if v is not None}
+    if args.skip_bad_rows:
+        overrides["skip_bad_rows"] = True
+    if args.resume:
+        overrides["resume"] = True
+    if args.no_progress:
+        overrides["progress"] = False
+    if args.scale:
+        try:
+            lo, hi = (int(x) for x in args.scale.split("-"))
+        except ValueError:
+            raise UserError(f"--scale must look like 1-5, got {args.scale!r}") from None
+        overrides["scale_min"], overrides["scale_max"] = lo, hi
+    cfg = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**overrides)
+    if not cfg.out or cfg.out == "model" and "out" not in overrides and not args.config:
+        raise UserError("--out DIR is required: where to write the model")
+    result = api.train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    dev = result.dev_metrics
+    print(f"model written to {result.out} (best epoch {result.best_epoch}"
+          + (f", dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "") + f", {result.seconds:.0f}s)")
+    return 0
+
+
+def cmd_download(args) -> int:
+    from .data import SST5_URL, download_sst5
+    path = download_sst5(args.cache, url=args.url or SST5_URL)
+    print(f"SST-5 train, dev and test trees in {path}")
     return 0
 
 
@@ -79,8 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, OSError) as e:
-        print(f"reviewlstm {args.command}: error: {e}", file=sys.stderr)
+    except (UserError, ValueError, OSError, RuntimeError) as e:
+        if os.environ.get("REVIEWLSTM_DEBUG"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in message:
+            message = f"{e.filename}: {message}"
+        print(f"reviewlstm {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"reviewlstm {args.command}: interrupted", file=sys.stderr)

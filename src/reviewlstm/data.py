@@ -218,8 +218,9 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
                   scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
-                  skip_bad_rows: bool = False, bad: BadRows | None = None) -> Iterator[Example]:
-    """Stream the examples of any supported file. Raises DataError on the first bad row unless
+                  skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True) -> Iterator[Example]:
+    """Stream the examples of any supported file (ratings=False: ignore any rating column, as when
+    scoring a file). Raises DataError on the first bad row unless
     skip_bad_rows, in which case bad rows are counted in `bad`. An empty file is an error."""
     path = Path(path)
     if not path.exists():
@@ -233,7 +234,7 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
             raise DataError(f"{path}: SST-5 trees are rated 1..5, not {scale[0]}..{scale[1]}")
         rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad)
     else:
-        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad)
+        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings)
     n = 0
     for ex in rows:
         n += 1
@@ -335,14 +336,14 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
 
 
 def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
-                skip_bad_rows: bool, bad: BadRows) -> Iterator[Example]:
+                skip_bad_rows: bool, bad: BadRows, ratings: bool = True) -> Iterator[Example]:
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
         if row is not None and not resolved:
             text_col = _pick(row.keys(), columns.text, TEXT_COLUMNS, "text", path, True)
             rating_col = _pick(row.keys(), columns.rating, RATING_COLUMNS, "rating", path,
-                               require_rating or columns.rating is not None)
+                               require_rating or columns.rating is not None) if ratings else None
             resolved = True
         if problem is None:
             problem = _row_problem(row, text_col, rating_col, scale, require_rating)

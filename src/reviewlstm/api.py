@@ -1,0 +1,192 @@
+"""The library's front door: train, evaluate, predict, score a file. The CLI and the web service
+only parse, validate and call these."""
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import artifact, metrics
+from .artifact import ArtifactError, LoadedModel
+from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
+from .predict import Prediction, Predictor
+from .train import TrainConfig, TrainResult
+from .train import train as _train
+
+_CACHE: dict[str, LoadedModel] = {}
+
+
+def default_model_path() -> Path:
+    """The model that ships inside the package (the four-gate LSTM trained on SST-5)."""
+    return Path(str(resources.files("reviewlstm") / "default_model"))
+
+
+def load_model(path: str | Path | None = None) -> LoadedModel:
+    """Load a model directory (the bundled model when path is None); cached per path."""
+    p = Path(path) if path is not None else default_model_path()
+    key = str(p.resolve())
+    if key not in _CACHE:
+        if path is None and not (p / "config.json").exists():
+            raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
+        _CACHE[key] = artifact.load(p)
+    return _CACHE[key]
+
+
+def train(config: TrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> TrainResult:
+    """Train a model: ``train(train="reviews.csv", dev="dev.csv", out="model")`` or with a TrainConfig."""
+    cfg = config or TrainConfig(**settings)
+    return _train(cfg, log=log)
+
+
+def predict(texts: str | Iterable[str], model: str | Path | LoadedModel | None = None,
+            long_text: str = "sentences") -> Prediction | list[Prediction]:
+    """The rating of one text (a Prediction) or of each of several (a list)."""
+    single = isinstance(texts, str)
+    batch = [texts] if single else list(texts)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    out = Predictor(loaded, long_text=long_text).predict(batch)
+    return out[0] if single else out
+
+
+def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
+             columns: Columns | None = None, skip_bad_rows: bool = False, confusion_png: str | Path | None = None,
+             long_text: str = "sentences") -> dict:
+    """Every metric of the model on a labelled file (SST trees: sentences)."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    cfg = loaded.config
+    bad = BadRows()
+    examples = list(read_examples(path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
+                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad))
+    preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
+    result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
+                           [p.expected_rating for p in preds], cfg.ratings)
+    result["file"] = str(path)
+    result["model"] = str(loaded.path)
+    result["skipped_bad_rows"] = bad.count
+    if bad.count:
+        result["bad_rows"] = bad.summary()
+    if confusion_png:
+        metrics.plot_confusion(result, confusion_png, title=f"{Path(path).name}: accuracy {result['accuracy']:.1%}, "
+                                                            f"MAE {result['mae']:.2f}")
+    return result
+
+
+@dataclass
+class ScoreSummary:
+    rows: int
+    output: Path
+    bad_rows: BadRows
+    seconds: float
+
+
+def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
+               fmt: str | None = None, columns: Columns | None = None, skip_bad_rows: bool = False,
+               chunk_size: int = 4096, progress: bool = True, long_text: str = "sentences") -> ScoreSummary:
+    """Score every row of a file and write it back with its predictions, streaming: memory stays flat
+    in the file's size. Output columns: every input column, then predicted_rating, expected_rating
+    and p_<rating> for each rating on the scale."""
+    import time
+    from tqdm import tqdm
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    predictor = Predictor(loaded, long_text=long_text)
+    cfg = loaded.config
+    output_path = Path(output_path)
+    out_fmt = detect_format(output_path)
+    if out_fmt == "sst":
+        raise DataError(f"{output_path}: write predictions as .csv, .tsv, .jsonl or .parquet")
+    if Path(input_path).resolve() == output_path.resolve():
+        raise DataError(f"{output_path}: the output would overwrite the input")
+    start = time.perf_counter()
+    bad = BadRows()
+    rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
+                         require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False)
+    bar = tqdm(total=_count_rows(Path(input_path), fmt), unit="rows", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True)
+    writer = _Writer(output_path, out_fmt)
+    n = 0
+    try:
+        chunk: list[Example] = []
+        for ex in _chained(rows, chunk_size):
+            if ex is not None:
+                chunk.append(ex)
+            if chunk and (ex is None or len(chunk) >= chunk_size):
+                preds = predictor.predict([e.text for e in chunk], [e.tokens for e in chunk])
+                writer.write([_output_row(e, p, cfg.ratings) for e, p in zip(chunk, preds)])
+                n += len(chunk)
+                bar.update(len(chunk))
+                chunk = []
+    finally:
+        writer.close()
+        bar.close()
+    return ScoreSummary(n, output_path, bad, time.perf_counter() - start)
+
+
+def _chained(rows, chunk_size):
+    """The rows, then None to flush the last chunk."""
+    yield from rows
+    yield None
+
+
+def _output_row(e: Example, p: Prediction, ratings: list[int]) -> dict:
+    row = dict(e.row) if e.row is not None else {"text": e.text, "rating": e.rating}
+    row["predicted_rating"] = p.rating
+    row["expected_rating"] = round(p.expected_rating, 4)
+    for r, prob in zip(ratings, p.probabilities):
+        row[f"p_{r}"] = round(prob, 5)
+    return row
+
+
+def _count_rows(path: Path, fmt: str | None) -> int | None:
+    """Rows to expect, for the progress bar (a quick newline count; Parquet knows its own)."""
+    try:
+        f = detect_format(path, fmt)
+        if f == "parquet":
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(path).metadata.num_rows
+        n = 0
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                n += block.count(b"\n")
+        return max(n - (1 if f in ("csv", "tsv") else 0), 0)
+    except Exception:  # only for the bar: reading errors are reported by the reader itself
+        return None
+
+
+class _Writer:
+    """Streaming CSV / TSV / JSONL / Parquet writer whose columns are fixed by the first chunk."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.fmt = path, fmt
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.fh = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")
+        self.csv = None
+        self.pq = None
+        self.schema = None
+
+    def write(self, rows: list[dict]) -> None:
+        if self.fmt == "jsonl":
+            for r in rows:
+                self.fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
+        elif self.fmt in ("csv", "tsv"):
+            if self.csv is None:
+                self.csv = csv.DictWriter(self.fh, fieldnames=list(rows[0]), delimiter="\t" if self.fmt == "tsv" else ",")
+                self.csv.writeheader()
+            self.csv.writerows(rows)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pa.Table.from_pylist(rows, schema=self.schema)
+            if self.pq is None:
+                self.schema = table.schema
+                self.pq = pq.ParquetWriter(self.path, self.schema)
+            self.pq.write_table(table)
+
+    def close(self) -> None:
+        if self.fh:
+            self.fh.close()
+        if self.pq:
+            self.pq.close()
