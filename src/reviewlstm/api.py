@@ -104,7 +104,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
                          require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False)
-    bar = tqdm(total=_count_rows(Path(input_path), fmt), unit="rows", disable=not progress, file=sys.stderr,
+    bar = tqdm(total=_count_rows(Path(input_path), fmt), unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = _Writer(output_path, out_fmt)
     n = 0

@@ -246,6 +246,18 @@ def cmd_download(args) -> int:
     return 0
 
 
+def cmd_gradients(args) -> int:
+    from .gradients import StudyConfig, report, run_study
+    cfg = StudyConfig(cells=args.cells, lengths=args.lengths, gradient_length=args.gradient_length,
+                      steps=args.steps, hidden=args.hidden, lr=args.lr, seed=args.seed)
+    print(f"adding problem, cells {', '.join(cfg.cells)}, lengths {', '.join(map(str, cfg.lengths))}, "
+          f"at most {cfg.steps} steps each", flush=True)
+    result = run_study(cfg, args.out, log=lambda line: print(line, flush=True))
+    print(report(result))
+    print(f"wrote {args.out}/gradients.json and {args.out}/gradients.png ({result['seconds']:.0f}s)")
+    return 0
+
+
 class UserError(Exception):
     """A problem with what the user gave us: printed as one line, exit code 2."""
 

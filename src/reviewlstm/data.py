@@ -186,7 +186,7 @@ def _md5(path: Path) -> str:
 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total or None, desc=desc, unit="B", unit_scale=True, disable=not enabled, file=sys.stderr)
+    return tqdm(total=total or None, desc=desc, unit="B", unit_scale=True, disable=None if enabled else True, file=sys.stderr)
 
 
 # ------------------------------------------------------------------------------------ tabular
@@ -310,7 +310,7 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
             except csv.Error as e:
                 yield reader.line_num, None, f"not valid {fmt.upper()} ({e})"
                 continue
-            if not fields or fields == [""]:
+            if not fields:  # a blank line; a quoted empty field ("") is a row, and is checked
                 continue
             if len(fields) != len(header):
                 yield reader.line_num, None, f"ragged row: {len(fields)} fields, the header has {len(header)}"

@@ -306,7 +306,7 @@ def _file_meta(path, n: int) -> dict:
 
 def _bar(total: int, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, disable=not enabled, unit="batch", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, disable=None if enabled else True, unit="batch", file=sys.stderr, dynamic_ncols=True)
 
 
 def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:

@@ -1,0 +1,143 @@
+"""train / evaluate / predict end to end through the command line, on real SST-5 files."""
+import csv
+import json
+
+import pytest
+
+from conftest import run_cli
+from reviewlstm import api
+from reviewlstm.train import TrainConfig, train
+
+
+def test_trained_model_directory(tiny_model):
+    names = {p.name for p in tiny_model.iterdir()}
+    assert {"model.safetensors", "config.json", "vocab.json", "metadata.json", "MODEL_CARD.md"} <= names
+    meta = json.loads((tiny_model / "metadata.json").read_text())
+    assert meta["train_data"]["examples"] == 400 and len(meta["train_data"]["sha256"]) == 64
+    assert 0 < meta["dev_metrics"]["accuracy"] <= 1 and len(meta["history"]) == 2
+    assert meta["embedding_coverage"]["covered"] > 0
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert config["model"]["hidden"] == 16 and config["train"]["seed"] == 1
+
+
+def test_same_seed_same_model(sst, tmp_path):
+    kw = dict(train=str(sst / "train.txt"), max_examples=150, phrases=False, epochs=1, hidden=8,
+              embeddings="random", progress=False)
+    a = train(TrainConfig(out=str(tmp_path / "a"), seed=3, **kw), log=lambda s: None)
+    b = train(TrainConfig(out=str(tmp_path / "b"), seed=3, **kw), log=lambda s: None)
+    assert (a.out / "model.safetensors").read_bytes() == (b.out / "model.safetensors").read_bytes()
+    c = train(TrainConfig(out=str(tmp_path / "c"), seed=4, **kw), log=lambda s: None)
+    assert (a.out / "model.safetensors").read_bytes() != (c.out / "model.safetensors").read_bytes()
+
+
+def test_resume_continues_where_training_stopped(sst, tmp_path):
+    args = ["train", "--train", sst / "train.txt", "--out", tmp_path / "m", "--max-examples", 150, "--no-phrases",
+            "--hidden", 8, "--embeddings", "random", "--no-progress", "--seed", 2]
+    straight = run_cli(*args[:4], tmp_path / "straight", *args[5:], "--epochs", 2)
+    assert straight.returncode == 0, straight.stderr
+    first = run_cli(*args, "--epochs", 1)
+    assert first.returncode == 0, first.stderr
+    second = run_cli(*args, "--epochs", 2, "--resume")
+    assert second.returncode == 0, second.stderr
+    assert "resuming after epoch 1" in second.stderr
+    history = json.loads((tmp_path / "m" / "metadata.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    # resuming gives the very model that training straight through gives
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == \
+        (tmp_path / "straight" / "model.safetensors").read_bytes()
+
+
+def test_train_from_a_toml_config_and_a_csv_on_a_ten_star_scale(tmp_path):
+    data = tmp_path / "reviews.csv"
+    rows = [("loved every minute", 10), ("utterly boring", 2), ("fine, nothing special", 6)] * 20
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "stars"])
+        w.writerows(rows)
+    cfg = tmp_path / "train.toml"
+    cfg.write_text(f'train = "{data}"\nout = "{tmp_path / "m"}"\nscale_min = 1\nscale_max = 10\n'
+                   'hidden = 8\nepochs = 2\nembeddings = "random"\nprogress = false\nlr = 0.01\n')
+    proc = run_cli("train", "--config", cfg, "--epochs", 3)
+    assert proc.returncode == 0, proc.stderr
+    loaded = api.load_model(tmp_path / "m")
+    assert loaded.config.ratings == list(range(1, 11)) and loaded.train_config["epochs"] == 3
+    p = api.predict("loved every minute", model=loaded)
+    assert len(p.probabilities) == 10
+
+
+def test_evaluate_json_and_confusion_png(tiny_model, sst, tmp_path):
+    png = tmp_path / "confusion.png"
+    proc = run_cli("evaluate", "--model", tiny_model, sst / "dev.txt", "--json", "--confusion-png", png)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["n"] == 1101
+    for key in ("accuracy", "macro_f1", "mae", "within_one", "qwk"):
+        assert isinstance(result[key], float)
+    assert sum(map(sum, result["confusion"])) == 1101
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    table = run_cli("evaluate", "--model", tiny_model, sst / "dev.txt")
+    assert "accuracy" in table.stdout and "confusion" in table.stdout
+
+
+def test_predict_json_and_same_answer_alone_or_in_a_batch(tiny_model):
+    text = "a gorgeous , witty , seductive movie ."
+    alone = run_cli("predict", "--model", tiny_model, text, "--json")
+    assert alone.returncode == 0, alone.stderr
+    one = json.loads(alone.stdout)
+    assert isinstance(one["rating"], int) and 1 <= one["rating"] <= 5
+    assert len(one["probabilities"]) == 5 and abs(sum(one["probabilities"]) - 1) < 1e-6
+    assert isinstance(one["expected_rating"], float)
+    batch = run_cli("predict", "--model", tiny_model, "dull and lifeless", text, "an instant classic", "--json")
+    mine = [json.loads(line) for line in batch.stdout.splitlines()][1]
+    assert mine["rating"] == one["rating"]
+    assert max(abs(a - b) for a, b in zip(mine["probabilities"], one["probabilities"])) < 1e-6
+    human = run_cli("predict", "--model", tiny_model, text)
+    assert "expected" in human.stdout and "★" in human.stdout
+
+
+@pytest.mark.parametrize("ext", ["csv", "jsonl", "parquet"])
+def test_predict_scores_a_whole_file(tiny_model, tmp_path, ext):
+    src = tmp_path / "in.csv"
+    src.write_text("id,review\n" + "".join(f'{i},"review number {i} , quite good ."\n' for i in range(300)))
+    out = tmp_path / f"out.{ext}"
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 300 rows" in proc.stdout
+    if ext == "csv":
+        rows = list(csv.DictReader(open(out)))
+    elif ext == "jsonl":
+        rows = [json.loads(line) for line in open(out)]
+    else:
+        import pyarrow.parquet as pq
+        rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 300 and [str(r["id"]) for r in rows] == [str(i) for i in range(300)]
+    assert {"review", "predicted_rating", "expected_rating", "p_1", "p_5"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["evaluate", "{model}", "nope.csv"], "nope.csv: no such file"),
+    (["predict", "--model", "{tmp}", "hello"], "not a reviewlstm model: missing"),
+    (["predict", "--model", "{model}", ""], "TEXT 1 is empty"),
+    (["predict", "--model", "{model}", "--input", "{bad}", "--output", "{tmp}/o.csv"], "bad.csv:3: empty text"),
+    (["train", "--train", "{bad}", "--out", "{tmp}/m", "--embeddings", "random"], "bad.csv:3: empty text"),
+    (["train", "--train", "{bad}", "--out", "{tmp}/m", "--config", "{tmp}/missing.toml"], "missing.toml: cannot read"),
+])
+def test_bad_input_is_one_line_and_exit_2(tiny_model, tmp_path, args, message):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("text,rating\ngood,4\n,3\n")
+    args = [a.format(model=tiny_model, tmp=tmp_path, bad=bad) for a in args]
+    if args[0] == "evaluate":
+        args = ["evaluate", "--model", args[1], args[2]]
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_skip_bad_rows_reports_the_count(tiny_model, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("text\ngood\n\"\"\nfine\n")
+    out = tmp_path / "out.csv"
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "scored 2 rows" in proc.stdout and "skipped 1 bad row" in proc.stdout
