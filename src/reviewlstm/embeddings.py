@@ -19,11 +19,14 @@ class Coverage:
     covered: int
     tokens: int = 0
     tokens_covered: int = 0
+    extra: int = 0     # GloVe words added to the vocabulary without being seen in training
 
     def __str__(self) -> str:
-        s = f"GloVe covers {self.covered}/{self.words} vocabulary words ({self.covered / max(self.words, 1):.1%})"
+        s = f"GloVe covers {self.covered}/{self.words} training vocabulary words ({self.covered / max(self.words, 1):.1%})"
         if self.tokens:
             s += f", {self.tokens_covered / self.tokens:.1%} of running tokens"
+        if self.extra:
+            s += f"; {self.extra} more GloVe words known without being seen in training"
         return s
 
 
@@ -60,16 +63,21 @@ class GloVe:
         scale = float(np.asarray(self.vectors[:10000]).std())
         out = rng.normal(0.0, scale, (len(vocab), self.dim)).astype(np.float32)
         out[0] = 0.0
-        covered = tokens = tokens_covered = 0
+        words = covered = tokens = tokens_covered = extra = 0
         for i, token in enumerate(vocab.itos[2:], start=2):
             j = self.lookup(token)
-            n = counts.get(token, 0) if counts else 0
-            tokens += n
             if j is not None:
                 out[i] = self.vectors[j]
+            n = counts.get(token, 0) if counts is not None else 1
+            if n == 0:  # a word added from GloVe itself, not seen in training: not part of the coverage
+                extra += 1
+                continue
+            words += 1
+            tokens += n
+            if j is not None:
                 covered += 1
                 tokens_covered += n
-        return out, Coverage(len(vocab) - 2, covered, tokens, tokens_covered)
+        return out, Coverage(words, covered, tokens, tokens_covered, extra)
 
     def frequent_words(self, n: int) -> list[str]:
         """The n most frequent GloVe words (its file is sorted by frequency), for a vocabulary that
