@@ -60,6 +60,7 @@ class TrainConfig:
     loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
     class_weights: bool = False
     patience: int = 3                  # epochs without a better dev score before stopping
+    evals_per_epoch: int = 1           # dev evaluations per epoch: phrase-level training can peak mid-epoch
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -74,7 +75,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("epochs", "batch_size", "hidden", "num_layers", "min_freq", "max_length"):
+        for name in ("epochs", "batch_size", "hidden", "num_layers", "min_freq", "max_length", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
@@ -122,7 +123,7 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     out: Path
-    best_epoch: int
+    best_epoch: float
     dev_metrics: dict | None
     history: list = field(default_factory=list)
     seconds: float = 0.0
@@ -210,11 +211,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     # -- the loop
     batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    eval_at = {round(batches_per_epoch * k / cfg.evals_per_epoch) for k in range(1, cfg.evals_per_epoch + 1)}
     bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress)
+    stop = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
         t0, total, seen = time.perf_counter(), 0.0, 0
-        for batch in _length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch):
+        for step, batch in enumerate(_length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
             ids, lengths = pad_batch([train_ids[i] for i in batch])
             y = train_y[batch].to(device)
             logits = model(ids.to(device), lengths.to(device))
@@ -229,28 +232,36 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             seen += len(batch)
             bar.update(1)
             bar.set_postfix_str(f"epoch {epoch} loss {total / seen:.3f}" + (f" best dev {best:.1%}" if best >= 0 else ""))
-        row = {"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": round(time.perf_counter() - t0, 1)}
-        dev_metrics = _score(model, dev_ids, dev_ex, model_cfg) if dev_ex else None
-        if dev_metrics:
-            row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"])
-        history.append(row)
-        # with no dev set the last epoch is the one kept
-        score = dev_metrics["accuracy"] if dev_metrics else epoch
-        improved = score > best
-        if improved:
-            best, best_epoch, stale = score, epoch, 0
-            artifact.save(out, model, vocab, asdict(cfg),
-                          {**data_meta, "dev_metrics": dev_metrics, "best_epoch": epoch, "history": history,
-                           "seconds": round(time.perf_counter() - started, 1)})
-        else:
-            stale += 1
-        bar.write(f"epoch {epoch}: loss {row['train_loss']:.4f}" +
-                  (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
-                  (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
+            if step not in eval_at:
+                continue
+            # -- evaluate, keep the best
+            at = epoch - 1 + step / batches_per_epoch
+            row = {"epoch": round(at, 3), "train_loss": total / max(seen, 1),
+                   "seconds": round(time.perf_counter() - t0, 1)}
+            dev_metrics = _score(model, dev_ids, dev_ex, model_cfg) if dev_ex else None
+            model.train()
+            if dev_metrics:
+                row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"])
+            history.append(row)
+            score = dev_metrics["accuracy"] if dev_metrics else at  # with no dev set the last is kept
+            improved = score > best
+            if improved:
+                best, best_epoch, stale = score, row["epoch"], 0
+                artifact.save(out, model, vocab, asdict(cfg),
+                              {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
+                               "seconds": round(time.perf_counter() - started, 1)})
+            else:
+                stale += 1
+            bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
+                      (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
+                      (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
+            if dev_ex and stale >= cfg.patience * cfg.evals_per_epoch:
+                bar.write(f"no better dev score for {cfg.patience} epochs: stopping", file=sys.stderr)
+                stop = True
+                break
         _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": best, "best_epoch": best_epoch,
                                                   "stale": stale, "history": history})
-        if dev_ex and stale >= cfg.patience:
-            bar.write(f"no better dev score for {cfg.patience} epochs: stopping", file=sys.stderr)
+        if stop:
             break
     bar.close()
     seconds = time.perf_counter() - started

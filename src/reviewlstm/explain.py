@@ -1,0 +1,136 @@
+"""Why a rating: each word's contribution, what each gate did word by word, and how the prediction
+moved as the review was read. Everything goes through the model's public seams (`embed`,
+`from_embeddings`), never a copy of the model.
+
+Contributions (to the expected rating, and to each rating's probability):
+- integrated gradients (Sundararajan et al., 2017): the events (word embeddings) are scaled from 0
+  to their value in `steps` steps; a word's contribution is its embedding times the average gradient
+  along that path, summed over the embedding. They add up to f(text) - f(all-zero events).
+- occlusion: how much the output drops when the word is left out of the text.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from .artifact import LoadedModel
+from .predict import pad_batch
+
+METHODS = ("integrated_gradients", "occlusion")
+# which of the cell's gate outputs answer to the four names, per cell
+GATE_NAMES = {"lstm": ("learn", "forget", "remember", "use"), "classic-lstm": ("learn", "forget", "remember", "use"),
+              "rnn": ("stm",)}
+
+
+@dataclass
+class Explanation:
+    text: str
+    tokens: list[str]                    # the tokens read (after truncation)
+    rating: int
+    probabilities: list[float]
+    expected_rating: float
+    method: str
+    contributions: list[float]           # per token, to the expected rating
+    class_contributions: list[list[float]]  # per token, per rating on the scale (to its probability)
+    ratings: list[int]
+    trajectory: list[list[float]]        # the distribution over ratings after each word
+    gates: dict = field(default_factory=dict)  # name -> {"mean": [T], "units": [[H] x T]} (last layer, forwards)
+    ltm_norm: list[float] | None = None
+    stm_norm: list[float] = field(default_factory=list)
+    truncated: bool = False
+    max_length: int = 0
+    total_tokens: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _expected(probs: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
+    return probs @ ratings
+
+
+def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients", steps: int = 32,
+            gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None) -> Explanation:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    from .predict import Predictor
+    model, cfg, vocab = loaded.model, loaded.config, loaded.vocab
+    model.eval()
+    all_tokens = Predictor(loaded).tokens(text, pretokenized)
+    if not all_tokens:
+        raise ValueError("the text has no words to explain")
+    tokens = all_tokens[:cfg.max_length]  # the same truncation rule as a single-pass prediction
+    ids, lengths = pad_batch([vocab.encode(tokens)])
+    ratings = torch.tensor(cfg.ratings, dtype=torch.float32)
+    T = len(tokens)
+
+    with torch.no_grad():
+        events = model.embed(ids)  # (1, T, E)
+        logits, gate_acts = model.from_embeddings(events, lengths, return_gates=True)
+        probs = torch.softmax(logits, 1)[0]
+
+    if method == "integrated_gradients":
+        contrib, class_contrib = _integrated_gradients(model, events, lengths, ratings, steps)
+    else:
+        contrib, class_contrib = _occlusion(model, ids[0], probs, ratings)
+
+    out = Explanation(text=text, tokens=tokens, rating=int(cfg.scale_min + probs.argmax()),
+                      probabilities=probs.tolist(), expected_rating=float(_expected(probs, ratings)),
+                      method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
+                      trajectory=_trajectory(model, ids[0]) if trajectory else [],
+                      truncated=len(all_tokens) > T, max_length=cfg.max_length, total_tokens=len(all_tokens))
+    if gates:
+        _gate_traces(out, gate_acts, cfg.cell)
+    return out
+
+
+def _integrated_gradients(model, events, lengths, ratings, steps):
+    """(contributions to the expected rating (T,), to each rating's probability (T, K))."""
+    K = len(ratings)
+    alphas = (torch.arange(1, steps + 1, dtype=torch.float32) / steps)[:, None, None]  # (S, 1, 1)
+    path = (alphas * events).requires_grad_(True)  # (S, T, E): from zero events to the real ones
+    probs = torch.softmax(model.from_embeddings(path, lengths.expand(steps)), dim=1)  # (S, K)
+    outputs = torch.cat([_expected(probs, ratings)[:, None], probs], dim=1)  # (S, 1 + K)
+    attributions = []
+    for k in range(1 + K):
+        (grad,) = torch.autograd.grad(outputs[:, k].sum(), path, retain_graph=k < K)
+        attributions.append((events[0] * grad.mean(0)).sum(-1))  # (T,)
+    a = torch.stack(attributions, 1).detach()  # (T, 1 + K)
+    return a[:, 0].tolist(), a[:, 1:].tolist()
+
+
+@torch.no_grad()
+def _occlusion(model, ids, probs, ratings):
+    T = ids.numel()
+    if T == 1:
+        return [float(_expected(probs, ratings)) - float(ratings.mean())], [(probs - 1 / len(ratings)).tolist()]
+    variants = [torch.cat([ids[:i], ids[i + 1:]]) for i in range(T)]  # the text without word i
+    batch, lengths = pad_batch([v.tolist() for v in variants])
+    p = torch.softmax(model(batch, lengths), 1)  # (T, K)
+    return (_expected(probs, ratings) - _expected(p, ratings)).tolist(), (probs[None, :] - p).tolist()
+
+
+@torch.no_grad()
+def _trajectory(model, ids) -> list[list[float]]:
+    """The distribution after each word: the model's answer to every prefix, all in one batch."""
+    T = ids.numel()
+    batch = ids[None, :].expand(T, T).clone()  # (T, T): row t is the prefix of length t + 1
+    lengths = torch.arange(1, T + 1)
+    batch[torch.arange(T)[None, :] >= lengths[:, None]] = 0
+    return torch.softmax(model(batch, lengths), 1).tolist()
+
+
+def _gate_traces(out: Explanation, acts: dict, cell: str) -> None:
+    """Last layer, forward direction: every unit and the mean over units, word by word."""
+    for name in GATE_NAMES[cell]:
+        g = acts[name][-1, 0, 0]  # (T, H)
+        out.gates[name] = {"mean": g.mean(1).tolist(), "units": np.round(g.numpy(), 4).tolist()}
+    if cell != "rnn":
+        out.ltm_norm = acts["remember"][-1, 0, 0].norm(dim=1).tolist()
+        out.stm_norm = acts["use"][-1, 0, 0].norm(dim=1).tolist()
+        out.gates["forget_gate"] = {"mean": acts["f"][-1, 0, 0].mean(1).tolist(),
+                                    "units": np.round(acts["f"][-1, 0, 0].numpy(), 4).tolist()}
+    else:
+        out.stm_norm = acts["stm"][-1, 0, 0].norm(dim=1).tolist()
