@@ -141,3 +141,20 @@ def test_skip_bad_rows_reports_the_count(tiny_model, tmp_path):
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "scored 2 rows" in proc.stdout and "skipped 1 bad row" in proc.stdout
+
+
+def test_config_files_yaml_and_errors(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("train: data.csv\nhidden: 32\nbidirectional: false\nevals-per-epoch: 2\n")
+    cfg = TrainConfig.from_file(y, epochs=2)
+    assert (cfg.train, cfg.hidden, cfg.bidirectional, cfg.evals_per_epoch, cfg.epochs) == ("data.csv", 32, False, 2, 2)
+    bad = tmp_path / "c.toml"
+    bad.write_text("hiden = 3\n")
+    with pytest.raises(ValueError, match="c.toml: unknown setting"):
+        TrainConfig.from_file(bad)
+    bad.write_text("hidden = = 3\n")
+    with pytest.raises(ValueError, match="c.toml: not valid TOML"):
+        TrainConfig.from_file(bad)
+    (tmp_path / "c.ini").write_text("[x]\n")
+    with pytest.raises(ValueError, match="must be .toml, .yaml or .yml"):
+        TrainConfig.from_file(tmp_path / "c.ini")

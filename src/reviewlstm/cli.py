@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loss", choices=("ce", "ordinal"), help="cross-entropy, or with an order-aware term")
     t.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
     t.add_argument("--patience", type=_positive(int))
+    t.add_argument("--evals-per-epoch", type=_positive(int), help="dev evaluations per epoch (default 1)")
     t.add_argument("--seed", type=int)
     t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
     t.add_argument("--max-examples", type=_positive(int), help="use only the first N training examples")
@@ -213,7 +214,8 @@ def cmd_train(args) -> int:
         "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
         "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,
-        "class_weights": args.class_weights, "patience": args.patience, "seed": args.seed,
+        "class_weights": args.class_weights, "patience": args.patience,
+        "evals_per_epoch": args.evals_per_epoch, "seed": args.seed,
         "max_examples": args.max_examples, "device": args.device, "threads": args.threads,
         "format": args.format, "text_column": args.text_column, "rating_column": args.rating_column,
     }.items() if v is not None}
