@@ -120,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     _column_args(t)
     t.set_defaults(func=cmd_train)
 
+    x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
+                       description="The rating, the words colored by their contribution, and (with --html) a page "
+                                   "with the word heat map, the gate heat maps and the prediction after each word.")
+    _model_arg(x)
+    x.add_argument("text", metavar="TEXT")
+    x.add_argument("--method", choices=("integrated_gradients", "occlusion"), default="integrated_gradients")
+    x.add_argument("--json", action="store_true", help="print the whole explanation as one JSON object")
+    x.add_argument("--html", metavar="FILE", help="write a self-contained page (no network needed to view it)")
+    x.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("serve", help="the REST service and web page",
+                       description="FastAPI on uvicorn: POST /predict, POST /explain, GET /health, /ready, /model, "
+                                   "/docs, and the page at /.")
+    _model_arg(s)
+    s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-text-chars", type=_positive(int), default=20_000)
+    s.add_argument("--max-batch", type=_positive(int), default=64)
+    s.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000)
+    s.set_defaults(func=cmd_serve)
+
     dl = sub.add_parser("download-sst5", help="fetch SST-5 (needs a network), check its MD5, cache it")
     dl.add_argument("--cache", help="cache directory (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm)")
     dl.add_argument("--url", default=None)
@@ -238,6 +259,63 @@ def cmd_train(args) -> int:
     dev = result.dev_metrics
     print(f"model written to {result.out} (best epoch {result.best_epoch}"
           + (f", dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "") + f", {result.seconds:.0f}s)")
+    return 0
+
+
+def _colored(tokens, contributions) -> str:
+    """Words on a green (up) / red (down) background scaled by contribution; plain numbers without a terminal."""
+    top = max((abs(c) for c in contributions), default=1.0) or 1.0
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return " ".join(f"{t}({c:+.2f})" for t, c in zip(tokens, contributions))
+    greens, reds = (22, 28, 34, 40, 46), (52, 88, 124, 160, 196)
+    out = []
+    for t, c in zip(tokens, contributions):
+        level = min(int(abs(c) / top * 5), 4)
+        if abs(c) / top < 0.1:
+            out.append(t)
+        else:
+            out.append(f"\033[48;5;{(greens if c > 0 else reds)[level]}m\033[97m{t}\033[0m")
+    return " ".join(out)
+
+
+def cmd_explain(args) -> int:
+    import json
+    from . import api
+    from .explain import explain
+    from .html import explanation_page
+    if not args.text.strip():
+        raise UserError("TEXT is empty")
+    loaded = api.load_model(args.model)
+    e = explain(loaded, args.text, method=args.method)
+    if args.html:
+        from pathlib import Path
+        Path(args.html).write_text(explanation_page(e), encoding="utf-8")
+    if args.json:
+        print(json.dumps(e.to_dict()))
+        return 0
+    ratings = loaded.config.ratings
+    stars = STARS[:e.rating - ratings[0] + 1] + "☆" * (ratings[-1] - e.rating)
+    print(f"{stars}  {e.rating}  expected {e.expected_rating:.2f}  "
+          + "  ".join(f"{r}:{p:.2f}" for r, p in zip(ratings, e.probabilities)))
+    print(_colored(e.tokens, e.contributions))
+    ranked = sorted(zip(e.contributions, e.tokens), reverse=True)
+    up = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[:3] if c > 0) or "none"
+    down = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[::-1][:3] if c < 0) or "none"
+    print(f"pushed up: {up}; pushed down: {down}  ({e.method.replace('_', ' ')}, stars of expected rating)")
+    if e.truncated:
+        print(f"note: only the first {e.max_length} of {e.total_tokens} tokens were read (the prediction's rule)")
+    if args.html:
+        print(f"page written to {args.html}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .service import Limits, serve
+    if args.model is not None:
+        from . import api
+        api.load_model(args.model)  # a bad --model fails here, as one line, before the server starts
+    serve(args.model, host=args.host, port=args.port,
+          limits=Limits(max_text_chars=args.max_text_chars, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes))
     return 0
 
 

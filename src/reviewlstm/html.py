@@ -1,0 +1,24 @@
+"""A self-contained explanation page: the web page's own renderer and styles inlined with the data."""
+from __future__ import annotations
+
+import html
+import json
+
+from .explain import Explanation
+from .service import WEB
+
+
+def explanation_page(e: Explanation) -> str:
+    data = json.dumps(e.to_dict()).replace("</", "<\\/")  # no "</script>" can end the script early
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>reviewlstm: {html.escape(e.text[:60])}</title>
+<style>{(WEB / "style.css").read_text()}</style>
+<script>window.REVIEWLSTM_EXPLANATION = {data};</script>
+<script>{(WEB / "app.js").read_text()}</script>
+</head><body><main>
+<h1>reviewlstm</h1>
+<p class="sub">{html.escape(e.text)}</p>
+<div id="error"></div><div id="result"></div>
+</main></body></html>
+"""
