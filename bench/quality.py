@@ -18,7 +18,7 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.train import TrainConfig
 
-BASE = dict(lr=1e-3, epochs=6, extra_glove_words=20000)
+BASE: dict = {}  # TrainConfig's defaults are the bundled model's recipe
 CONFIGS = {
     # the bundled model's recipe
     "default": dict(cell="lstm", bidirectional=True, phrases=True, embeddings="glove"),
@@ -69,7 +69,8 @@ def main() -> None:
               f"{statistics.mean(r['train_seconds'] for r in rows):.0f} s | "
               f"{statistics.mean(r['sentences_per_second'] for r in rows):,.0f}/s |", flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "quality.json").write_text(json.dumps(results, indent=1))
+    tag = f"{args.configs.replace(',', '+')}-seeds{args.seeds.replace(',', '+')}"
+    (Path(args.out) / f"quality-{tag}.json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -41,26 +41,26 @@ class TrainConfig:
     hidden: int = 150
     num_layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.5
+    dropout: float = 0.3
     pooling: str = "final"
     max_length: int = 400
     # words
     embeddings: str = "glove"          # "glove" (GloVe 6B 50d) or "random"
     embed_dim: int = 50                # fixed at 50 by GloVe
     freeze_embeddings: bool = False
-    extra_glove_words: int = 0         # also take the N most frequent GloVe words, unseen in training
+    extra_glove_words: int = 20000     # also know the N most frequent GloVe words, unseen in training
     min_freq: int = 1
     lowercase: bool = True
     # optimization
     epochs: int = 6
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-3
     weight_decay: float = 1e-4
     clip: float = 5.0
     loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
     class_weights: bool = False
     patience: int = 3                  # epochs without a better dev score before stopping
-    evals_per_epoch: int = 1           # dev evaluations per epoch: phrase-level training can peak mid-epoch
+    evals_per_epoch: int = 2           # dev evaluations per epoch: phrase-level training can peak mid-epoch
     seed: int = 0
     device: str = "auto"
     threads: int | None = None

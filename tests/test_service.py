@@ -1,0 +1,130 @@
+"""The REST service, for real: uvicorn on 127.0.0.1, a real HTTP client, the tiny trained model."""
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from conftest import run_cli
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model, *extra):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(model), "--port", str(port),
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/ready", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read())
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    proc, url = start_server(tiny_model, "--max-text-chars", 2000, "--max-batch", 8, "--max-body-bytes", 50_000)
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_health_ready_model_docs(server):
+    assert httpx.get(server + "/health").json() == {"status": "ok"}
+    assert httpx.get(server + "/ready").json() == {"ready": True}
+    m = httpx.get(server + "/model").json()
+    assert m["config"]["hidden"] == 16 and m["card"].startswith("# reviewlstm model card")
+    assert m["limits"]["max_batch"] == 8
+    spec = httpx.get(server + "/openapi.json").json()
+    assert {"/predict", "/explain", "/health", "/ready", "/model"} <= set(spec["paths"])
+    assert httpx.get(server + "/docs").status_code == 200
+
+
+def test_predict_matches_the_cli(server, tiny_model):
+    text = "a gorgeous , witty , seductive movie ."
+    r = httpx.post(server + "/predict", json={"text": text})
+    assert r.status_code == 200
+    cli = json.loads(run_cli("predict", "--model", tiny_model, text, "--json").stdout)
+    assert r.json() == pytest.approx(cli)
+    batch = httpx.post(server + "/predict", json={"texts": ["dull .", text]}).json()["predictions"]
+    assert [p["text"] for p in batch] == ["dull .", text]
+    assert batch[1]["rating"] == cli["rating"]
+
+
+def test_explain_endpoint(server):
+    r = httpx.post(server + "/explain", json={"text": "the acting is superb .", "method": "occlusion"})
+    assert r.status_code == 200
+    e = r.json()
+    assert e["tokens"] == ["the", "acting", "is", "superb", "."] and len(e["contributions"]) == 5
+    assert len(e["gates"]["forget_gate"]["mean"]) == 5 and len(e["trajectory"]) == 5
+
+
+@pytest.mark.parametrize("body,status,message", [
+    ({"text": "x" * 2001}, 422, "the limit max_text_chars is 2000"),
+    ({"texts": ["ok"] * 9}, 422, "the limit max_batch is 8"),
+    ({"text": "   "}, 422, "text is empty"),
+    ({"texts": []}, 422, "texts is empty"),
+    ({}, 422, "exactly one of 'text' or 'texts'"),
+    ({"text": "a", "texts": ["b"]}, 422, "exactly one of"),
+    ({"text": 5}, 422, "text"),
+    ({"text": "ok", "colour": 1}, 422, "colour"),
+])
+def test_bad_requests_name_the_problem(server, body, status, message):
+    r = httpx.post(server + "/predict", json=body)
+    assert r.status_code == status
+    assert message in r.json()["detail"]
+
+
+def test_malformed_json_and_oversized_body(server):
+    r = httpx.post(server + "/predict", content=b'{"text": "unfinished', headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = httpx.post(server + "/predict", json={"text": "y" * 60_000})
+    assert r.status_code == 413 and "max_body_bytes is 50000" in r.json()["detail"]
+    r = httpx.post(server + "/explain", json={"text": "z" * 6000})
+    assert r.status_code == 422 and "max_explain_chars" in r.json()["detail"]
+
+
+def test_concurrent_clients_get_their_own_answers(server):
+    """50 clients at once; each answer is the one its text gets alone (no cross-talk, no errors)."""
+    texts = [f"review {i} : {'great fun' if i % 2 else 'a tedious mess'} , {'!' * (i % 3)}" for i in range(50)]
+    alone = {t: httpx.post(server + "/predict", json={"text": t}).json() for t in texts}
+
+    def client(i):
+        with httpx.Client(base_url=server, timeout=30) as c:
+            out = []
+            for k in range(4):
+                t = texts[(i + k) % 50]
+                r = c.post("/predict", json={"text": t})
+                out.append((t, r.status_code, r.json()))
+            return out
+
+    with ThreadPoolExecutor(50) as pool:
+        results = [x for chunk in pool.map(client, range(50)) for x in chunk]
+    assert len(results) == 200
+    for t, status, body in results:
+        assert status == 200 and body["text"] == t
+        assert body["rating"] == alone[t]["rating"]
+        assert body["probabilities"] == pytest.approx(alone[t]["probabilities"], abs=1e-6)
+
+
+def test_binds_to_loopback_by_default_and_bad_model_is_one_line(tmp_path):
+    proc = run_cli("serve", "--model", tmp_path / "missing", "--port", free_port())
+    assert proc.returncode == 2 and "no such model directory" in proc.stderr and "Traceback" not in proc.stderr
+    from reviewlstm.cli import build_parser
+    assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
