@@ -35,13 +35,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    print("| B, T, E, H | nn.LSTM ms | lstm (four-gate) | classic-lstm | rnn |")
-    print("|---|---|---|---|---|")
+    print("| B, T, E, H | nn.LSTM ms | lstm (four-gate, fast path) | lstm (readable loop) | classic-lstm | rnn |")
+    print("|---|---|---|---|---|---|")
     for B, T, E, H in SHAPES:
         torch.manual_seed(0)
         models = {"nn.LSTM": nn.LSTM(E, H, batch_first=True)}
         for cell in ("lstm", "classic-lstm", "rnn"):
             models[cell] = Recurrent(cell, E, H)
+        models["lstm (readable)"] = Recurrent("lstm", E, H, fast=False)
         x = torch.randn(B, T, E, requires_grad=True)
         times = {k: [] for k in models}
         for rep in range(args.repeats + 2):  # interleaved, so machine noise hits every model alike
@@ -52,7 +53,7 @@ def main() -> None:
                     times[name].append(t)
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         base = med["nn.LSTM"]
-        cells = " | ".join(f"{med[c]:.1f} ms ({med[c] / base:.2f}x)" for c in ("lstm", "classic-lstm", "rnn"))
+        cells = " | ".join(f"{med[c]:.1f} ms ({med[c] / base:.2f}x)" for c in ("lstm", "lstm (readable)", "classic-lstm", "rnn"))
         print(f"| {B}, {T}, {E}, {H} | {base:.1f} | {cells} |", flush=True)
 
 

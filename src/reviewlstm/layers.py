@@ -42,7 +42,7 @@ class Recurrent(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0):
+                 bidirectional: bool = False, dropout: float = 0.0, fast: bool = True):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
@@ -54,6 +54,9 @@ class Recurrent(nn.Module):
         self.num_layers, self.bidirectional, self.dropout = num_layers, bidirectional, dropout
         self.directions = 2 if bidirectional else 1
         self.is_lstm = cell != "rnn"
+        # the four-gate LSTM's fused sequence kernel (fast.py); the readable step loop stays the
+        # reference, and is what runs when gates are asked for
+        self.fast = fast
         # cells[layer * directions + direction], the order of torch.nn.LSTM's h_0
         self.cells = nn.ModuleList(
             make_cell(cell, input_size if layer == 0 else hidden_size * self.directions, hidden_size)
@@ -84,7 +87,10 @@ class Recurrent(nn.Module):
                 cell = self.cells[k]
                 seq = layer_in if d == 0 else _gather_time(layer_in, rev_index)
                 init = None if state is None else type(state)(*(s[k] for s in state))
-                out, final, gates = self._run(cell, seq, mask if padded else None, init, return_gates)
+                if self.fast and self.cell_kind == "lstm" and not return_gates:
+                    (out, final), gates = self._run_fast(cell, seq, lengths, init), {}
+                else:
+                    out, final, gates = self._run(cell, seq, mask if padded else None, init, return_gates)
                 if d == 1:  # back to the original word order
                     out = _gather_time(out, rev_index)
                     gates = {n: _gather_time(g, rev_index) for n, g in gates.items()}
@@ -102,6 +108,14 @@ class Recurrent(nn.Module):
             return layer_in, final_state
         gates = {n: torch.stack([g[n] for g in all_gates]) for n in all_gates[0]}  # (L, D, B, T, H)
         return layer_in, final_state, gates
+
+    @staticmethod
+    def _run_fast(cell, seq, lengths, init):
+        from .fast import four_gate_lstm
+        if init is None:
+            init = cell.initial_state(seq.size(0), seq)
+        out, ltm, stm = four_gate_lstm(cell, seq, lengths, init.ltm, init.stm)
+        return out, LSTMState(ltm, stm)
 
     def _run(self, cell, seq, mask, init, return_gates):
         """One direction of one layer: project every event at once, then step through time."""
