@@ -7,6 +7,7 @@ different here, and why it is faster:
   reading: the batch shrinks instead of being masked (as cuDNN's packed sequences do), and padded
   steps cost nothing;
 - activations are written into preallocated (T, B, .) buffers, no per-step allocation of state;
+  the state history doubles as the outputs;
 - backward (the NumPy reference's equations, reviewlstm/reference/lstm.py) keeps only what must
   be sequential inside the loop: two matrix products per step (through W_hh and W_u); the weight
   gradients are each one large product over all steps after the loop.
@@ -16,88 +17,97 @@ from __future__ import annotations
 import torch
 
 
-def _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u, save: bool):
-    """proj (T, B, 4H), rows sorted by length; batch_sizes[t] = rows still reading at step t."""
+def _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u):
+    """proj (T, B, 4H), rows sorted by length; batch_sizes[t] = rows still reading at step t.
+
+    LTM[t], STM[t] hold the state before step t (row b of LTM[t + 1] is written only while row b is
+    reading): the current state, the history backward needs and, for STM, the outputs, in one buffer.
+    """
     T, B, G = proj.shape
     H = G // 4
-    ltm, stm = ltm0.clone(), stm0.clone()  # (B, H), updated in place row block by row block
-    out = proj.new_zeros(T, B, H)
-    saved = None
-    if save:
-        saved = {"act": proj.new_zeros(T, B, G), "U": proj.new_zeros(T, B, H), "forget": proj.new_zeros(T, B, H),
-                 "ltm_prev": proj.new_zeros(T, B, H), "stm_prev": proj.new_zeros(T, B, H)}
+    LTM = proj.new_empty(T + 1, B, H)
+    STM = proj.new_empty(T + 1, B, H)
+    ACT = proj.new_empty(T, B, G)      # N, i, f, V after their squashing
+    US = proj.new_empty(T, B, H)       # U
+    FORGET = proj.new_empty(T, B, H)   # ltm ⊙ f
+    LTM[0], STM[0] = ltm0, stm0
     w_hh_t, w_u_t = weight_hh.t(), weight_u.t()
     for t in range(T):
         b = batch_sizes[t]
+        if b < B:  # rows that stopped reading: zero outputs, and zeros that weigh nothing in backward
+            STM[t + 1, b:] = 0
+            FORGET[t, b:] = 0
         if b == 0:
-            break
-        ltm_b, stm_b = ltm[:b], stm[:b]
-        pre = torch.addmm(proj[t, :b], stm_b, w_hh_t)  # (b, 4H): W [stm, event] + b for n, i, f, v
-        act = torch.empty_like(pre)
-        torch.tanh(pre[:, :H], out=act[:, :H])          # N
-        torch.sigmoid(pre[:, H:], out=act[:, H:])       # i, f, V
+            continue
+        act = ACT[t, :b]
+        torch.addmm(proj[t, :b], STM[t, :b], w_hh_t, out=act)  # (b, 4H): W [stm, event] + b for n, i, f, v
+        N_pre = act[:, :H].clone()
+        act.sigmoid_()                                          # i, f, V
+        torch.tanh(N_pre, out=N_pre)
+        act[:, :H] = N_pre                                      # N
         N, i, f, V = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-        forget = ltm_b * f
-        remember = torch.addcmul(forget, N, i)          # forget + learn
-        U = torch.tanh(torch.addmm(bias_u, forget, w_u_t))
-        use = U * V
-        if save:
-            saved["act"][t, :b] = act
-            saved["U"][t, :b] = U
-            saved["forget"][t, :b] = forget
-            saved["ltm_prev"][t, :b] = ltm_b
-            saved["stm_prev"][t, :b] = stm_b
-        ltm[:b] = remember
-        stm[:b] = use
-        out[t, :b] = use
-    return out, ltm, stm, saved
+        forget = torch.mul(LTM[t, :b], f, out=FORGET[t, :b])
+        torch.addcmul(forget, N, i, out=LTM[t + 1, :b])         # remember = forget + learn
+        U = torch.addmm(bias_u, forget, w_u_t, out=US[t, :b]).tanh_()
+        torch.mul(U, V, out=STM[t + 1, :b])                     # use
+    return LTM, STM, ACT, US, FORGET
+
+
+def _final(HIST, lengths_sorted):
+    """Each row's state after its last word: HIST[length, row]."""
+    return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
 class _FourGateLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes):
-        out, ltm, stm, saved = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u, save=True)
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
+        LTM, STM, ACT, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(weight_hh, weight_u, saved["act"], saved["U"], saved["forget"], saved["ltm_prev"],
-                              saved["stm_prev"])
-        return out, ltm, stm
+        ctx.save_for_backward(weight_hh, weight_u, LTM, STM, ACT, US, FORGET, lengths_sorted)
+        return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
     @staticmethod
     def backward(ctx, dout, dltm_T, dstm_T):
-        weight_hh, weight_u, ACT, US, FORGET, LTM_PREV, STM_PREV = ctx.saved_tensors
+        weight_hh, weight_u, LTM, STM, ACT, US, FORGET, lengths_sorted = ctx.saved_tensors
         T, B, G = ACT.shape
         H = G // 4
         dltm = dltm_T.clone() if dltm_T is not None else ACT.new_zeros(B, H)
         dstm = dstm_T.clone() if dstm_T is not None else ACT.new_zeros(B, H)
-        dPRE = ACT.new_zeros(T, B, G)
-        dUPRE = ACT.new_zeros(T, B, H)
+        if dout is None:
+            dout = ACT.new_zeros(T, B, H)
+        # what does not depend on the recurrence, for every step at once: the squashings' slopes
+        DERIV = ACT * (1 - ACT)                                  # σ' for i, f, V
+        DERIV[..., :H] = 1 - ACT[..., :H] ** 2                   # tanh' for N
+        VdU = ACT[..., 3 * H:] * (1 - US ** 2)                   # ∂use/∂U_pre = V ⊙ tanh'
+        dPRE = ACT.new_empty(T, B, G)
+        dUPRE = ACT.new_empty(T, B, H)
         for t in reversed(range(T)):
             b = ctx.batch_sizes[t]
+            if b < B:
+                dPRE[t, b:] = 0
+                dUPRE[t, b:] = 0
             if b == 0:
                 continue
             act = ACT[t, :b]
-            N, i, f, V = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
-            U = US[t, :b]
-            dstm_b = dstm[:b] + dout[t, :b] if dout is not None else dstm[:b]
+            N, i, f = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H]
+            dstm_b = dstm[:b] + dout[t, :b]
             dltm_b = dltm[:b]
-            # use = U ⊙ V
-            dU_pre = dstm_b * V * (1 - U * U)                         # through U = tanh(W_u forget + b_u)
-            dV = dstm_b * U
-            dUPRE[t, :b] = dU_pre
-            # remember = forget + learn; U also reads forget
-            dforget = torch.addmm(dltm_b, dU_pre, weight_u)
+            dU_pre = torch.mul(dstm_b, VdU[t, :b], out=dUPRE[t, :b])  # use = U ⊙ V, U = tanh(W_u forget + b_u)
+            dforget = torch.addmm(dltm_b, dU_pre, weight_u)           # remember = forget + learn; U reads forget
             dpre = dPRE[t, :b]
-            dpre[:, :H] = dltm_b * i * (1 - N * N)                     # learn = N ⊙ i, N = tanh
-            dpre[:, H:2 * H] = dltm_b * N * i * (1 - i)                # i = σ
-            dpre[:, 2 * H:3 * H] = dforget * LTM_PREV[t, :b] * f * (1 - f)  # forget = ltm ⊙ f, f = σ
-            dpre[:, 3 * H:] = dV * V * (1 - V)                         # V = σ
-            dltm[:b] = dforget * f
-            dstm[:b] = dpre @ weight_hh                                # to the previous stm
+            q = dpre.view(b, 4, H)
+            torch.mul(dltm_b, i, out=q[:, 0])                         # learn = N ⊙ i
+            torch.mul(dltm_b, N, out=q[:, 1])
+            torch.mul(dforget, LTM[t, :b], out=q[:, 2])               # forget = ltm ⊙ f
+            torch.mul(dstm_b, US[t, :b], out=q[:, 3])                 # use = U ⊙ V
+            dpre.mul_(DERIV[t, :b])                                   # through the squashings
+            torch.mul(dforget, f, out=dltm[:b])                       # to the previous ltm
+            torch.mm(dpre, weight_hh, out=dstm[:b])                   # to the previous stm
         # the weight gradients: one product over all steps each (rows past a sequence's end are zero)
-        d_weight_hh = dPRE.reshape(-1, G).t() @ STM_PREV.reshape(-1, H)
+        d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None
 
 
 def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Tensor, stm0: torch.Tensor):
@@ -113,10 +123,13 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     batch_sizes = (B - torch.cumsum(counts, 0))[:T].tolist()  # rows with length > t
     proj = cell.project(x[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
     ltm0, stm0 = ltm0[order], stm0[order]
+    lengths_sorted = sorted_lengths.clamp(max=T)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
     if grad:
-        out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes)
+        out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
+                                            lengths_sorted)
     else:
-        out, ltm, stm, _ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, save=False)
+        LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
+        out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
     inverse = torch.argsort(order)
     return out.transpose(0, 1)[inverse], ltm[inverse], stm[inverse]
