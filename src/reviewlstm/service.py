@@ -7,7 +7,9 @@ named by a request.
 """
 from __future__ import annotations
 
+import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -66,6 +68,50 @@ class ExplainRequest(BaseModel):
     method: Literal["integrated_gradients", "occlusion"] = "integrated_gradients"
 
 
+class Batcher:
+    """Micro-batching: requests that arrive while the model is busy are scored together in the next
+    batch. One forward pass over 50 short texts costs about what one over a single text costs (the
+    recurrent loop's per-step overhead dominates), so under load this multiplies throughput, with no
+    added wait when idle. A text's answer does not depend on its batch-mates (padding is masked)."""
+
+    def __init__(self, predict, max_texts: int = 512):
+        self.predict, self.max_texts = predict, max_texts
+        self.queue: asyncio.Queue | None = None
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="model")
+
+    async def submit(self, texts: list[str], long_text: str):
+        if self.queue is None:
+            self.queue = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._run())
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((texts, long_text, future))
+        return await future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = [await self.queue.get()]
+            n = len(items[0][0])
+            while not self.queue.empty() and n < self.max_texts:
+                items.append(self.queue.get_nowait())
+                n += len(items[-1][0])
+            for mode in {it[1] for it in items}:
+                group = [it for it in items if it[1] == mode]
+                texts = [t for it in group for t in it[0]]
+                try:
+                    preds = await loop.run_in_executor(self.executor, self.predict, texts, mode)
+                except Exception as e:  # every waiting request hears of it; the loop goes on
+                    for it in group:
+                        if not it[2].done():
+                            it[2].set_exception(e)
+                    continue
+                k = 0
+                for texts_i, _, future in group:
+                    if not future.done():
+                        future.set_result(preds[k:k + len(texts_i)])
+                    k += len(texts_i)
+
+
 def create_app(model: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     state: dict = {"loaded": None, "error": None}
@@ -77,6 +123,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
             state["error"] = f"{type(e).__name__}: {e}"
 
+    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode))
     app = FastAPI(title="reviewlstm", version=_version(),
                   description="Predict a review's star rating and see why: word contributions and LSTM gate traces.")
 
@@ -147,7 +194,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
                 "card": card.read_text() if card.exists() else None, "limits": limits.__dict__}
 
     @app.post("/predict", response_model=Prediction | PredictBatch)
-    def predict(req: PredictRequest):
+    async def predict(req: PredictRequest):
         """One text -> one prediction; "texts" -> {"predictions": [...]}, in order."""
         m = model_or_503()
         texts = [req.text] if req.text is not None else req.texts
@@ -158,7 +205,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
                 raise HTTPException(422, detail=f"texts has {len(texts)} items; the limit max_batch is {limits.max_batch}")
         for i, t in enumerate(texts):
             check_text(t, "text" if req.text is not None else f"texts[{i}]", limits.max_text_chars, "max_text_chars")
-        preds = api.predict(texts, model=m, long_text=req.long_text)
+        preds = await batcher.submit(texts, req.long_text)
         out = [Prediction(text=t, **p.to_dict()) for t, p in zip(texts, preds)]
         return out[0] if req.text is not None else PredictBatch(predictions=out)
 
