@@ -25,7 +25,6 @@ def tfidf_lr(train_texts, train_y, dev_texts):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    best = None
     t0 = time.perf_counter()
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, lowercase=True,
                                           token_pattern=r"\S+"),

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from reviewlstm import api
 from reviewlstm.data import read_examples

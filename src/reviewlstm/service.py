@@ -196,7 +196,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
     @app.post("/predict", response_model=Prediction | PredictBatch)
     async def predict(req: PredictRequest):
         """One text -> one prediction; "texts" -> {"predictions": [...]}, in order."""
-        m = model_or_503()
+        model_or_503()  # 503 until the model is loaded
         texts = [req.text] if req.text is not None else req.texts
         if req.texts is not None:
             if not texts:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import artifact, metrics
-from .data import BadRows, Columns, DataError, read_examples
+from .data import BadRows, Columns, read_examples
 from .model import ModelConfig, RatingModel, ordinal_loss
 from .predict import pad_batch, predict_proba
 from .text import Vocab, normalize, tokenize

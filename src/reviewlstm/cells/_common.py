@@ -51,3 +51,32 @@ def check_state_part(name: str, t: torch.Tensor, batch: int, hidden_size: int, w
     if not isinstance(t, torch.Tensor) or t.shape != (batch, hidden_size):
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"{who}: state.{name} must have shape ({batch}, {hidden_size}), got {shape}")
+
+
+class Cell(nn.Module):
+    """What every cell does around its equations: check the event and the state, start from zeros.
+
+    A subclass sets `state_type` and implements `project(event)` (the event's share of every gate,
+    one matrix product for a whole sequence) and `recur(projected, state, return_gates)` (the rest
+    of one step: everything that must wait for the last state).
+    """
+
+    state_type: type = LSTMState
+    input_size: int
+    hidden_size: int
+
+    def initial_state(self, batch: int, like: torch.Tensor):
+        zeros = like.new_zeros(batch, self.hidden_size)
+        return self.state_type(*([zeros] * len(self.state_type._fields)))
+
+    def forward(self, event: torch.Tensor, state=None, return_gates: bool = False):
+        who = type(self).__name__
+        check_event(event, self.input_size, who, self.weight_ih)
+        B = event.size(0)
+        if state is None:
+            state = self.initial_state(B, event)
+        else:
+            state = self.state_type(*state)
+            for name, part in zip(self.state_type._fields, state):
+                check_state_part(name, part, B, self.hidden_size, who)
+        return self.recur(self.project(event), state, return_gates)

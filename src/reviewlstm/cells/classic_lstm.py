@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import LSTMState, check_event, check_state_part, uniform_init
+from ._common import Cell, LSTMState, uniform_init
 
 GATES = ("i", "f", "g", "o")  # torch.nn.LSTM's row order
 
 
-class ClassicLSTMCell(nn.Module):
+class ClassicLSTMCell(Cell):
     r"""One step of the classic LSTM, numerically torch.nn.LSTM's.
 
     Args:
@@ -69,9 +69,6 @@ class ClassicLSTMCell(nn.Module):
         b = self.bias_ih + self.bias_hh
         return {g: (W[k * H:(k + 1) * H], b[k * H:(k + 1) * H]) for k, g in enumerate(GATES)}
 
-    def initial_state(self, batch: int, like: torch.Tensor) -> LSTMState:
-        zeros = like.new_zeros(batch, self.hidden_size)
-        return LSTMState(zeros, zeros)
 
     def project(self, event: torch.Tensor) -> torch.Tensor:
         """The event's share of the gates, (..., E) -> (..., 4H); both biases folded in here."""
@@ -94,17 +91,6 @@ class ClassicLSTMCell(nn.Module):
         gates = {"i": i, "f": f, "g": g, "o": o,
                  "learn": learn, "forget": forget, "remember": remember, "use": use}
         return new_state, gates
-
-    def forward(self, event: torch.Tensor, state: LSTMState | None = None, return_gates: bool = False):
-        check_event(event, self.input_size, "ClassicLSTMCell", self.weight_ih)
-        B = event.size(0)
-        if state is None:
-            state = self.initial_state(B, event)
-        else:
-            state = LSTMState(*state)
-            check_state_part("ltm", state.ltm, B, self.hidden_size, "ClassicLSTMCell")
-            check_state_part("stm", state.stm, B, self.hidden_size, "ClassicLSTMCell")
-        return self.recur(self.project(event), state, return_gates)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, forget_bias={self.forget_bias}"

@@ -21,12 +21,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import LSTMState, check_event, check_state_part, uniform_init
+from ._common import Cell, LSTMState, uniform_init
 
 GATES = ("n", "i", "f", "v")  # row blocks of weight_ih / weight_hh / bias, in this order
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(Cell):
     r"""One step of the four-gate LSTM.
 
     Args:
@@ -84,9 +84,6 @@ class LSTMCell(nn.Module):
         out["u"] = (self.weight_u, self.bias_u)
         return {g: out[g] for g in ("n", "i", "f", "u", "v")}
 
-    def initial_state(self, batch: int, like: torch.Tensor) -> LSTMState:
-        zeros = like.new_zeros(batch, self.hidden_size)
-        return LSTMState(zeros, zeros)
 
     def project(self, event: torch.Tensor) -> torch.Tensor:
         """The event's share of the four [stm, event] gates: (..., E) -> (..., 4H).
@@ -116,17 +113,6 @@ class LSTMCell(nn.Module):
         gates = {"N": N, "i": i, "f": f, "U": U, "V": V,
                  "learn": learn, "forget": forget, "remember": remember, "use": use}
         return new_state, gates
-
-    def forward(self, event: torch.Tensor, state: LSTMState | None = None, return_gates: bool = False):
-        check_event(event, self.input_size, "LSTMCell", self.weight_ih)
-        B = event.size(0)
-        if state is None:
-            state = self.initial_state(B, event)
-        else:
-            state = LSTMState(*state)
-            check_state_part("ltm", state.ltm, B, self.hidden_size, "LSTMCell")
-            check_state_part("stm", state.stm, B, self.hidden_size, "LSTMCell")
-        return self.recur(self.project(event), state, return_gates)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}, forget_bias={self.forget_bias}"

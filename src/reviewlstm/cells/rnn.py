@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import RNNState, check_event, check_state_part, uniform_init
+from ._common import Cell, RNNState, uniform_init
 
 
-class RNNCell(nn.Module):
+class RNNCell(Cell):
     r"""One step of the vanilla (Elman) RNN.
 
     Args:
@@ -28,6 +28,8 @@ class RNNCell(nn.Module):
     Parameters: weight_ih = W_e (H, E), weight_hh = W_m (H, H), bias = b (H,); all
     U(-1/sqrt(H), 1/sqrt(H)).
     """
+
+    state_type = RNNState
 
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
@@ -44,8 +46,6 @@ class RNNCell(nn.Module):
         """{"m": (W_m, None), "e": (W_e, b)}: the two matrices of the equation."""
         return {"m": (self.weight_hh, None), "e": (self.weight_ih, self.bias)}
 
-    def initial_state(self, batch: int, like: torch.Tensor) -> RNNState:
-        return RNNState(like.new_zeros(batch, self.hidden_size))
 
     def project(self, event: torch.Tensor) -> torch.Tensor:
         """W_e event + b, (..., E) -> (..., H)."""
@@ -55,16 +55,6 @@ class RNNCell(nn.Module):
         stm = torch.tanh(torch.addmm(projected, state.stm, self.weight_hh.t()))  # (B, H)
         new_state = RNNState(stm)
         return (new_state, {"stm": stm}) if return_gates else new_state
-
-    def forward(self, event: torch.Tensor, state: RNNState | None = None, return_gates: bool = False):
-        check_event(event, self.input_size, "RNNCell", self.weight_ih)
-        B = event.size(0)
-        if state is None:
-            state = self.initial_state(B, event)
-        else:
-            state = RNNState(*state)
-            check_state_part("stm", state.stm, B, self.hidden_size, "RNNCell")
-        return self.recur(self.project(event), state, return_gates)
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
