@@ -135,6 +135,15 @@ def test_bad_input_is_one_line_and_exit_2(tiny_model, tmp_path, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_a_bad_row_leaves_no_half_written_output(tiny_model, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("text\n" + "fine\n" * 5000 + '""\n')
+    out = tmp_path / "out.csv"
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
+    assert proc.returncode == 2 and "in.csv:5002: empty text" in proc.stderr
+    assert list(tmp_path.iterdir()) == [src]
+
+
 def test_skip_bad_rows_reports_the_count(tiny_model, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("text\ngood\n\"\"\nfine\n")

@@ -107,7 +107,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     bar = tqdm(total=_count_rows(Path(input_path), fmt), unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = _Writer(output_path, out_fmt)
-    n = 0
+    n, ok = 0, False
     try:
         chunk: list[Example] = []
         for ex in _chained(rows, chunk_size):
@@ -119,8 +119,9 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
                 n += len(chunk)
                 bar.update(len(chunk))
                 chunk = []
+        ok = True
     finally:
-        writer.close()
+        writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
         bar.close()
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start)
 
@@ -160,9 +161,10 @@ class _Writer:
     """Streaming CSV / TSV / JSONL / Parquet writer whose columns are fixed by the first chunk."""
 
     def __init__(self, path: Path, fmt: str):
-        self.path, self.fmt = path, fmt
+        self.final, self.fmt = path, fmt
+        self.path = path.with_name(path.name + ".part")  # renamed to `path` once every row is written
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = None if fmt == "parquet" else open(path, "w", encoding="utf-8", newline="")
+        self.fh = None if fmt == "parquet" else open(self.path, "w", encoding="utf-8", newline="")
         self.csv = None
         self.pq = None
         self.schema = None
@@ -185,8 +187,14 @@ class _Writer:
                 self.pq = pq.ParquetWriter(self.path, self.schema)
             self.pq.write_table(table)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         if self.fh:
             self.fh.close()
         if self.pq:
             self.pq.close()
+        if keep and self.fmt == "parquet" and self.pq is None:  # no rows: an empty file, not none
+            self.path.write_bytes(b"")
+        if keep and self.path.exists():
+            self.path.replace(self.final)
+        else:
+            self.path.unlink(missing_ok=True)

@@ -204,6 +204,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         start_epoch, best, best_epoch, stale, history = (state["epoch"] + 1, state["best"], state["best_epoch"],
                                                          state["stale"], state["history"])
         log(f"resuming after epoch {state['epoch']} (best dev accuracy {best:.1%} at epoch {best_epoch})")
+    elif cfg.resume:
+        log(f"no checkpoint in {ckpt}: starting from scratch")
 
     data_meta = {"train_data": _file_meta(cfg.train, len(train_ex)),
                  "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
