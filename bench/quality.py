@@ -22,7 +22,7 @@ BASE: dict = {}  # TrainConfig's defaults are the bundled model's recipe
 CONFIGS = {
     # the bundled model's recipe
     "default": dict(cell="lstm", bidirectional=True, phrases=True, embeddings="glove"),
-    "default-eval4": dict(cell="lstm", bidirectional=True, phrases=True, embeddings="glove", evals_per_epoch=4),
+    "default-eval2": dict(cell="lstm", bidirectional=True, phrases=True, embeddings="glove", evals_per_epoch=2),
     "lstm-uni": dict(cell="lstm", bidirectional=False, phrases=True, embeddings="glove"),
     "lstm-sentences": dict(cell="lstm", bidirectional=True, phrases=False, embeddings="glove", epochs=15),
     "lstm-random": dict(cell="lstm", bidirectional=True, phrases=True, embeddings="random", extra_glove_words=0),

@@ -60,7 +60,7 @@ class TrainConfig:
     loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
     class_weights: bool = False
     patience: int = 3                  # epochs without a better dev score before stopping
-    evals_per_epoch: int = 2           # dev evaluations per epoch: phrase-level training can peak mid-epoch
+    evals_per_epoch: int = 4           # dev evaluations per epoch: phrase-level training can peak mid-epoch
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
