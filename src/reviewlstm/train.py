@@ -213,7 +213,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     # -- the loop
     batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    eval_at = {round(batches_per_epoch * k / cfg.evals_per_epoch) for k in range(1, cfg.evals_per_epoch + 1)}
+    evals = cfg.evals_per_epoch if dev_ex else 1  # without a dev set there is nothing to choose mid-epoch
+    eval_at = {round(batches_per_epoch * k / evals) for k in range(1, evals + 1)}
     bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress)
     stop = False
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -257,7 +258,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                       (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
                       (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
-            if dev_ex and stale >= cfg.patience * cfg.evals_per_epoch:
+            if dev_ex and stale >= cfg.patience * evals:
                 bar.write(f"no better dev score for {cfg.patience} epochs: stopping", file=sys.stderr)
                 stop = True
                 break
