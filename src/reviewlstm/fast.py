@@ -27,9 +27,11 @@ def _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u):
     H = G // 4
     LTM = proj.new_empty(T + 1, B, H)
     STM = proj.new_empty(T + 1, B, H)
-    ACT = proj.new_empty(T, B, G)      # N, i, f, V after their squashing
-    US = proj.new_empty(T, B, H)       # U
-    FORGET = proj.new_empty(T, B, H)   # ltm ⊙ f
+    NS = proj.new_empty(T, B, H)          # N = tanh(...)
+    SIG = proj.new_empty(T, B, 3 * H)     # i, f, V = σ(...)
+    US = proj.new_empty(T, B, H)          # U
+    FORGET = proj.new_empty(T, B, H)      # ltm ⊙ f
+    pre = proj.new_empty(B, G)
     LTM[0], STM[0] = ltm0, stm0
     w_hh_t, w_u_t = weight_hh.t(), weight_u.t()
     for t in range(T):
@@ -39,18 +41,15 @@ def _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u):
             FORGET[t, b:] = 0
         if b == 0:
             continue
-        act = ACT[t, :b]
-        torch.addmm(proj[t, :b], STM[t, :b], w_hh_t, out=act)  # (b, 4H): W [stm, event] + b for n, i, f, v
-        N_pre = act[:, :H].clone()
-        act.sigmoid_()                                          # i, f, V
-        torch.tanh(N_pre, out=N_pre)
-        act[:, :H] = N_pre                                      # N
-        N, i, f, V = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H], act[:, 3 * H:]
+        p = torch.addmm(proj[t, :b], STM[t, :b], w_hh_t, out=pre[:b])  # (b, 4H): W [stm, event] + b
+        N = torch.tanh(p[:, :H], out=NS[t, :b])
+        sig = torch.sigmoid(p[:, H:], out=SIG[t, :b])
+        i, f, V = sig[:, :H], sig[:, H:2 * H], sig[:, 2 * H:]
         forget = torch.mul(LTM[t, :b], f, out=FORGET[t, :b])
         torch.addcmul(forget, N, i, out=LTM[t + 1, :b])         # remember = forget + learn
         U = torch.addmm(bias_u, forget, w_u_t, out=US[t, :b]).tanh_()
         torch.mul(U, V, out=STM[t + 1, :b])                     # use
-    return LTM, STM, ACT, US, FORGET
+    return LTM, STM, NS, SIG, US, FORGET
 
 
 def _final(HIST, lengths_sorted):
@@ -61,26 +60,28 @@ def _final(HIST, lengths_sorted):
 class _FourGateLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
-        LTM, STM, ACT, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
+        LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
         ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(weight_hh, weight_u, LTM, STM, ACT, US, FORGET, lengths_sorted)
+        ctx.save_for_backward(weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted)
         return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
     @staticmethod
     def backward(ctx, dout, dltm_T, dstm_T):
-        weight_hh, weight_u, LTM, STM, ACT, US, FORGET, lengths_sorted = ctx.saved_tensors
-        T, B, G = ACT.shape
-        H = G // 4
-        dltm = dltm_T.clone() if dltm_T is not None else ACT.new_zeros(B, H)
-        dstm = dstm_T.clone() if dstm_T is not None else ACT.new_zeros(B, H)
+        weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
+        T, B, H = NS.shape
+        G = 4 * H
+        dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
+        dstm = dstm_T.clone() if dstm_T is not None else NS.new_zeros(B, H)
         if dout is None:
-            dout = ACT.new_zeros(T, B, H)
-        # what does not depend on the recurrence, for every step at once: the squashings' slopes
-        DERIV = ACT * (1 - ACT)                                  # σ' for i, f, V
-        DERIV[..., :H] = 1 - ACT[..., :H] ** 2                   # tanh' for N
-        VdU = ACT[..., 3 * H:] * (1 - US ** 2)                   # ∂use/∂U_pre = V ⊙ tanh'
-        dPRE = ACT.new_empty(T, B, G)
-        dUPRE = ACT.new_empty(T, B, H)
+            dout = NS.new_zeros(T, B, H)
+        # Everything that does not depend on the recurrence, for all steps at once: each gate's
+        # pre-activation gradient is (an upstream gradient) x (one of these factors).
+        I, F_, V = SIG[..., :H], SIG[..., H:2 * H], SIG[..., 2 * H:]
+        LEARN_F = torch.stack([I * (1 - NS * NS), NS * I * (1 - I)], dim=2)  # (T, B, 2, H): ∂learn/∂(N_pre, i_pre)
+        FORGET_F = LTM[:-1] * F_ * (1 - F_)                                  # ∂forget/∂f_pre
+        USE_F = torch.stack([US * V * (1 - V), V * (1 - US * US)], dim=2)   # ∂use/∂(V_pre, U_pre)
+        dPRE = NS.new_empty(T, B, G)
+        dUPRE = NS.new_empty(T, B, H)
         for t in reversed(range(T)):
             b = ctx.batch_sizes[t]
             if b < B:
@@ -88,21 +89,18 @@ class _FourGateLSTM(torch.autograd.Function):
                 dUPRE[t, b:] = 0
             if b == 0:
                 continue
-            act = ACT[t, :b]
-            N, i, f = act[:, :H], act[:, H:2 * H], act[:, 2 * H:3 * H]
             dstm_b = dstm[:b] + dout[t, :b]
             dltm_b = dltm[:b]
-            dU_pre = torch.mul(dstm_b, VdU[t, :b], out=dUPRE[t, :b])  # use = U ⊙ V, U = tanh(W_u forget + b_u)
-            dforget = torch.addmm(dltm_b, dU_pre, weight_u)           # remember = forget + learn; U reads forget
-            dpre = dPRE[t, :b]
-            q = dpre.view(b, 4, H)
-            torch.mul(dltm_b, i, out=q[:, 0])                         # learn = N ⊙ i
-            torch.mul(dltm_b, N, out=q[:, 1])
-            torch.mul(dforget, LTM[t, :b], out=q[:, 2])               # forget = ltm ⊙ f
-            torch.mul(dstm_b, US[t, :b], out=q[:, 3])                 # use = U ⊙ V
-            dpre.mul_(DERIV[t, :b])                                   # through the squashings
-            torch.mul(dforget, f, out=dltm[:b])                       # to the previous ltm
-            torch.mm(dpre, weight_hh, out=dstm[:b])                   # to the previous stm
+            q = dPRE[t, :b].view(b, 4, H)
+            dvu = dstm_b[:, None] * USE_F[t, :b]                          # use = U ⊙ V
+            q[:, 3] = dvu[:, 0]
+            dU_pre = dUPRE[t, :b]
+            dU_pre.copy_(dvu[:, 1])
+            dforget = torch.addmm(dltm_b, dU_pre, weight_u)            # remember = forget + learn; U reads forget
+            torch.mul(dltm_b[:, None], LEARN_F[t, :b], out=q[:, :2])   # learn = N ⊙ i
+            torch.mul(dforget, FORGET_F[t, :b], out=q[:, 2])           # forget = ltm ⊙ f
+            torch.mul(dforget, F_[t, :b], out=dltm[:b])                # to the previous ltm
+            torch.mm(dPRE[t, :b], weight_hh, out=dstm[:b])             # to the previous stm
         # the weight gradients: one product over all steps each (rows past a sequence's end are zero)
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
