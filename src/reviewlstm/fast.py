@@ -115,12 +115,15 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     word, exactly as Recurrent's readable loop. Without autograd (inference) nothing is saved.
     """
     B, T, _ = x.shape
-    order = torch.argsort(lengths, descending=True, stable=True)  # longest first
-    sorted_lengths = lengths[order]
+    # longest first; a batch that is already in that order (length-bucketed, or unpadded) is not copied
+    in_order = B < 2 or bool((lengths[:-1] >= lengths[1:]).all())
+    order = None if in_order else torch.argsort(lengths, descending=True, stable=True)
+    sorted_lengths = lengths if in_order else lengths[order]
     counts = torch.bincount(sorted_lengths.clamp(max=T), minlength=T + 1)  # how many sequences end at each length
     batch_sizes = (B - torch.cumsum(counts, 0))[:T].tolist()  # rows with length > t
-    proj = cell.project(x[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
-    ltm0, stm0 = ltm0[order], stm0[order]
+    proj = cell.project(x if in_order else x[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
+    if not in_order:
+        ltm0, stm0 = ltm0[order], stm0[order]
     lengths_sorted = sorted_lengths.clamp(max=T)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
     if grad:
@@ -129,5 +132,7 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     else:
         LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
         out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
+    if in_order:
+        return out.transpose(0, 1), ltm, stm
     inverse = torch.argsort(order)
     return out.transpose(0, 1)[inverse], ltm[inverse], stm[inverse]
