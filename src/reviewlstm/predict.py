@@ -44,7 +44,7 @@ def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    order = sorted(range(len(id_lists)), key=lambda i: len(id_lists[i]))
+    order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))  # longest first: what the fast path wants
     out = np.zeros((len(id_lists), len(model.config.ratings)), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
