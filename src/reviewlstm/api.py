@@ -110,7 +110,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     n, ok = 0, False
     try:
         chunk: list[Example] = []
-        for ex in _chained(rows, chunk_size):
+        for ex in _chained(rows):
             if ex is not None:
                 chunk.append(ex)
             if chunk and (ex is None or len(chunk) >= chunk_size):
@@ -126,7 +126,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start)
 
 
-def _chained(rows, chunk_size):
+def _chained(rows):
     """The rows, then None to flush the last chunk."""
     yield from rows
     yield None

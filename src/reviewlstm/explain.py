@@ -17,6 +17,7 @@ import torch
 
 from .artifact import LoadedModel
 from .predict import pad_batch
+from .text import text_tokens
 
 METHODS = ("integrated_gradients", "occlusion")
 # which of the cell's gate outputs answer to the four names, per cell
@@ -55,10 +56,9 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
             gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None) -> Explanation:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    from .predict import Predictor
     model, cfg, vocab = loaded.model, loaded.config, loaded.vocab
     model.eval()
-    all_tokens = Predictor(loaded).tokens(text, pretokenized)
+    all_tokens = text_tokens(text, pretokenized, cfg.lowercase)
     if not all_tokens:
         raise ValueError("the text has no words to explain")
     tokens = all_tokens[:cfg.max_length]  # the same truncation rule as a single-pass prediction

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import html
 import json
+from importlib import resources
+from pathlib import Path
 
 from .explain import Explanation
-from .service import WEB
+
+WEB = Path(str(resources.files("reviewlstm") / "web"))  # index.html, app.js, style.css
 
 
 def explanation_page(e: Explanation) -> str:

@@ -9,7 +9,7 @@ import torch
 
 from .artifact import LoadedModel
 from .model import RatingModel
-from .text import normalize, tokenize
+from .text import text_tokens
 
 LONG_TEXT_MODES = ("whole", "sentences")
 _SENTENCE_END = re.compile(r"^(\.|!|\?|\.\.\.|!+|\?+)$")
@@ -90,9 +90,7 @@ class Predictor:
         self.ratings = np.asarray(self.config.ratings, dtype=np.float64)
 
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
-        if pretokenized is not None:
-            return [normalize(t, self.config.lowercase) for t in pretokenized]
-        return tokenize(text, lowercase=self.config.lowercase)
+        return text_tokens(text, pretokenized, self.config.lowercase)
 
     def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
         token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]

@@ -11,7 +11,6 @@ import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -22,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import api
 from .explain import explain as explain_text
+from .html import WEB
 
-WEB = Path(str(resources.files("reviewlstm") / "web"))
 
 
 @dataclass

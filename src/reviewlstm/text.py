@@ -61,6 +61,14 @@ def normalize(token: str, lowercase: bool) -> str:
     return token.lower() if lowercase and not _PTB_TOKEN.match(token) else token
 
 
+def text_tokens(text: str, pretokenized: list[str] | None, lowercase: bool) -> list[str]:
+    """The tokens a model reads: SST's own tokens when the input has them, else the PTB tokenizer's.
+    Training, prediction and explanation all go through here, so they read text the same way."""
+    if pretokenized is not None:
+        return [normalize(t, lowercase) for t in pretokenized]
+    return tokenize(text, lowercase=lowercase)
+
+
 class Vocab:
     """Token <-> id. Id 0 is padding, id 1 the unknown token: an unseen word never crashes, it reads as <unk>."""
 

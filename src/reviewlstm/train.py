@@ -20,7 +20,7 @@ from . import artifact, metrics
 from .data import BadRows, Columns, read_examples
 from .model import ModelConfig, RatingModel, ordinal_loss
 from .predict import pad_batch, predict_proba
-from .text import Vocab, normalize, tokenize
+from .text import Vocab, text_tokens
 
 
 @dataclass
@@ -152,8 +152,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     dev_ex = _load(cfg.dev, cfg, scale, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
-    train_tokens = [_tokens(e, cfg.lowercase) for e in train_ex]
-    dev_tokens = [_tokens(e, cfg.lowercase) for e in dev_ex]
+    train_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in train_ex]
+    dev_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in dev_ex]
     log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else ""))
 
     # -- vocabulary and embeddings
@@ -280,12 +280,6 @@ def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
     return list(read_examples(path, fmt=cfg.format, columns=Columns(cfg.text_column, cfg.rating_column),
                               scale=scale, require_rating=True, phrases=phrases,
                               skip_bad_rows=cfg.skip_bad_rows, bad=bad))
-
-
-def _tokens(example, lowercase: bool) -> list[str]:
-    if example.tokens is not None:
-        return [normalize(t, lowercase) for t in example.tokens]
-    return tokenize(example.text, lowercase=lowercase)
 
 
 def _score(model: RatingModel, ids, examples, cfg: ModelConfig) -> dict:
