@@ -1,23 +1,34 @@
-"""The four-gate LSTM's fast path against the readable cell loop: outputs, states and every gradient."""
+"""The four-gate LSTM's fast paths (the compiled kernel and the Python loop) against the readable cell
+loop: outputs, states and every gradient."""
 import pytest
 import torch
 
+from reviewlstm import kernels
 from reviewlstm.cells import LSTMState
 from reviewlstm.layers import Recurrent
 
+IMPLEMENTATIONS = ["kernel", "python"]
 
-def pair(dtype, **kw):
-    fast = Recurrent("lstm", 6, 5, fast=True, **kw).to(dtype)
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernel():
+    # a machine without a compiler still passes the Python loop's tests; here the kernel must build
+    assert kernels.load() is not None, kernels.status()
+
+
+def pair(dtype, use="kernel", **kw):
+    fast = Recurrent("lstm", 6, 5, fast=use, **kw).to(dtype)
     slow = Recurrent("lstm", 6, 5, fast=False, **kw).to(dtype)
     slow.load_state_dict(fast.state_dict())
     return fast, slow
 
 
+@pytest.mark.parametrize("use", IMPLEMENTATIONS)
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("layers,bidirectional", [(1, False), (1, True), (2, True)])
 @pytest.mark.parametrize("lengths", [[7, 7, 7, 7], [7, 5, 2, 1], [7, 2, 5, 1], [3, 7, 0, 7]])
-def test_fast_matches_readable_outputs_and_gradients(dtype, tol, layers, bidirectional, lengths):
-    fast, slow = pair(dtype, num_layers=layers, bidirectional=bidirectional)
+def test_fast_matches_readable_outputs_and_gradients(use, dtype, tol, layers, bidirectional, lengths):
+    fast, slow = pair(dtype, use, num_layers=layers, bidirectional=bidirectional)
     D = 2 if bidirectional else 1
     x = torch.randn(4, 7, 6, dtype=dtype)
     h0, c0 = torch.randn(layers * D, 4, 5, dtype=dtype), torch.randn(layers * D, 4, 5, dtype=dtype)
@@ -39,8 +50,9 @@ def test_fast_matches_readable_outputs_and_gradients(dtype, tol, layers, bidirec
         torch.testing.assert_close(a, b, rtol=0, atol=tol)
 
 
-def test_fast_inference_without_autograd_matches():
-    fast, slow = pair(torch.float32, bidirectional=True)
+@pytest.mark.parametrize("use", IMPLEMENTATIONS)
+def test_fast_inference_without_autograd_matches(use):
+    fast, slow = pair(torch.float32, use, bidirectional=True)
     x = torch.randn(5, 9, 6)
     lengths = torch.tensor([9, 1, 4, 9, 6])
     with torch.inference_mode():
@@ -51,9 +63,62 @@ def test_fast_inference_without_autograd_matches():
     assert torch.all(a[1, 1:] == 0)
 
 
-def test_fast_path_gradcheck():
+@pytest.mark.parametrize("use", IMPLEMENTATIONS)
+def test_fast_path_gradcheck(use):
     torch.manual_seed(3)
-    layer = Recurrent("lstm", 3, 2, fast=True).double()
+    layer = Recurrent("lstm", 3, 2, fast=use).double()
     x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
     lengths = torch.tensor([4, 2, 3])
     assert torch.autograd.gradcheck(lambda x, *p: layer(x, lengths)[0], (x, *layer.parameters()))
+
+
+def test_kernel_at_model_size_matches_readable_loop_float32():
+    """At the bundled model's shapes (E 50, H 150, a length-bucketed batch), where the vectorised
+    tanh/exp of the compiled loop could drift: within 1e-5 of the readable loop, outputs and gradients."""
+    torch.manual_seed(0)
+    fast = Recurrent("lstm", 50, 150, bidirectional=True, fast="kernel")
+    slow = Recurrent("lstm", 50, 150, bidirectional=True, fast=False)
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(32, 40, 50)
+    lengths = torch.randint(1, 41, (32,))
+    results = []
+    for layer in (fast, slow):
+        xs = x.clone().requires_grad_(True)
+        out, state = layer(xs, lengths)
+        loss = (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum() + state.ltm.pow(2).sum()
+        results.append((out, state.ltm, state.stm, *torch.autograd.grad(loss, [xs, *layer.parameters()])))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_falls_back_when_switched_off(tmp_path):
+    """REVIEWLSTM_KERNEL=off: no build, the Python loop runs, and the answer is the same."""
+    import os
+    import subprocess
+    import sys
+    code = ("import torch; from reviewlstm import kernels; from reviewlstm.layers import Recurrent; "
+            "torch.manual_seed(0); m = Recurrent('lstm', 4, 3); "
+            "out = m(torch.ones(2, 5, 4), torch.tensor([5, 2]))[0]; "
+            "print(kernels.status()); print(round(out.sum().item(), 5))")
+    env = {**os.environ, "REVIEWLSTM_KERNEL": "off"}
+    off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert off.stdout.splitlines()[0].startswith("off")
+    assert on.stdout.splitlines()[0].startswith("compiled")
+    assert off.stdout.splitlines()[1] == on.stdout.splitlines()[1]
+
+
+def test_failed_build_falls_back_with_one_line(tmp_path):
+    """No working compiler: one line on stderr saying so, then the Python loop gives the same answer."""
+    import os
+    import subprocess
+    import sys
+    code = ("import torch; from reviewlstm.layers import Recurrent; torch.manual_seed(0); "
+            "m = Recurrent('lstm', 4, 3); print(round(m(torch.ones(2, 5, 4), torch.tensor([5, 2]))[0].sum().item(), 5))")
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path), "CXX": "/bin/false"}
+    broken = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    good = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert broken.returncode == 0, broken.stderr
+    assert broken.stdout == good.stdout
+    notes = [line for line in broken.stderr.splitlines() if "fast kernel unavailable" in line]
+    assert len(notes) == 1 and "Traceback" not in broken.stderr

@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=_positive(float), default=1e-2)
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_gradients)
+
+    k = sub.add_parser("build-kernel", help="compile the fast LSTM kernel now (otherwise done on first use)",
+                       description="Compile the four-gate LSTM's C++ loop for this machine and cache it "
+                                   "($REVIEWLSTM_CACHE or ~/.cache/reviewlstm). Without it everything still runs, "
+                                   "on the slower Python loop.")
+    k.set_defaults(func=cmd_build_kernel)
     return parser
 
 
@@ -336,6 +342,13 @@ def cmd_gradients(args) -> int:
     print(report(result))
     print(f"wrote {args.out}/gradients.json and {args.out}/gradients.png ({result['seconds']:.0f}s)")
     return 0
+
+
+def cmd_build_kernel(args) -> int:
+    from . import kernels
+    module = kernels.load()
+    print(f"fast LSTM kernel: {kernels.status()}")
+    return 0 if module is not None else 1
 
 
 class UserError(Exception):

@@ -11,6 +11,10 @@ different here, and why it is faster:
 - backward (the NumPy reference's equations, reviewlstm/reference/lstm.py) keeps only what must
   be sequential inside the loop: two matrix products per step (through W_hh and W_u); the weight
   gradients are each one large product over all steps after the loop.
+
+The same loop, compiled (csrc/four_gate.cpp via kernels.py), fuses each step's element-wise work into
+one pass and runs without the interpreter between steps; it is used when it built, and this Python
+loop otherwise. Tests hold both to the readable cell.
 """
 from __future__ import annotations
 
@@ -59,15 +63,22 @@ def _final(HIST, lengths_sorted):
 
 class _FourGateLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
-        LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
-        ctx.batch_sizes = batch_sizes
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, kernel):
+        if kernel is not None:
+            LTM, STM, NS, SIG, US, FORGET = kernel.forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u,
+                                                           bias_u, True)
+        else:
+            LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
+        ctx.batch_sizes, ctx.kernel = batch_sizes, kernel
         ctx.save_for_backward(weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted)
         return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
     @staticmethod
     def backward(ctx, dout, dltm_T, dstm_T):
         weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
+        if ctx.kernel is not None:
+            return (*ctx.kernel.backward(dout, dltm_T, dstm_T, ctx.batch_sizes, weight_hh, weight_u, LTM, STM, NS, SIG,
+                                         US, FORGET), None, None, None)
         T, B, H = NS.shape
         G = 4 * H
         dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
@@ -105,14 +116,29 @@ class _FourGateLSTM(torch.autograd.Function):
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None
 
 
-def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Tensor, stm0: torch.Tensor):
+def _kernel_for(x: torch.Tensor, use: bool | str):
+    """The compiled loop when it applies: CPU float32/float64, unless `use` is "python"."""
+    if use == "python" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        if use == "kernel":
+            raise RuntimeError("the compiled kernel runs on CPU float32/float64 tensors only")
+        return None
+    from . import kernels
+    module = kernels.load()
+    if module is None and use == "kernel":
+        raise RuntimeError(f"the compiled kernel is unavailable: {kernels.error() or kernels.status()}")
+    return module
+
+
+def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Tensor, stm0: torch.Tensor,
+                   use: bool | str = True):
     """Run `cell` (an LSTMCell) over x (B, T, E) with lengths (B,); returns (outputs (B, T, H), ltm, stm).
 
     Outputs are zero at padded steps and the final state is each sequence's state after its last
     word, exactly as Recurrent's readable loop. Without autograd (inference) nothing is saved.
+    `use`: True runs the compiled loop when available, "kernel" insists on it, "python" never uses it.
     """
     B, T, _ = x.shape
     # longest first; a batch that is already in that order (length-bucketed, or unpadded) is not copied
@@ -126,9 +152,14 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
         ltm0, stm0 = ltm0[order], stm0[order]
     lengths_sorted = sorted_lengths.clamp(max=T)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
+    kernel = _kernel_for(proj, use)
     if grad:
         out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
-                                            lengths_sorted)
+                                            lengths_sorted, kernel)
+    elif kernel is not None:
+        LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), cell.weight_hh,
+                                      cell.weight_u, cell.bias_u, False)
+        out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
     else:
         LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
         out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)

@@ -22,6 +22,9 @@ class Recurrent(nn.Module):
         num_layers: stacked layers; layer k > 0 reads layer k-1's outputs.
         bidirectional: also read every sequence backwards (within its own length), outputs concatenated.
         dropout: dropout on the outputs of every layer but the last, in training (as torch.nn.LSTM).
+        fast: for the four-gate cell, run the fused sequence loop (fast.py): True (the compiled
+            kernel when it built, else the Python loop), "kernel", "python", or False (the readable
+            step loop, also what runs when gates are asked for).
 
     Inputs: x, lengths=None, state=None, return_gates=False
         - x: (B, T, E), float, padded at the end.
@@ -42,7 +45,7 @@ class Recurrent(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, fast: bool = True):
+                 bidirectional: bool = False, dropout: float = 0.0, fast: bool | str = True):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
@@ -88,7 +91,7 @@ class Recurrent(nn.Module):
                 seq = layer_in if d == 0 else _gather_time(layer_in, rev_index)
                 init = None if state is None else type(state)(*(s[k] for s in state))
                 if self.fast and self.cell_kind == "lstm" and not return_gates:
-                    (out, final), gates = self._run_fast(cell, seq, lengths, init), {}
+                    (out, final), gates = self._run_fast(cell, seq, lengths, init, self.fast), {}
                 else:
                     out, final, gates = self._run(cell, seq, mask if padded else None, init, return_gates)
                 if d == 1:  # back to the original word order
@@ -110,11 +113,11 @@ class Recurrent(nn.Module):
         return layer_in, final_state, gates
 
     @staticmethod
-    def _run_fast(cell, seq, lengths, init):
+    def _run_fast(cell, seq, lengths, init, use):
         from .fast import four_gate_lstm
         if init is None:
             init = cell.initial_state(seq.size(0), seq)
-        out, ltm, stm = four_gate_lstm(cell, seq, lengths, init.ltm, init.stm)
+        out, ltm, stm = four_gate_lstm(cell, seq, lengths, init.ltm, init.stm, use=use)
         return out, LSTMState(ltm, stm)
 
     def _run(self, cell, seq, mask, init, return_gates):

@@ -1,0 +1,75 @@
+"""The compiled four-gate LSTM loop (csrc/four_gate.cpp): built once on this machine, then cached.
+
+It is an accelerator, never a requirement: with no C++ compiler, a failed build, or
+``REVIEWLSTM_KERNEL=off``, fast.py runs the same algorithm in Python (and tests hold both to the
+readable cell). The build takes about a minute, once; ``reviewlstm build-kernel`` does it ahead of
+time and says whether it worked. The cache lives in ``$REVIEWLSTM_CACHE`` (default
+``~/.cache/reviewlstm``), one directory per torch version, so an upgrade rebuilds.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
+NAME = "reviewlstm_four_gate"
+_lock = threading.Lock()
+_module = None
+_error: str | None = None
+_tried = False
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("REVIEWLSTM_CACHE") or Path.home() / ".cache" / "reviewlstm")
+    return root / "kernels" / f"torch-{torch.__version__.replace('+', '-')}"
+
+
+def enabled() -> bool:
+    return os.environ.get("REVIEWLSTM_KERNEL", "on").lower() not in ("0", "off", "false", "no")
+
+
+def load(verbose: bool = True):
+    """The compiled module, or None (then `error()` says why). Builds on first use; thread-safe."""
+    global _module, _error, _tried
+    if _tried or not enabled():
+        return _module
+    with _lock:
+        if _tried:
+            return _module
+        _tried = True
+        try:
+            from torch.utils import cpp_extension
+            build = cache_dir()
+            build.mkdir(parents=True, exist_ok=True)
+            fresh = not any(build.glob(f"{NAME}*.so"))
+            if fresh and verbose:
+                print("reviewlstm: compiling the fast LSTM kernel for this machine (once, about a minute; "
+                      "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
+            # -march=native: the kernel is built on the machine that runs it (the cache is per user);
+            # -ffast-math lets gcc call glibc's vectorised tanh/exp, within a few ulp of the scalar ones
+            _module = cpp_extension.load(
+                name=NAME, sources=[str(SOURCE)], build_directory=str(build), verbose=False,
+                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"])
+        except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            _error = f"{type(exc).__name__}: {first}"[:300]
+            if verbose:
+                print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
+                      file=sys.stderr, flush=True)
+        return _module
+
+
+def error() -> str | None:
+    return _error
+
+
+def status() -> str:
+    if not enabled():
+        return "off (REVIEWLSTM_KERNEL=off)"
+    if _module is not None:
+        return f"compiled ({cache_dir()})"
+    return f"unavailable: {_error}" if _tried else "not loaded yet"
