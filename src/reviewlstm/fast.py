@@ -141,28 +141,36 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     `use`: True runs the compiled loop when available, "kernel" insists on it, "python" never uses it.
     """
     B, T, _ = x.shape
+    # plain Python on the (few) lengths: at one review per call these bookkeeping steps would
+    # otherwise cost more than the sequence itself
+    lens = [min(n, T) for n in lengths.tolist()]
     # longest first; a batch that is already in that order (length-bucketed, or unpadded) is not copied
-    in_order = B < 2 or bool((lengths[:-1] >= lengths[1:]).all())
+    in_order = all(a >= b for a, b in zip(lens, lens[1:]))
     order = None if in_order else torch.argsort(lengths, descending=True, stable=True)
-    sorted_lengths = lengths if in_order else lengths[order]
-    counts = torch.bincount(sorted_lengths.clamp(max=T), minlength=T + 1)  # how many sequences end at each length
-    batch_sizes = (B - torch.cumsum(counts, 0))[:T].tolist()  # rows with length > t
+    sorted_lens = lens if in_order else sorted(lens, reverse=True)
+    batch_sizes, b = [], B  # batch_sizes[t] = rows with length > t
+    for t in range(T):
+        while b and sorted_lens[b - 1] <= t:
+            b -= 1
+        batch_sizes.append(b)
+    full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early: the final state is the last step
     proj = cell.project(x if in_order else x[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
     if not in_order:
         ltm0, stm0 = ltm0[order], stm0[order]
-    lengths_sorted = sorted_lengths.clamp(max=T)
+    lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
     kernel = _kernel_for(proj, use)
     if grad:
         out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
                                             lengths_sorted, kernel)
-    elif kernel is not None:
-        LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), cell.weight_hh,
-                                      cell.weight_u, cell.bias_u, False)
-        out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
     else:
-        LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
-        out, ltm, stm = STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
+        if kernel is not None:
+            LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), cell.weight_hh,
+                                          cell.weight_u, cell.bias_u, False)
+        else:
+            LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
+        out = STM[1:]
+        ltm, stm = (LTM[T], STM[T]) if full else (_final(LTM, lengths_sorted), _final(STM, lengths_sorted))
     if in_order:
         return out.transpose(0, 1), ltm, stm
     inverse = torch.argsort(order)

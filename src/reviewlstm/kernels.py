@@ -8,6 +8,7 @@ time and says whether it worked. The cache lives in ``$REVIEWLSTM_CACHE`` (defau
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -16,7 +17,8 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
-NAME = "reviewlstm_four_gate"
+# the source's hash in the name: an edited or upgraded kernel is a new module, built afresh
+NAME = "reviewlstm_four_gate_" + hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:10] if SOURCE.exists() else ""
 _lock = threading.Lock()
 _module = None
 _error: str | None = None

@@ -77,9 +77,11 @@ class Recurrent(nn.Module):
         B, T, _ = x.shape
         state = self._check_state(state, B, x)
         padded = bool((lengths < T).any())
-        mask = (torch.arange(T, device=x.device)[None, :] < lengths[:, None])  # (B, T), True at real steps
-        # reversing each sequence within its own length, so padding stays at the end
-        rev_index = _reverse_index(lengths, T) if self.bidirectional else None  # (B, T)
+        fast = bool(self.fast) and self.cell_kind == "lstm" and not return_gates
+        # (B, T), True at real steps; the fused loops shrink the batch instead
+        mask = (torch.arange(T, device=x.device)[None, :] < lengths[:, None]) if padded and not fast else None
+        # reversing each sequence within its own length, so padding stays at the end (unpadded: a flip)
+        rev_index = _reverse_index(lengths, T) if self.bidirectional and padded else None  # (B, T)
 
         finals, all_gates = [], []
         layer_in = x
@@ -90,10 +92,10 @@ class Recurrent(nn.Module):
                 cell = self.cells[k]
                 seq = layer_in if d == 0 else _gather_time(layer_in, rev_index)
                 init = None if state is None else type(state)(*(s[k] for s in state))
-                if self.fast and self.cell_kind == "lstm" and not return_gates:
+                if fast:
                     (out, final), gates = self._run_fast(cell, seq, lengths, init, self.fast), {}
                 else:
-                    out, final, gates = self._run(cell, seq, mask if padded else None, init, return_gates)
+                    out, final, gates = self._run(cell, seq, mask, init, return_gates)
                 if d == 1:  # back to the original word order
                     out = _gather_time(out, rev_index)
                     gates = {n: _gather_time(g, rev_index) for n, g in gates.items()}
@@ -200,8 +202,10 @@ def _reverse_index(lengths: torch.Tensor, T: int) -> torch.Tensor:
     return torch.where(t < L, L - 1 - t, t)  # an involution: applying it twice gives the identity
 
 
-def _gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x[b, index[b, t]] for (B, T, H) x and (B, T) index."""
+def _gather_time(x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """x[b, index[b, t]] for (B, T, H) x and (B, T) index; index None: every sequence is full, flip time."""
+    if index is None:
+        return x.flip(1)
     return x.gather(1, index[:, :, None].expand(-1, -1, x.size(2)))
 
 

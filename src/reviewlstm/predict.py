@@ -42,7 +42,8 @@ def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int
     """(N, K) probabilities. Batches hold texts of similar length so little time goes on padding;
     padded steps are masked, so a text gets the same answer alone or in any batch."""
     was_training = model.training
-    model.eval()
+    if was_training:  # switching modes walks every submodule: not on every call of a service
+        model.eval()
     device = next(model.parameters()).device
     order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))  # longest first: what the fast path wants
     out = np.zeros((len(id_lists), len(model.config.ratings)), dtype=np.float32)
@@ -51,7 +52,8 @@ def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int
         ids, lengths = pad_batch([id_lists[i] for i in idx])
         logits = model(ids.to(device), lengths.to(device))
         out[idx] = torch.softmax(logits.float(), dim=1).cpu().numpy()
-    model.train(was_training)
+    if was_training:
+        model.train()
     return out
 
 

@@ -11,10 +11,41 @@
 // Without `save` (inference) NS, SIG, US and FORGET are one step deep: scratch, not history.
 #include <torch/extension.h>
 
+#include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <vector>
 
+// BLAS from the library torch itself links (MKL in the x86 wheels), called with raw pointers: at B = 1
+// (one review) building Tensor views and dispatching at::mm costs more than the product itself.
+// Weak, so a torch without these symbols still loads this module and uses at::mm instead.
+extern "C" {
+void sgemm_(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+            const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
+            const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+}
+
 namespace {
+
+// Row-major C (M, N) = A (M, K) @ B^T for B (N, K) when b_t, else A @ B for B (K, N). BLAS is
+// column-major, so it computes C^T = op(B) A^T with the same buffers.
+template <typename T>
+void matmul(int64_t M, int64_t N, int64_t K, const T* A, const T* B, bool b_t, T* C) {
+  const int m = (int)N, n = (int)M, k = (int)K, lda = b_t ? (int)K : (int)N, ldb = (int)K, ldc = (int)N;
+  const T one = 1, zero = 0;
+  const char ta = b_t ? 'T' : 'N', tb = 'N';
+  if constexpr (std::is_same_v<T, float>) {
+    if (sgemm_) { sgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &zero, C, &ldc); return; }
+  } else {
+    if (dgemm_) { dgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &zero, C, &ldc); return; }
+  }
+  auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  auto a = at::from_blob(const_cast<T*>(A), {M, K}, opt);
+  auto b = b_t ? at::from_blob(const_cast<T*>(B), {N, K}, opt).t() : at::from_blob(const_cast<T*>(B), {K, N}, opt);
+  auto c = at::from_blob(C, {M, N}, opt);
+  at::mm_out(c, a, b);
+}
 
 template <typename T>
 inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
@@ -112,27 +143,32 @@ std::vector<at::Tensor> forward(const at::Tensor& proj, const std::vector<int64_
   auto pre = proj.new_empty({B, 4 * H});
   LTM[0].copy_(ltm0);
   STM[0].copy_(stm0);
-  const auto w_hh_t = weight_hh.t();
-  const auto w_u_t = weight_u.t();
+  const auto w_hh = weight_hh.contiguous();
+  const auto w_u = weight_u.contiguous();
   const auto bias = bias_u.contiguous();
   AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "four_gate_forward", [&] {
+    using T_ = scalar_t;
+    const T_* P = proj.data_ptr<T_>();
+    T_ *C = LTM.data_ptr<T_>(), *S = STM.data_ptr<T_>(), *N_ = NS.data_ptr<T_>(), *G = SIG.data_ptr<T_>();
+    T_ *U = US.data_ptr<T_>(), *F = FORGET.data_ptr<T_>(), *pre_ = pre.data_ptr<T_>();
+    const T_ *Whh = w_hh.data_ptr<T_>(), *Wu = w_u.data_ptr<T_>(), *bu = bias.data_ptr<T_>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t b = batch_sizes[t];
       const int64_t k = save ? t : 0;
+      T_* stm = S + t * B * H;            // (B, H) state before step t
+      T_* stm_next = S + (t + 1) * B * H;
+      T_* forget = F + k * B * H;
       if (b < B) {  // rows that stopped reading: zero outputs, and zeros that weigh nothing in backward
-        STM[t + 1].narrow(0, b, B - b).zero_();
-        FORGET[k].narrow(0, b, B - b).zero_();
+        std::fill(stm_next + b * H, stm_next + B * H, T_(0));
+        std::fill(forget + b * H, forget + B * H, T_(0));
       }
       if (b == 0) continue;
-      auto pre_b = pre.narrow(0, 0, b);
-      at::mm_out(pre_b, STM[t].narrow(0, 0, b), w_hh_t);  // (b, 4H): W_hh stm
-      gates_step<scalar_t>(b, H, pre_b.data_ptr<scalar_t>(), proj[t].data_ptr<scalar_t>(),
-                           LTM[t].data_ptr<scalar_t>(), LTM[t + 1].data_ptr<scalar_t>(),
-                           NS[k].data_ptr<scalar_t>(), SIG[k].data_ptr<scalar_t>(), FORGET[k].data_ptr<scalar_t>());
-      auto us_b = US[k].narrow(0, 0, b);
-      at::mm_out(us_b, FORGET[k].narrow(0, 0, b), w_u_t);  // (b, H): W_u forget
-      use_step<scalar_t>(b, H, us_b.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), SIG[k].data_ptr<scalar_t>(),
-                         STM[t + 1].data_ptr<scalar_t>());
+      matmul<T_>(b, 4 * H, H, stm, Whh, true, pre_);  // (b, 4H): W_hh stm
+      gates_step<T_>(b, H, pre_, P + t * B * 4 * H, C + t * B * H, C + (t + 1) * B * H, N_ + k * B * H,
+                     G + k * B * 3 * H, forget);
+      T_* u = U + k * B * H;
+      matmul<T_>(b, H, H, forget, Wu, true, u);         // (b, H): W_u forget
+      use_step<T_>(b, H, u, bu, G + k * B * 3 * H, stm_next);
     }
   });
   return {LTM, STM, NS, SIG, US, FORGET};
@@ -156,28 +192,26 @@ std::vector<at::Tensor> backward(const c10::optional<at::Tensor>& dout_opt, cons
   const auto w_hh = weight_hh.contiguous();
   const auto w_u = weight_u.contiguous();
   AT_DISPATCH_FLOATING_TYPES(NS.scalar_type(), "four_gate_backward", [&] {
+    using T_ = scalar_t;
+    T_ *ds = dstm.data_ptr<T_>(), *dc = dltm.data_ptr<T_>(), *df = dforget.data_ptr<T_>();
+    T_ *dP = dPRE.data_ptr<T_>(), *dU = dUPRE.data_ptr<T_>();
+    const T_* GO = dout.defined() ? dout.data_ptr<T_>() : nullptr;
+    const T_ *U = US.data_ptr<T_>(), *G = SIG.data_ptr<T_>(), *N_ = NS.data_ptr<T_>(), *C = LTM.data_ptr<T_>();
+    const T_ *Whh = w_hh.data_ptr<T_>(), *Wu = w_u.data_ptr<T_>();
     for (int64_t t = T - 1; t >= 0; --t) {
       const int64_t b = batch_sizes[t];
+      T_* dp = dP + t * B * 4 * H;
+      T_* du = dU + t * B * H;
       if (b < B) {
-        dPRE[t].narrow(0, b, B - b).zero_();
-        dUPRE[t].narrow(0, b, B - b).zero_();
+        std::fill(dp + b * 4 * H, dp + B * 4 * H, T_(0));
+        std::fill(du + b * H, du + B * H, T_(0));
       }
       if (b == 0) continue;
-      scalar_t* ds = dstm.data_ptr<scalar_t>();
-      scalar_t* dc = dltm.data_ptr<scalar_t>();
-      const scalar_t* go = dout.defined() ? dout[t].data_ptr<scalar_t>() : nullptr;
-      const scalar_t* u = US[t].data_ptr<scalar_t>();
-      const scalar_t* sig = SIG[t].data_ptr<scalar_t>();
-      const scalar_t* n = NS[t].data_ptr<scalar_t>();
-      const scalar_t* c = LTM[t].data_ptr<scalar_t>();
-      scalar_t* dp = dPRE[t].data_ptr<scalar_t>();
-      scalar_t* du = dUPRE[t].data_ptr<scalar_t>();
-      use_back<scalar_t>(b, H, ds, go, u, sig, dp, du);
-      auto df_b = dforget.narrow(0, 0, b);
-      at::mm_out(df_b, dUPRE[t].narrow(0, 0, b), w_u);  // U read forget through W_u
-      remember_back<scalar_t>(b, H, df_b.data_ptr<scalar_t>(), dc, sig, n, c, dp);
-      auto dstm_b = dstm.narrow(0, 0, b);
-      at::mm_out(dstm_b, dPRE[t].narrow(0, 0, b), w_hh);  // to the previous stm
+      const T_* sig = G + t * B * 3 * H;
+      use_back<T_>(b, H, ds, GO ? GO + t * B * H : nullptr, U + t * B * H, sig, dp, du);
+      matmul<T_>(b, H, H, du, Wu, false, df);                 // U read forget through W_u
+      remember_back<T_>(b, H, df, dc, sig, N_ + t * B * H, C + t * B * H, dp);
+      matmul<T_>(b, H, 4 * H, dp, Whh, false, ds);            // to the previous stm
     }
   });
   // the weight gradients: one product over all steps each (rows past a sequence's end are zero)
