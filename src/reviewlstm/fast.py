@@ -61,12 +61,24 @@ def _final(HIST, lengths_sorted):
     return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
+def _transposed(cell):
+    """(W_hh^T, W_u^T) contiguous, for the compiled loop; kept on the cell until a weight changes
+    (an optimizer step bumps the version), since at one review the copy costs as much as the reading."""
+    key = (cell.weight_hh._version, cell.weight_hh.data_ptr(), cell.weight_u._version, cell.weight_u.data_ptr())
+    cached = getattr(cell, "_fast_transposed", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, cell.weight_hh.t().contiguous(), cell.weight_u.t().contiguous())
+        object.__setattr__(cell, "_fast_transposed", cached)  # a plain attribute, not a buffer
+    return cached[1], cached[2]
+
+
 class _FourGateLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, kernel):
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, kernel, transposed):
         if kernel is not None:
-            LTM, STM, NS, SIG, US, FORGET = kernel.forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u,
-                                                           bias_u, True)
+            LTM, STM, NS, SIG, US, FORGET = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(),
+                                                           *transposed, bias_u, True)
         else:
             LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
         ctx.batch_sizes, ctx.kernel = batch_sizes, kernel
@@ -78,7 +90,7 @@ class _FourGateLSTM(torch.autograd.Function):
         weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
         if ctx.kernel is not None:
             return (*ctx.kernel.backward(dout, dltm_T, dstm_T, ctx.batch_sizes, weight_hh, weight_u, LTM, STM, NS, SIG,
-                                         US, FORGET), None, None, None)
+                                         US, FORGET), None, None, None, None)
         T, B, H = NS.shape
         G = 4 * H
         dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
@@ -116,7 +128,7 @@ class _FourGateLSTM(torch.autograd.Function):
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None, None
 
 
 def _kernel_for(x: torch.Tensor, use: bool | str):
@@ -160,13 +172,14 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
     kernel = _kernel_for(proj, use)
+    transposed = _transposed(cell) if kernel is not None else None
     if grad:
         out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
-                                            lengths_sorted, kernel)
+                                            lengths_sorted, kernel, transposed)
     else:
         if kernel is not None:
-            LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), cell.weight_hh,
-                                          cell.weight_u, cell.bias_u, False)
+            LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), *transposed,
+                                          cell.bias_u, False)
         else:
             LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
         out = STM[1:]
