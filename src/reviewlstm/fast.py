@@ -61,9 +61,13 @@ def _final(HIST, lengths_sorted):
     return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
-def _transposed(cell):
-    """(W_hh^T, W_u^T) contiguous, for the compiled loop; kept on the cell until a weight changes
-    (an optimizer step bumps the version), since at one review the copy costs as much as the reading."""
+def _transposed(cell, keep: bool):
+    """(W_hh^T, W_u^T) contiguous, for the compiled loop. At inference (`keep`) they stay on the cell
+    until a weight's version or storage changes, since at one review the copy costs as much as the
+    reading; in training they are made afresh each call (cheap next to a batch, and safe against
+    weights edited through .data, which the version counter does not see)."""
+    if not keep:
+        return cell.weight_hh.detach().t().contiguous(), cell.weight_u.detach().t().contiguous()
     key = (cell.weight_hh._version, cell.weight_hh.data_ptr(), cell.weight_u._version, cell.weight_u.data_ptr())
     cached = getattr(cell, "_fast_transposed", None)
     if cached is None or cached[0] != key:
@@ -172,7 +176,7 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
     kernel = _kernel_for(proj, use)
-    transposed = _transposed(cell) if kernel is not None else None
+    transposed = _transposed(cell, keep=not grad) if kernel is not None else None
     if grad:
         out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
                                             lengths_sorted, kernel, transposed)
