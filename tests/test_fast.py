@@ -122,3 +122,20 @@ def test_failed_build_falls_back_with_one_line(tmp_path):
     assert broken.stdout == good.stdout
     notes = [line for line in broken.stderr.splitlines() if "fast kernel unavailable" in line]
     assert len(notes) == 1 and "Traceback" not in broken.stderr
+
+
+def test_inference_sees_weights_change_after_a_step():
+    """The compiled loop keeps transposed weights between inference calls; an optimizer step or a
+    load_state_dict must not leave it reading the old ones."""
+    fast, slow = pair(torch.float32, "kernel")
+    x, lengths = torch.randn(3, 6, 6), torch.tensor([6, 4, 1])
+    with torch.no_grad():
+        fast(x, lengths)                      # fills the cache
+        for p in fast.parameters():
+            p.mul_(1.5)                       # what an optimizer step does
+        slow.load_state_dict(fast.state_dict())
+        torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-6)
+        other = Recurrent("lstm", 6, 5).state_dict()
+        fast.load_state_dict(other)
+        slow.load_state_dict(other)
+        torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-6)
