@@ -79,22 +79,15 @@ def _transposed(cell, keep: bool):
 
 class _FourGateLSTM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, kernel, transposed):
-        if kernel is not None:
-            LTM, STM, NS, SIG, US, FORGET = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(),
-                                                           *transposed, bias_u, True)
-        else:
-            LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
-        ctx.batch_sizes, ctx.kernel = batch_sizes, kernel
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
+        LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
+        ctx.batch_sizes = batch_sizes
         ctx.save_for_backward(weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted)
         return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
     @staticmethod
     def backward(ctx, dout, dltm_T, dstm_T):
         weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
-        if ctx.kernel is not None:
-            return (*ctx.kernel.backward(dout, dltm_T, dstm_T, ctx.batch_sizes, weight_hh, weight_u, LTM, STM, NS, SIG,
-                                         US, FORGET), None, None, None, None)
         T, B, H = NS.shape
         G = 4 * H
         dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
@@ -132,7 +125,36 @@ class _FourGateLSTM(torch.autograd.Function):
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None
+
+
+class _CompiledFourGateLSTM(torch.autograd.Function):
+    """The compiled loop as one autograd node for all directions of a layer (run side by side).
+    Inputs after `meta`: per direction (proj, ltm0, stm0, weight_hh, weight_u, bias_u)."""
+
+    @staticmethod
+    def forward(ctx, meta, *flat):
+        kernel, batch_sizes, lengths_sorted, transposed = meta
+        D = len(flat) // 6
+        per = [flat[6 * d:6 * d + 6] for d in range(D)]
+        results = kernel.forward_dirs([p[0] for p in per], batch_sizes, [p[1].contiguous() for p in per],
+                                      [p[2].contiguous() for p in per], [t[0] for t in transposed],
+                                      [t[1] for t in transposed], [p[5] for p in per], True)
+        ctx.kernel, ctx.batch_sizes, ctx.D = kernel, batch_sizes, D
+        ctx.save_for_backward(*(t for p, r in zip(per, results) for t in (p[3], p[4], *r)))
+        outs = []
+        for LTM, STM, *_ in results:
+            outs += [STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)]
+        return tuple(outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        saved = ctx.saved_tensors
+        none = saved[0].new_empty(0)  # "no gradient reached this output"
+        per_saved = [list(saved[8 * d:8 * d + 8]) for d in range(ctx.D)]
+        per_grads = [[none if g is None else g for g in grads[3 * d:3 * d + 3]] for d in range(ctx.D)]
+        results = ctx.kernel.backward_dirs(per_grads, ctx.batch_sizes, per_saved)
+        return (None, *(g for r in results for g in r))
 
 
 def _kernel_for(x: torch.Tensor, use: bool | str):
@@ -156,6 +178,14 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
     word, exactly as Recurrent's readable loop. Without autograd (inference) nothing is saved.
     `use`: True runs the compiled loop when available, "kernel" insists on it, "python" never uses it.
     """
+    return four_gate_lstm_dirs([cell], [x], lengths, [ltm0], [stm0], use)[0]
+
+
+def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: bool | str = True):
+    """`four_gate_lstm` for the directions of one layer, which share `lengths` (the backward direction's
+    input is already reversed within each length): [(outputs, ltm, stm)] per direction. The compiled
+    loop runs the directions side by side; the Python loop, one after the other."""
+    x = xs[0]
     B, T, _ = x.shape
     # plain Python on the (few) lengths: at one review per call these bookkeeping steps would
     # otherwise cost more than the sequence itself
@@ -170,25 +200,40 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
             b -= 1
         batch_sizes.append(b)
     full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early: the final state is the last step
-    proj = cell.project(x if in_order else x[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
-    if not in_order:
-        ltm0, stm0 = ltm0[order], stm0[order]
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
-    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj, ltm0, stm0, cell.weight_hh, cell.weight_u))
-    kernel = _kernel_for(proj, use)
-    transposed = _transposed(cell, keep=not grad) if kernel is not None else None
-    if grad:
-        out, ltm, stm = _FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u, batch_sizes,
-                                            lengths_sorted, kernel, transposed)
-    else:
-        if kernel is not None:
-            LTM, STM, *_ = kernel.forward(proj, batch_sizes, ltm0.contiguous(), stm0.contiguous(), *transposed,
-                                          cell.bias_u, False)
+    projs = [cell.project(xd if in_order else xd[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
+             for cell, xd in zip(cells, xs)]
+    if not in_order:
+        ltm0s, stm0s = [s[order] for s in ltm0s], [s[order] for s in stm0s]
+    grad = torch.is_grad_enabled() and any(
+        t.requires_grad for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
+        for t in (p, l0, s0, cell.weight_hh, cell.weight_u))
+    kernel = _kernel_for(x, use)
+    results = []
+    if kernel is not None:
+        transposed = [_transposed(cell, keep=not grad) for cell in cells]
+        if grad:
+            flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
+                    for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u)]
+            outs = _CompiledFourGateLSTM.apply((kernel, batch_sizes, lengths_sorted, transposed), *flat)
+            results = [outs[3 * d:3 * d + 3] for d in range(len(cells))]
         else:
-            LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
-        out = STM[1:]
-        ltm, stm = (LTM[T], STM[T]) if full else (_final(LTM, lengths_sorted), _final(STM, lengths_sorted))
+            hist = kernel.forward_dirs(projs, batch_sizes, [s.contiguous() for s in ltm0s],
+                                       [s.contiguous() for s in stm0s], [t[0] for t in transposed],
+                                       [t[1] for t in transposed], [c.bias_u for c in cells], False)
+            for LTM, STM, *_ in hist:
+                results.append((STM[1:], *((LTM[T], STM[T]) if full else
+                                           (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))
+    else:
+        for cell, proj, ltm0, stm0 in zip(cells, projs, ltm0s, stm0s):
+            if grad:
+                results.append(_FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u,
+                                                   batch_sizes, lengths_sorted))
+            else:
+                LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
+                results.append((STM[1:], *((LTM[T], STM[T]) if full else
+                                           (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))
     if in_order:
-        return out.transpose(0, 1), ltm, stm
+        return [(out.transpose(0, 1), ltm, stm) for out, ltm, stm in results]
     inverse = torch.argsort(order)
-    return out.transpose(0, 1)[inverse], ltm[inverse], stm[inverse]
+    return [(out.transpose(0, 1)[inverse], ltm[inverse], stm[inverse]) for out, ltm, stm in results]

@@ -87,15 +87,16 @@ class Recurrent(nn.Module):
         layer_in = x
         for layer in range(self.num_layers):
             outs, layer_gates = [], []
-            for d in range(self.directions):
-                k = layer * self.directions + d
-                cell = self.cells[k]
-                seq = layer_in if d == 0 else _gather_time(layer_in, rev_index)
-                init = None if state is None else type(state)(*(s[k] for s in state))
-                if fast:
-                    (out, final), gates = self._run_fast(cell, seq, lengths, init, self.fast), {}
-                else:
-                    out, final, gates = self._run(cell, seq, mask, init, return_gates)
+            ks = [layer * self.directions + d for d in range(self.directions)]
+            seqs = [layer_in if d == 0 else _gather_time(layer_in, rev_index) for d in range(self.directions)]
+            inits = [None if state is None else type(state)(*(s[k] for s in state)) for k in ks]
+            if fast:  # every direction in one call: the compiled loop runs them side by side
+                per_dir = [(out, final, {}) for out, final in
+                           self._run_fast([self.cells[k] for k in ks], seqs, lengths, inits, self.fast)]
+            else:
+                per_dir = [self._run(self.cells[k], seq, mask, init, return_gates)
+                           for k, seq, init in zip(ks, seqs, inits)]
+            for d, (out, final, gates) in enumerate(per_dir):
                 if d == 1:  # back to the original word order
                     out = _gather_time(out, rev_index)
                     gates = {n: _gather_time(g, rev_index) for n, g in gates.items()}
@@ -115,12 +116,12 @@ class Recurrent(nn.Module):
         return layer_in, final_state, gates
 
     @staticmethod
-    def _run_fast(cell, seq, lengths, init, use):
-        from .fast import four_gate_lstm
-        if init is None:
-            init = cell.initial_state(seq.size(0), seq)
-        out, ltm, stm = four_gate_lstm(cell, seq, lengths, init.ltm, init.stm, use=use)
-        return out, LSTMState(ltm, stm)
+    def _run_fast(cells, seqs, lengths, inits, use):
+        from .fast import four_gate_lstm_dirs
+        inits = [init if init is not None else cell.initial_state(seq.size(0), seq)
+                 for cell, seq, init in zip(cells, seqs, inits)]
+        results = four_gate_lstm_dirs(cells, seqs, lengths, [i.ltm for i in inits], [i.stm for i in inits], use=use)
+        return [(out, LSTMState(ltm, stm)) for out, ltm, stm in results]
 
     def _run(self, cell, seq, mask, init, return_gates):
         """One direction of one layer: project every event at once, then step through time."""

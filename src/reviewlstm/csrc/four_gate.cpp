@@ -10,6 +10,7 @@
 //   FORGET (T, B, H)   forget = LTM[t] * f
 // Without `save` (inference) NS, SIG, US and FORGET are one step deep: scratch, not history.
 #include <torch/extension.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -200,16 +201,17 @@ std::vector<at::Tensor> forward(const at::Tensor& proj, const std::vector<int64_
 
 // Backward through time, mirroring forward step by step (the equations of reference/lstm.py).
 // Returns dproj (T, B, 4H), dltm0, dstm0, d weight_hh, d weight_u, d bias_u.
-std::vector<at::Tensor> backward(const c10::optional<at::Tensor>& dout_opt, const c10::optional<at::Tensor>& dltm_T,
-                                 const c10::optional<at::Tensor>& dstm_T, const std::vector<int64_t>& batch_sizes,
+// An empty tensor stands for "no gradient" (an output nobody used).
+std::vector<at::Tensor> backward(const at::Tensor& dout_in, const at::Tensor& dltm_T,
+                                 const at::Tensor& dstm_T, const std::vector<int64_t>& batch_sizes,
                                  const at::Tensor& weight_hh, const at::Tensor& weight_u, const at::Tensor& LTM,
                                  const at::Tensor& STM, const at::Tensor& NS, const at::Tensor& SIG,
                                  const at::Tensor& US, const at::Tensor& FORGET) {
   const int64_t T = NS.size(0), B = NS.size(1), H = NS.size(2);
-  auto dltm = dltm_T.has_value() ? dltm_T->contiguous().clone() : NS.new_zeros({B, H});
-  auto dstm = dstm_T.has_value() ? dstm_T->contiguous().clone() : NS.new_zeros({B, H});
+  auto dltm = dltm_T.numel() ? dltm_T.contiguous().clone() : NS.new_zeros({B, H});
+  auto dstm = dstm_T.numel() ? dstm_T.contiguous().clone() : NS.new_zeros({B, H});
   at::Tensor dout;
-  if (dout_opt.has_value()) dout = dout_opt->contiguous();
+  if (dout_in.numel()) dout = dout_in.contiguous();
   auto dPRE = NS.new_empty({T, B, 4 * H});
   auto dUPRE = NS.new_empty({T, B, H});
   auto dforget = NS.new_empty({B, H});
@@ -245,8 +247,44 @@ std::vector<at::Tensor> backward(const c10::optional<at::Tensor>& dout_opt, cons
   return {dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u};
 }
 
+// Both directions of a bidirectional layer at once: they share nothing but the lengths, so each runs on
+// its own thread (with single-threaded BLAS inside), instead of one after the other with every small
+// product split across threads. args[d] holds direction d's arguments, in forward's order.
+std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>& proj,
+                                                  const std::vector<int64_t>& batch_sizes,
+                                                  const std::vector<at::Tensor>& ltm0, const std::vector<at::Tensor>& stm0,
+                                                  const std::vector<at::Tensor>& weight_hh_t,
+                                                  const std::vector<at::Tensor>& weight_u_t,
+                                                  const std::vector<at::Tensor>& bias_u, bool save) {
+  const int64_t D = (int64_t)proj.size();
+  std::vector<std::vector<at::Tensor>> out(D);
+  at::parallel_for(0, D, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d)
+      out[d] = forward(proj[d], batch_sizes, ltm0[d], stm0[d], weight_hh_t[d], weight_u_t[d], bias_u[d], save);
+  });
+  return out;
+}
+
+// saved[d] = {weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET}; grads[d] = {dout, dltm_T, dstm_T}.
+std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector<at::Tensor>>& grads,
+                                                   const std::vector<int64_t>& batch_sizes,
+                                                   const std::vector<std::vector<at::Tensor>>& saved) {
+  const int64_t D = (int64_t)saved.size();
+  std::vector<std::vector<at::Tensor>> out(D);
+  at::parallel_for(0, D, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t d = begin; d < end; ++d) {
+      const auto& g = grads[d];
+      const auto& v = saved[d];
+      out[d] = backward(g[0], g[1], g[2], batch_sizes, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+    }
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &forward, "four-gate LSTM over a length-sorted sequence batch");
   m.def("backward", &backward, "its backward through time");
+  m.def("forward_dirs", &forward_dirs, "forward for each direction, in parallel");
+  m.def("backward_dirs", &backward_dirs, "backward for each direction, in parallel");
   m.def("set_small_rows", [](int64_t n) { small_rows = n; }, "rows below which products skip BLAS (benchmarks)");
 }
