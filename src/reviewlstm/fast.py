@@ -201,7 +201,8 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         batch_sizes.append(b)
     full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early: the final state is the last step
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
-    projs = [cell.project(xd if in_order else xd[order]).transpose(0, 1).contiguous()  # (T, B, 4H)
+    # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections
+    projs = [cell.project((xd if in_order else xd[order]).transpose(0, 1).contiguous())  # (T, B, 4H)
              for cell, xd in zip(cells, xs)]
     if not in_order:
         ltm0s, stm0s = [s[order] for s in ltm0s], [s[order] for s in stm0s]

@@ -26,11 +26,12 @@ class Recurrent(nn.Module):
             kernel when it built, else the Python loop), "kernel", "python", or False (the readable
             step loop, also what runs when gates are asked for).
 
-    Inputs: x, lengths=None, state=None, return_gates=False
+    Inputs: x, lengths=None, state=None, return_gates=False, outputs=True
         - x: (B, T, E), float, padded at the end.
         - lengths: (B,) integers in [0, T], the true length of each sequence; None means all T.
         - state: initial state, :class:`LSTMState` (or :class:`RNNState`) whose fields are
           (num_layers * directions, B, H), ordered as torch.nn.LSTM's h_0 / c_0; None means zeros.
+        - outputs: False when only the final state is wanted (outputs come back as None).
 
     Outputs: outputs, state (and gates with ``return_gates=True``)
         - outputs: (B, T, H * directions), the last layer's stm at every step, zeros at padded steps.
@@ -72,7 +73,7 @@ class Recurrent(nn.Module):
         return self.hidden_size * self.directions
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | Sequence[int] | None = None,
-                state=None, return_gates: bool = False):
+                state=None, return_gates: bool = False, outputs: bool = True):
         lengths = self._check(x, lengths)
         B, T, _ = x.shape
         state = self._check_state(state, B, x)
@@ -96,14 +97,20 @@ class Recurrent(nn.Module):
             else:
                 per_dir = [self._run(self.cells[k], seq, mask, init, return_gates)
                            for k, seq, init in zip(ks, seqs, inits)]
+            last = layer == self.num_layers - 1
             for d, (out, final, gates) in enumerate(per_dir):
-                if d == 1:  # back to the original word order
+                if last and not outputs:  # only the final states are wanted: skip re-ordering the outputs
+                    out = None
+                elif d == 1:  # back to the original word order
                     out = _gather_time(out, rev_index)
                     gates = {n: _gather_time(g, rev_index) for n, g in gates.items()}
                 outs.append(out)
                 finals.append(final)
                 layer_gates.append(gates)
-            layer_in = outs[0] if self.directions == 1 else torch.cat(outs, dim=2)  # (B, T, H * D)
+            if last and not outputs:
+                layer_in = None
+            else:
+                layer_in = outs[0] if self.directions == 1 else torch.cat(outs, dim=2)  # (B, T, H * D)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_in = F.dropout(layer_in, self.dropout, training=True)
             if return_gates:

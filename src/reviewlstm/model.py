@@ -80,7 +80,9 @@ class RatingModel(nn.Module):
 
     def from_embeddings(self, events: torch.Tensor, lengths: torch.Tensor, return_gates: bool = False):
         """(B, T, E) events -> (B, K) logits [, gates as in Recurrent]."""
-        result = self.rnn(self.dropout(events), lengths, return_gates=return_gates)
+        # pooling the final state reads no outputs: the layer need not assemble them
+        need_outputs = return_gates or self.config.pooling != "final"
+        result = self.rnn(self.dropout(events), lengths, return_gates=return_gates, outputs=need_outputs)
         outputs, state = result[0], result[1]  # (B, T, H*D), fields (L*D, B, H)
         pooled = self.pool(outputs, state, lengths)  # (B, H*D)
         logits = self.head(self.dropout(pooled))
