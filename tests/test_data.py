@@ -44,6 +44,33 @@ def test_tokenizer_leaves_sst_tokens_as_they_are(sst):
     assert same / len(sentences) > 0.97, same
 
 
+def _tokenize_every_rule(text, lowercase=False):
+    """The PTB rules run unconditionally, in order: what tokenize's guarded version must equal."""
+    from reviewlstm import text as T
+    text = " " + text.replace("\\/", "/").replace("\\*", "*").strip() + " "
+    for regex, sub in T._STARTING_QUOTES + T._PUNCTUATION:
+        text = regex.sub(sub, text)
+    text = " " + text + " "
+    for regex, sub in T._ENDING_QUOTES:
+        text = regex.sub(sub, text)
+    for regex in T._CONTRACTIONS:
+        text = regex.sub(r" \1 \2 ", text)
+    tokens = [T.BRACKETS.get(t, t) for t in text.split()]
+    return [t.lower() if lowercase and not T._PTB_TOKEN.match(t) else t for t in tokens]
+
+
+def test_guarded_tokenizer_equals_every_rule(sst):
+    import random
+    rnd = random.Random(0)
+    chars = list("abc ,.:;\"'()[]{}<>-!?$%&@#`nt'sSCANOT\\/*0123")
+    texts = ["".join(rnd.choice(chars) for _ in range(rnd.randint(0, 40))) for _ in range(5000)]
+    texts += [" ".join(e.tokens) for e in read_examples(sst / "dev.txt")]
+    texts += ['I CANNOT wait, Gonna see it: "10/10"... (really) -- 1,000 times; y\'all won\'t!', "x.)", "'", '""']
+    for t in texts:
+        for lowercase in (False, True):
+            assert tokenize(t, lowercase) == _tokenize_every_rule(t, lowercase), t
+
+
 def test_vocab_unknown_and_round_trip(tmp_path):
     v = Vocab.build([["a", "b", "a"], ["c"]], min_freq=2, extra=["z", "a"])
     assert v.itos == ["<pad>", "<unk>", "a", "z"]
