@@ -117,6 +117,26 @@ def test_predict_scores_a_whole_file(tiny_model, tmp_path, ext):
     assert {"review", "predicted_rating", "expected_rating", "p_1", "p_5"} <= set(rows[0])
 
 
+def test_file_scoring_in_worker_processes_matches_one_process(tiny_model, tmp_path):
+    """--workers 2: chunks go to two processes; every row comes back, in order, with the same numbers."""
+    src = tmp_path / "in.csv"
+    words = ["good", "bad", "dull", "a", "movie", "witty", "long", "."]
+    src.write_text("id,review\n" + "".join(f'{i},"{" ".join(words[(i * k) % 8] for k in range(1, 3 + i % 9))}"\n'
+                                           for i in range(2500)))
+    from reviewlstm import api
+    outs = {}
+    for w in (0, 2):  # chunks of 300 rows: the workers take turns and results must come back in order
+        outs[str(w)] = tmp_path / f"out{w}.csv"
+        summary = api.score_file(src, outs[str(w)], model=tiny_model, progress=False, workers=w, chunk_size=300)
+        assert summary.rows == 2500
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", tmp_path / "cli.csv", "--no-progress",
+                   "--workers", "2")
+    assert proc.returncode == 0 and "scored 2500 rows" in proc.stdout, proc.stderr
+    one, two = list(csv.DictReader(open(outs["0"]))), list(csv.DictReader(open(outs["2"])))
+    assert len(two) == 2500 and [r["id"] for r in two] == [str(i) for i in range(2500)]
+    assert one == two
+
+
 @pytest.mark.parametrize("args,message", [
     (["evaluate", "{model}", "nope.csv"], "nope.csv: no such file"),
     (["predict", "--model", "{tmp}", "hello"], "not a reviewlstm model: missing"),

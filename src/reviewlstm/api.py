@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
+
+import torch
 
 from . import artifact, metrics
 from .artifact import ArtifactError, LoadedModel
@@ -85,11 +88,18 @@ class ScoreSummary:
 
 def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
                fmt: str | None = None, columns: Columns | None = None, skip_bad_rows: bool = False,
-               chunk_size: int = 4096, progress: bool = True, long_text: str = "sentences") -> ScoreSummary:
+               chunk_size: int = 4096, progress: bool = True, long_text: str = "sentences",
+               workers: int | None = None) -> ScoreSummary:
     """Score every row of a file and write it back with its predictions, streaming: memory stays flat
     in the file's size. Output columns: every input column, then predicted_rating, expected_rating
-    and p_<rating> for each rating on the scale."""
+    and p_<rating> for each rating on the scale.
+
+    workers: processes that tokenize and read the chunks, one thread each (this process reads and
+    writes the file, in order). None: one per CPU for files of 20,000 rows or more, else none (a
+    worker takes seconds to start). At most 2 x workers chunks are in flight, so memory stays flat.
+    """
     import time
+    from collections import deque
     from tqdm import tqdm
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     predictor = Predictor(loaded, long_text=long_text)
@@ -100,30 +110,84 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         raise DataError(f"{output_path}: write predictions as .csv, .tsv, .jsonl or .parquet")
     if Path(input_path).resolve() == output_path.resolve():
         raise DataError(f"{output_path}: the output would overwrite the input")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
                          require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False)
-    bar = tqdm(total=_count_rows(Path(input_path), fmt), unit="rows", disable=None if progress else True, file=sys.stderr,
+    total = _count_rows(Path(input_path), fmt)
+    n_workers = _worker_count(workers, total, loaded)
+    bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = _Writer(output_path, out_fmt)
+    pool = _scoring_pool(loaded.path, long_text, n_workers) if n_workers > 1 else None
+    pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
+
+    def write(chunk, preds):
+        nonlocal n
+        writer.write([_output_row(e, p, cfg.ratings) for e, p in zip(chunk, preds)])
+        n += len(chunk)
+        bar.update(len(chunk))
+
     try:
         chunk: list[Example] = []
         for ex in _chained(rows):
             if ex is not None:
                 chunk.append(ex)
             if chunk and (ex is None or len(chunk) >= chunk_size):
-                preds = predictor.predict([e.text for e in chunk], [e.tokens for e in chunk])
-                writer.write([_output_row(e, p, cfg.ratings) for e, p in zip(chunk, preds)])
-                n += len(chunk)
-                bar.update(len(chunk))
+                texts, tokens = [e.text for e in chunk], [e.tokens for e in chunk]
+                if pool is None:
+                    write(chunk, predictor.predict(texts, tokens))
+                else:
+                    pending.append((chunk, pool.submit(_worker_predict, texts, tokens)))
+                    while len(pending) > 2 * n_workers:
+                        done, result = pending.popleft()
+                        write(done, result.result())
                 chunk = []
+        while pending:
+            done, result = pending.popleft()
+            write(done, result.result())
         ok = True
     finally:
+        if pool is not None:
+            pool.shutdown(wait=ok, cancel_futures=not ok)
         writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
         bar.close()
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start)
+
+
+def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
+    if workers is not None:
+        return workers
+    if total is None or total < 20_000 or not (loaded.path and Path(loaded.path).is_dir()):
+        return 0
+    return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
+
+
+def _scoring_pool(model_path, long_text: str, n: int):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from . import kernels
+    kernels.load()  # built (if ever) here, once, not by every worker at the same time
+    # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
+    # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
+    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
+                               initargs=(str(model_path), long_text))
+
+
+_worker_predictor: Predictor | None = None
+
+
+def _worker_init(model_path: str, long_text: str) -> None:
+    global _worker_predictor
+    torch.set_num_threads(1)  # one core each: the workers are the parallelism
+    _worker_predictor = Predictor(load_model(model_path), long_text=long_text)
+
+
+def _worker_predict(texts: list[str], tokens: list) -> list[Prediction]:
+    return _worker_predictor.predict(texts, tokens)
 
 
 def _chained(rows):

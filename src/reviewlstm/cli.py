@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-text", choices=("sentences", "whole"), default="sentences",
                    help="long reviews: read sentence by sentence and average (default) or in one pass")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes scoring --input in parallel (default: one per CPU for 20,000+ rows; 0: none)")
     _column_args(p)
     p.set_defaults(func=cmd_predict)
 
@@ -190,7 +192,8 @@ def cmd_predict(args) -> int:
         if not args.output:
             raise UserError("--input needs --output FILE for the scored rows")
         s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
-                           skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text)
+                           skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
+                           workers=args.workers)
         print(f"scored {s.rows} rows in {s.seconds:.1f}s ({s.rows / max(s.seconds, 1e-9):.0f}/s) -> {s.output}"
               + (f"; {s.bad_rows.summary()}" if s.bad_rows.count else ""))
         return 0
