@@ -1,11 +1,14 @@
-"""Prediction speed of a model against the machine's own ceiling, in one run.
+"""Prediction speed of a model against the machine's own ceiling and its peers, in one run.
 
-    python bench/speed.py [--model DIR] [--threads N]
+    python bench/speed.py [--model DIR] [--threads N] [--no-peers]
 
 - ceiling: GFLOP/s of a 2048 x 2048 float32 torch.mm (the thread count printed);
 - batch prediction on SST-5 dev (sentences/s) and the achieved GFLOP/s of the recurrent layer,
   counting the multiply-adds of the equations (four-gate LSTM: 4H(E+H) + H^2 per token and direction);
-- single-review latency in process (p50, p99) on dev sentences and on ~400-word reviews.
+  beside it the same pipeline with torch.nn.LSTM (same sizes, packed sequences, untrained: speed only);
+- single-review latency in process (p50, p99) on dev sentences and on ~400-word reviews;
+- peers (unless --no-peers): TF-IDF + logistic regression and fastText, trained here on SST-5 phrases,
+  measured on the same texts the same ways.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ import torch
 
 from reviewlstm import api
 from reviewlstm.data import read_examples
-from reviewlstm.predict import Predictor, predict_proba
+from reviewlstm import kernels
+from reviewlstm.predict import Predictor, pad_batch, predict_proba
 
 
 def ceiling(n: int = 2048, reps: int = 10) -> float:
@@ -41,13 +45,16 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--sst", default="../shared/data/sst5")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-peers", dest="peers", action="store_false")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = api.load_model(args.model)
     dev = list(read_examples(Path(args.sst) / "dev.txt"))
+    kernels.load()
     peak = ceiling()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: torch.mm ceiling {peak:.1f} GFLOP/s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: torch.mm ceiling {peak:.1f} GFLOP/s; "
+          f"kernel {kernels.status()}")
 
     predictor = Predictor(loaded)
     texts = [e.text for e in dev]
@@ -64,18 +71,99 @@ def main() -> None:
     print(f"batch, SST-5 dev: {len(texts) / wall:,.0f} sentences/s end to end ({len(texts) / model_wall:,.0f}/s "
           f"model only), {gflops:.1f} GFLOP/s = {gflops / peak:.1%} of the ceiling")
 
+    reference = NNLSTMReference(loaded)
+    reference.predict_ids(ids)
+    t0 = time.perf_counter()
+    reference.predict_ids(ids)
+    ref_rate = len(ids) / (time.perf_counter() - t0)
+    print(f"batch, SST-5 dev, model only: torch.nn.LSTM BiLSTM of the same sizes {ref_rate:,.0f}/s; "
+          f"reviewlstm / nn.LSTM = {len(texts) / model_wall / ref_rate:.2f}")
+
     long_reviews = []
     for k in range(0, len(dev) - 25, 25):
         long_reviews.append(" ".join(t for e in dev[k:k + 25] for t in e.tokens))
-    for name, sample in (("dev sentence", texts[:300]), ("~400-word review", long_reviews[:40])):
-        lat = []
-        for t in sample:
+    t0 = time.perf_counter()
+    predictor.predict(long_reviews)
+    print(f"batch, {len(long_reviews)} ~400-word reviews (sentence by sentence): "
+          f"{len(long_reviews) / (time.perf_counter() - t0):,.1f} reviews/s")
+
+    rows = [("reviewlstm (default model)", lambda t: predictor.predict([t]), predictor.predict),
+            ("torch.nn.LSTM BiLSTM, same pipeline", lambda t: reference.predict_texts([t]), reference.predict_texts)]
+    if args.peers:
+        train = list(read_examples(Path(args.sst) / "train.txt", phrases=True))
+        for name, peer in peers([e.text for e in train], [e.rating for e in train]):
+            rows.append((name, lambda t, p=peer: p([t]), peer))
+    print("\n| model | batch dev sentences/s | batch 400-word reviews/s | single sentence p50 / p99 ms | "
+          "single 400-word review p50 / p99 ms |")
+    print("|---|---|---|---|---|")
+    for name, one, many in rows:
+        many(texts[:50])
+        cells = []
+        for sample in (texts, long_reviews):
             t0 = time.perf_counter()
-            predictor.predict([t])
-            lat.append(time.perf_counter() - t0)
-        lat.sort()
-        print(f"single {name}: p50 {statistics.median(lat) * 1000:.2f} ms, "
-              f"p99 {lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000:.2f} ms ({len(lat)} texts)")
+            many(sample)
+            cells.append(f"{len(sample) / (time.perf_counter() - t0):,.0f}")
+        for sample in (texts[:300], long_reviews[:40]):
+            lat = []
+            for t in sample:
+                t0 = time.perf_counter()
+                one(t)
+                lat.append(time.perf_counter() - t0)
+            lat.sort()
+            cells.append(f"{statistics.median(lat) * 1000:.2f} / {lat[min(len(lat) - 1, int(0.99 * len(lat)))] * 1000:.2f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+class NNLSTMReference:
+    """The same pipeline (tokens, vocabulary, embedding, BiLSTM, final states, head) on torch.nn.LSTM,
+    untrained: a yardstick for speed only. Batches sorted longest first, packed."""
+
+    def __init__(self, loaded):
+        from torch import nn
+        cfg = loaded.config
+        self.loaded, self.predictor = loaded, Predictor(loaded, long_text="whole")
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim)
+        self.rnn = nn.LSTM(cfg.embed_dim, cfg.hidden, batch_first=True, bidirectional=cfg.bidirectional)
+        self.head = nn.Linear(cfg.hidden * (2 if cfg.bidirectional else 1), len(cfg.ratings))
+
+    @torch.inference_mode()
+    def predict_ids(self, id_lists, batch_size=256):
+        from torch.nn.utils.rnn import pack_padded_sequence
+        order = sorted(range(len(id_lists)), key=lambda i: -len(id_lists[i]))
+        out = torch.zeros(len(id_lists), self.head.out_features)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            ids, lengths = pad_batch([id_lists[i] for i in idx])
+            packed = pack_padded_sequence(self.embed(ids), lengths, batch_first=True, enforce_sorted=True)
+            _, (h, _) = self.rnn(packed)
+            out[idx] = torch.softmax(self.head(torch.cat(list(h), dim=1)), dim=1)
+        return out
+
+    def predict_texts(self, texts):
+        return self.predict_ids([self.loaded.vocab.encode(self.predictor.tokens(t)[:400]) for t in texts])
+
+
+def peers(train_texts, train_y):
+    """(name, predict(texts)) for TF-IDF + logistic regression and fastText, trained on the given texts."""
+    import os
+    import tempfile
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    tfidf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True, token_pattern=r"\S+"),
+                          LogisticRegression(C=2.0, max_iter=2000))
+    tfidf.fit(train_texts, train_y)
+    yield "TF-IDF + logistic regression (phrases)", tfidf.predict
+    try:
+        import fasttext
+    except ImportError:
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        for t, y in zip(train_texts, train_y):
+            f.write(f"__label__{y} {t.lower()}\n")
+    ft = fasttext.train_supervised(f.name, epoch=10, lr=0.5, wordNgrams=2, dim=50, verbose=0, seed=0, thread=2)
+    os.unlink(f.name)
+    yield "fastText supervised (phrases)", lambda texts: ft.predict([t.lower() for t in texts])
 
 
 if __name__ == "__main__":
