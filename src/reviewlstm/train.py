@@ -185,8 +185,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     # training altogether, would otherwise shrink towards zero for no reason) nor on biases
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1 and not n.startswith("embedding")]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.dim() <= 1 or n.startswith("embedding"))]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        # fused: one pass over each parameter per step; the per-tensor loop spent ~7x longer on the
+        # 1.4M embedding weights alone, as much as the batch's forward and backward on CPU
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    except (RuntimeError, TypeError):  # a device without the fused kernel
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 
     train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
     train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
