@@ -139,3 +139,16 @@ def test_inference_sees_weights_change_after_a_step():
         fast.load_state_dict(other)
         slow.load_state_dict(other)
         torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-6)
+
+
+def test_quick_cli_jobs_do_not_build(tmp_path):
+    """Rating one text with nothing cached: answered by the Python loop at once, no minute of compiling."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "a gorgeous, witty, seductive movie."],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "5" in proc.stdout and "compiling" not in proc.stderr
+    assert not (tmp_path / "cache" / "kernels").exists()

@@ -199,6 +199,8 @@ def cmd_predict(args) -> int:
         return 0
     if args.output:
         raise UserError("--output goes with --input FILE")
+    from . import kernels
+    kernels.allow_build(False)  # a few texts: the Python loop answers before a build would finish
     texts = args.texts
     if not texts:
         if sys.stdin is None or sys.stdin.isatty():
@@ -292,6 +294,8 @@ def cmd_explain(args) -> int:
     from . import api
     from .explain import explain
     from .html import explanation_page
+    from . import kernels
+    kernels.allow_build(False)  # one text: never worth a build
     if not args.text.strip():
         raise UserError("TEXT is empty")
     loaded = api.load_model(args.model)

@@ -2,8 +2,9 @@
 
 It is an accelerator, never a requirement: with no C++ compiler, a failed build, or
 ``REVIEWLSTM_KERNEL=off``, fast.py runs the same algorithm in Python (and tests hold both to the
-readable cell). The build takes about a minute, once; ``reviewlstm build-kernel`` does it ahead of
-time and says whether it worked. The cache lives in ``$REVIEWLSTM_CACHE`` (default
+readable cell). The build takes about a minute, once: on first use by a long job (training, scoring
+a file, evaluating, serving), or ahead of time with ``reviewlstm build-kernel``, which says whether it
+worked. Quick CLI jobs (rating or explaining a few texts) use it only once it is built. The cache lives in ``$REVIEWLSTM_CACHE`` (default
 ``~/.cache/reviewlstm``), one directory per torch version, so an upgrade rebuilds.
 """
 from __future__ import annotations
@@ -23,6 +24,14 @@ _lock = threading.Lock()
 _module = None
 _error: str | None = None
 _tried = False
+_build_allowed = True
+
+
+def allow_build(allowed: bool) -> None:
+    """Whether `load` may compile when nothing is cached. The CLI turns it off for quick jobs (a few
+    texts to rate or explain): a minute of compiling would cost more than the Python loop ever will."""
+    global _build_allowed
+    _build_allowed = allowed
 
 
 def cache_dir() -> Path:
@@ -46,8 +55,11 @@ def load(verbose: bool = True):
         try:
             from torch.utils import cpp_extension
             build = cache_dir()
-            build.mkdir(parents=True, exist_ok=True)
             fresh = not any(build.glob(f"{NAME}*.so"))
+            if fresh and not _build_allowed:
+                _error = "not built yet (quick jobs do not build it; `reviewlstm build-kernel` does)"
+                return None
+            build.mkdir(parents=True, exist_ok=True)
             if fresh and verbose:
                 print("reviewlstm: compiling the fast LSTM kernel for this machine (once, about a minute; "
                       "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
