@@ -1,5 +1,8 @@
 """The four-gate LSTM's fast paths (the compiled kernel and the Python loop) against the readable cell
 loop: outputs, states and every gradient."""
+import os
+import shutil
+
 import pytest
 import torch
 
@@ -10,13 +13,24 @@ from reviewlstm.layers import Recurrent
 IMPLEMENTATIONS = ["kernel", "python"]
 
 
+HAVE_COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
 @pytest.fixture(scope="module", autouse=True)
 def compiled_kernel():
-    # a machine without a compiler still passes the Python loop's tests; here the kernel must build
-    assert kernels.load() is not None, kernels.status()
+    # with a C++ compiler the kernel must build (a failure is a bug); without one, the Python loop's
+    # tests still run and the kernel's are skipped, saying why
+    if HAVE_COMPILER:
+        assert kernels.load() is not None, kernels.status()
+
+
+def needs_kernel(use):
+    if use == "kernel" and not HAVE_COMPILER:
+        pytest.skip("no C++ compiler: the compiled kernel cannot be built here")
 
 
 def pair(dtype, use="kernel", **kw):
+    needs_kernel(use)
     fast = Recurrent("lstm", 6, 5, fast=use, **kw).to(dtype)
     slow = Recurrent("lstm", 6, 5, fast=False, **kw).to(dtype)
     slow.load_state_dict(fast.state_dict())
@@ -65,6 +79,7 @@ def test_fast_inference_without_autograd_matches(use):
 
 @pytest.mark.parametrize("use", IMPLEMENTATIONS)
 def test_fast_path_gradcheck(use):
+    needs_kernel(use)
     torch.manual_seed(3)
     layer = Recurrent("lstm", 3, 2, fast=use).double()
     x = torch.randn(3, 4, 3, dtype=torch.float64, requires_grad=True)
@@ -75,6 +90,7 @@ def test_fast_path_gradcheck(use):
 def test_kernel_at_model_size_matches_readable_loop_float32():
     """At the bundled model's shapes (E 50, H 150, a length-bucketed batch), where the vectorised
     tanh/exp of the compiled loop could drift: within 1e-5 of the readable loop, outputs and gradients."""
+    needs_kernel("kernel")
     torch.manual_seed(0)
     fast = Recurrent("lstm", 50, 150, bidirectional=True, fast="kernel")
     slow = Recurrent("lstm", 50, 150, bidirectional=True, fast=False)
@@ -93,6 +109,7 @@ def test_kernel_at_model_size_matches_readable_loop_float32():
 
 def test_kernel_falls_back_when_switched_off(tmp_path):
     """REVIEWLSTM_KERNEL=off: no build, the Python loop runs, and the answer is the same."""
+    needs_kernel("kernel")
     import os
     import subprocess
     import sys
