@@ -58,3 +58,23 @@ def test_explanation_matches_prediction_and_states_truncation(loaded):
     assert short.rating == p.rating and short.probabilities == pytest.approx(p.probabilities, abs=1e-5)
     with pytest.raises(ValueError, match="method must be one of"):
         explain(loaded, "x", method="shap")
+
+
+def test_a_long_review_is_explained_as_predict_reads_it(loaded):
+    """Over 60 tokens predict reads sentence by sentence; explain must explain that same rating."""
+    sentences = ["a gorgeous , witty , seductive movie .", "dull , lifeless and far too long .",
+                 "the plot is thin but the acting is superb .", "i laughed , i cried , i loved it ."]
+    text = " ".join(sentences * 3)
+    p = api.predict(text, model=loaded)
+    e = explain(loaded, text, method="occlusion")
+    assert p.read_as == e.read_as == "sentences" and sum(e.sentences) == len(e.tokens) == p.tokens
+    assert e.rating == p.rating and e.probabilities == pytest.approx(p.probabilities, abs=1e-5)
+    assert e.trajectory[-1] == pytest.approx(e.probabilities, abs=1e-5)
+    assert len(e.gates["learn"]["mean"]) == len(e.tokens) == len(e.contributions)
+    # a sentence's occlusion contributions, scaled by its share of the average: the first word of the
+    # first sentence is worth (its drop within that sentence) x (the sentence's share of the tokens)
+    alone = explain(loaded, sentences[0], method="occlusion")
+    share = e.sentences[0] / sum(e.sentences)
+    assert e.contributions[0] == pytest.approx(alone.contributions[0] * share, abs=1e-5)
+    whole = explain(loaded, text, long_text="whole", gates=False, trajectory=False)
+    assert whole.read_as == "whole" and whole.sentences == [len(e.tokens)]

@@ -315,8 +315,11 @@ def cmd_explain(args) -> int:
     up = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[:3] if c > 0) or "none"
     down = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[::-1][:3] if c < 0) or "none"
     print(f"pushed up: {up}; pushed down: {down}  ({e.method.replace('_', ' ')}, stars of expected rating)")
+    if e.read_as == "sentences":
+        print(f"note: read sentence by sentence ({len(e.sentences)} sentences, averaged by length), as predict does "
+              f"for texts over 60 tokens")
     if e.truncated:
-        print(f"note: only the first {e.max_length} of {e.total_tokens} tokens were read (the prediction's rule)")
+        print(f"note: a piece longer than {e.max_length} tokens was cut there (the prediction's rule)")
     if args.html:
         print(f"page written to {args.html}")
     return 0

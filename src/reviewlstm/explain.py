@@ -7,6 +7,13 @@ Contributions (to the expected rating, and to each rating's probability):
   to their value in `steps` steps; a word's contribution is its embedding times the average gradient
   along that path, summed over the embedding. They add up to f(text) - f(all-zero events).
 - occlusion: how much the output drops when the word is left out of the text.
+
+A long text is explained the way `predict` reads it: over 60 tokens, sentence by sentence (each
+sentence read on its own, the distributions averaged by sentence length), so the explained rating is
+the predicted one. Each sentence's contributions are then scaled by its weight in the average (they
+still add up to the rating's change from all-zero events), gate traces run sentence after sentence
+(the state starts afresh at each, as the model reads them), and the trajectory after a word is the
+average over the sentences read so far, the current one up to that word.
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ import numpy as np
 import torch
 
 from .artifact import LoadedModel
-from .predict import pad_batch
+from .predict import LONG_TEXT_MODES, pad_batch, split_sentences
 from .text import text_tokens
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -43,6 +50,8 @@ class Explanation:
     truncated: bool = False
     max_length: int = 0
     total_tokens: int = 0
+    read_as: str = "whole"               # "whole", "sentences" or "truncated", as in Prediction
+    sentences: list[int] = field(default_factory=list)  # tokens per piece read on its own
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,37 +62,67 @@ def _expected(probs: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
 
 
 def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients", steps: int = 32,
-            gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None) -> Explanation:
+            gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None,
+            long_text: str = "sentences", long_threshold: int = 60) -> Explanation:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    model, cfg, vocab = loaded.model, loaded.config, loaded.vocab
+    if long_text not in LONG_TEXT_MODES:
+        raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+    model, cfg = loaded.model, loaded.config
     model.eval()
     all_tokens = text_tokens(text, pretokenized, cfg.lowercase)
     if not all_tokens:
         raise ValueError("the text has no words to explain")
-    tokens = all_tokens[:cfg.max_length]  # the same truncation rule as a single-pass prediction
-    ids, lengths = pad_batch([vocab.encode(tokens)])
-    ratings = torch.tensor(cfg.ratings, dtype=torch.float32)
-    T = len(tokens)
+    # the pieces `predict` would read (Predictor.predict), each at most max_length tokens
+    if long_text == "sentences" and len(all_tokens) > long_threshold:
+        pieces, read_as = split_sentences(all_tokens), "sentences"
+    else:
+        pieces, read_as = [all_tokens], "whole"
+    if any(len(p) > cfg.max_length for p in pieces):
+        read_as = "truncated"
+    pieces = [p[:cfg.max_length] for p in pieces]
+    parts = [_explain_piece(loaded, p, method, steps, trajectory) for p in pieces]
+    weights = np.array([len(p) for p in pieces], dtype=np.float64)
+    share = weights / weights.sum()  # each piece's weight in the averaged distribution
+    probs = sum(w * part["probs"] for w, part in zip(share, parts))
+    ratings = np.asarray(cfg.ratings, dtype=np.float64)
+    contrib = [c * w for part, w in zip(parts, share) for c in part["contrib"]]
+    class_contrib = [[c * w for c in row] for part, w in zip(parts, share) for row in part["class_contrib"]]
+    traj = []
+    if trajectory:  # sentences read so far, the current one up to this word, averaged by length
+        done, done_w = np.zeros_like(probs), 0.0
+        for part, piece in zip(parts, pieces):
+            for k, p in enumerate(part["trajectory"], start=1):
+                traj.append(((done + k * p) / (done_w + k)).tolist())
+            done, done_w = done + len(piece) * part["probs"], done_w + len(piece)
+    tokens = [t for p in pieces for t in p]
+    out = Explanation(text=text, tokens=tokens, rating=int(cfg.scale_min + probs.argmax()),
+                      probabilities=probs.tolist(), expected_rating=float(probs @ ratings),
+                      method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
+                      trajectory=traj, truncated=read_as == "truncated", max_length=cfg.max_length,
+                      total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces])
+    if gates:
+        acts = {name: torch.cat([part["gates"][name] for part in parts], dim=3) for name in parts[0]["gates"]}
+        _gate_traces(out, acts, cfg.cell)
+    return out
 
+
+def _explain_piece(loaded: LoadedModel, tokens: list[str], method: str, steps: int, trajectory: bool) -> dict:
+    """One piece read in one pass: its distribution, contributions, prefix distributions and gates."""
+    model, cfg = loaded.model, loaded.config
+    ids, lengths = pad_batch([loaded.vocab.encode(tokens)])
+    ratings = torch.tensor(cfg.ratings, dtype=torch.float32)
     with torch.no_grad():
         events = model.embed(ids)  # (1, T, E)
         logits, gate_acts = model.from_embeddings(events, lengths, return_gates=True)
         probs = torch.softmax(logits, 1)[0]
-
     if method == "integrated_gradients":
         contrib, class_contrib = _integrated_gradients(model, events, lengths, ratings, steps)
     else:
         contrib, class_contrib = _occlusion(model, ids[0], probs, ratings)
-
-    out = Explanation(text=text, tokens=tokens, rating=int(cfg.scale_min + probs.argmax()),
-                      probabilities=probs.tolist(), expected_rating=float(_expected(probs, ratings)),
-                      method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
-                      trajectory=_trajectory(model, ids[0]) if trajectory else [],
-                      truncated=len(all_tokens) > T, max_length=cfg.max_length, total_tokens=len(all_tokens))
-    if gates:
-        _gate_traces(out, gate_acts, cfg.cell)
-    return out
+    return {"probs": probs.double().numpy(), "contrib": contrib, "class_contrib": class_contrib,
+            "trajectory": [np.asarray(p) for p in _trajectory(model, ids[0])] if trajectory else [],
+            "gates": gate_acts}
 
 
 def _integrated_gradients(model, events, lengths, ratings, steps):
