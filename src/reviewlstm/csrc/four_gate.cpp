@@ -149,107 +149,114 @@ void remember_back(int64_t b, int64_t H, const T* dfg, T* dc, const T* sig, cons
 
 }  // namespace
 
-std::vector<at::Tensor> forward(const at::Tensor& proj, const std::vector<int64_t>& batch_sizes,
-                                const at::Tensor& ltm0, const at::Tensor& stm0, const at::Tensor& weight_hh_t,
-                                const at::Tensor& weight_u_t, const at::Tensor& bias_u, bool save) {
-  TORCH_CHECK(proj.dim() == 3 && proj.is_contiguous(), "proj must be a contiguous (T, B, 4H) tensor");
-  const int64_t T = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
-  TORCH_CHECK((int64_t)batch_sizes.size() == T, "batch_sizes must have T entries");
-  auto LTM = proj.new_empty({T + 1, B, H});
-  auto STM = proj.new_empty({T + 1, B, H});
-  const int64_t depth = save ? T : 1;  // history for backward, or one step of scratch
-  auto NS = proj.new_empty({depth, B, H});
-  auto SIG = proj.new_empty({depth, B, 3 * H});
-  auto US = proj.new_empty({depth, B, H});
-  auto FORGET = proj.new_empty({depth, B, H});
-  auto pre = proj.new_empty({B, 4 * H});
-  LTM[0].copy_(ltm0);
-  STM[0].copy_(stm0);
-  // W_hh^T (H, 4H) and W_u^T (H, H), contiguous (the caller keeps them: transposing costs more than a
-  // short review's whole sequence): each step's products are A @ B with B's rows contiguous
-  TORCH_CHECK(weight_hh_t.is_contiguous() && weight_u_t.is_contiguous(), "transposed weights must be contiguous");
-  const auto& w_hh_t = weight_hh_t;
-  const auto& w_u_t = weight_u_t;
-  const auto bias = bias_u.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(proj.scalar_type(), "four_gate_forward", [&] {
-    using T_ = scalar_t;
-    const T_* P = proj.data_ptr<T_>();
-    T_ *C = LTM.data_ptr<T_>(), *S = STM.data_ptr<T_>(), *N_ = NS.data_ptr<T_>(), *G = SIG.data_ptr<T_>();
-    T_ *U = US.data_ptr<T_>(), *F = FORGET.data_ptr<T_>(), *pre_ = pre.data_ptr<T_>();
-    const T_ *Whh_t = w_hh_t.data_ptr<T_>(), *Wu_t = w_u_t.data_ptr<T_>(), *bu = bias.data_ptr<T_>();
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t b = batch_sizes[t];
-      const int64_t k = save ? t : 0;
-      T_* stm = S + t * B * H;            // (B, H) state before step t
-      T_* stm_next = S + (t + 1) * B * H;
-      T_* forget = F + k * B * H;
-      if (b < B) {  // rows that stopped reading: zero outputs, and zeros that weigh nothing in backward
-        std::fill(stm_next + b * H, stm_next + B * H, T_(0));
-        std::fill(forget + b * H, forget + B * H, T_(0));
-      }
-      if (b == 0) continue;
-      matmul<T_>(b, 4 * H, H, stm, Whh_t, false, pre_);  // (b, 4H): W_hh stm
-      gates_step<T_>(b, H, pre_, P + t * B * 4 * H, C + t * B * H, C + (t + 1) * B * H, N_ + k * B * H,
-                     G + k * B * 3 * H, forget);
-      T_* u = U + k * B * H;
-      matmul<T_>(b, H, H, forget, Wu_t, false, u);        // (b, H): W_u forget
-      use_step<T_>(b, H, u, bu, G + k * B * 3 * H, stm_next);
+namespace {
+
+// Work items run side by side on at::parallel_for's (OpenMP) threads; a BLAS call inside one runs on
+// that one thread, since OpenMP does not nest by default.
+
+// Row boundaries 0 = r_0 < ... < r_n = B splitting the batch into n chunks of about equal work (a
+// row's work is its length; rows are sorted longest first). Rows never interact, so chunks run apart.
+std::vector<int64_t> split_rows(const std::vector<int64_t>& batch_sizes, int64_t B, int64_t n) {
+  std::vector<int64_t> cuts{0};
+  if (n > 1 && B >= 8 * n) {
+    std::vector<int64_t> length(B, 0);
+    int64_t total = 0;
+    for (int64_t b : batch_sizes) {
+      for (int64_t r = 0; r < b; ++r) ++length[r];
+      total += b;
     }
-  });
-  return {LTM, STM, NS, SIG, US, FORGET};
+    int64_t acc = 0, k = 1;
+    for (int64_t r = 0; r < B - 1 && k < n; ++r) {
+      acc += length[r];
+      if (acc * n >= total * k) { cuts.push_back(r + 1); ++k; }
+    }
+  }
+  cuts.push_back(B);
+  return cuts;
 }
 
-// Backward through time, mirroring forward step by step (the equations of reference/lstm.py).
-// Returns dproj (T, B, 4H), dltm0, dstm0, d weight_hh, d weight_u, d bias_u.
-// An empty tensor stands for "no gradient" (an output nobody used).
-std::vector<at::Tensor> backward(const at::Tensor& dout_in, const at::Tensor& dltm_T,
-                                 const at::Tensor& dstm_T, const std::vector<int64_t>& batch_sizes,
-                                 const at::Tensor& weight_hh, const at::Tensor& weight_u, const at::Tensor& LTM,
-                                 const at::Tensor& STM, const at::Tensor& NS, const at::Tensor& SIG,
-                                 const at::Tensor& US, const at::Tensor& FORGET) {
-  const int64_t T = NS.size(0), B = NS.size(1), H = NS.size(2);
-  auto dltm = dltm_T.numel() ? dltm_T.contiguous().clone() : NS.new_zeros({B, H});
-  auto dstm = dstm_T.numel() ? dstm_T.contiguous().clone() : NS.new_zeros({B, H});
-  at::Tensor dout;
-  if (dout_in.numel()) dout = dout_in.contiguous();
-  auto dPRE = NS.new_empty({T, B, 4 * H});
-  auto dUPRE = NS.new_empty({T, B, H});
-  auto dforget = NS.new_empty({B, H});
-  const auto w_hh = weight_hh.contiguous();
-  const auto w_u = weight_u.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(NS.scalar_type(), "four_gate_backward", [&] {
-    using T_ = scalar_t;
-    T_ *ds = dstm.data_ptr<T_>(), *dc = dltm.data_ptr<T_>(), *df = dforget.data_ptr<T_>();
-    T_ *dP = dPRE.data_ptr<T_>(), *dU = dUPRE.data_ptr<T_>();
-    const T_* GO = dout.defined() ? dout.data_ptr<T_>() : nullptr;
-    const T_ *U = US.data_ptr<T_>(), *G = SIG.data_ptr<T_>(), *N_ = NS.data_ptr<T_>(), *C = LTM.data_ptr<T_>();
-    const T_ *Whh = w_hh.data_ptr<T_>(), *Wu = w_u.data_ptr<T_>();
-    for (int64_t t = T - 1; t >= 0; --t) {
-      const int64_t b = batch_sizes[t];
-      T_* dp = dP + t * B * 4 * H;
-      T_* du = dU + t * B * H;
-      if (b < B) {
-        std::fill(dp + b * 4 * H, dp + B * 4 * H, T_(0));
-        std::fill(du + b * H, du + B * H, T_(0));
-      }
-      if (b == 0) continue;
-      const T_* sig = G + t * B * 3 * H;
-      use_back<T_>(b, H, ds, GO ? GO + t * B * H : nullptr, U + t * B * H, sig, dp, du);
-      matmul<T_>(b, H, H, du, Wu, false, df);                 // U read forget through W_u
-      remember_back<T_>(b, H, df, dc, sig, N_ + t * B * H, C + t * B * H, dp);
-      matmul<T_>(b, H, 4 * H, dp, Whh, false, ds);            // to the previous stm
-    }
-  });
-  // the weight gradients: one product over all steps each (rows past a sequence's end are zero)
-  auto d_weight_hh = dPRE.view({-1, 4 * H}).t().mm(STM.narrow(0, 0, T).reshape({-1, H}));
-  auto d_weight_u = dUPRE.view({-1, H}).t().mm(FORGET.view({-1, H}));
-  auto d_bias_u = dUPRE.sum(at::IntArrayRef{0, 1});
-  return {dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u};
+// How many row chunks per direction: enough to give every thread a work item.
+int64_t chunks_per_direction(int64_t D, int64_t B, const std::vector<int64_t>& batch_sizes,
+                             std::vector<int64_t>* cuts) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t n = D >= threads ? 1 : threads / D;
+  *cuts = split_rows(batch_sizes, B, n);
+  return (int64_t)cuts->size() - 1;
 }
 
-// Both directions of a bidirectional layer at once: they share nothing but the lengths, so each runs on
-// its own thread (with single-threaded BLAS inside), instead of one after the other with every small
-// product split across threads. args[d] holds direction d's arguments, in forward's order.
+struct Forward {
+  at::Tensor LTM, STM, NS, SIG, US, FORGET, pre;
+};
+
+// The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
+template <typename T>
+void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh_t,
+                  const at::Tensor& w_u_t, const at::Tensor& bias, bool save, int64_t r0, int64_t r1) {
+  const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
+  const T* P = proj.data_ptr<T>();
+  T *C = f.LTM.data_ptr<T>(), *S = f.STM.data_ptr<T>(), *N_ = f.NS.data_ptr<T>(), *G = f.SIG.data_ptr<T>();
+  T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>(), *pre = f.pre.data_ptr<T>() + r0 * 4 * H;
+  const T *Whh_t = w_hh_t.data_ptr<T>(), *Wu_t = w_u_t.data_ptr<T>(), *bu = bias.data_ptr<T>();
+  for (int64_t t = 0; t < T_; ++t) {
+    const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
+    const int64_t k = save ? t : 0;
+    T* stm = S + t * B * H;            // (B, H) state before step t
+    T* stm_next = S + (t + 1) * B * H;
+    T* forget = F + k * B * H;
+    const int64_t stop = std::max(b, r0);
+    if (stop < r1) {  // rows that stopped reading: zero outputs, and zeros that weigh nothing in backward
+      std::fill(stm_next + stop * H, stm_next + r1 * H, T(0));
+      std::fill(forget + stop * H, forget + r1 * H, T(0));
+    }
+    if (b <= r0) continue;
+    const int64_t n = b - r0;
+    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh_t, false, pre);  // (n, 4H): W_hh stm
+    gates_step<T>(n, H, pre, P + (t * B + r0) * 4 * H, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
+                  N_ + (k * B + r0) * H, G + (k * B + r0) * 3 * H, forget + r0 * H);
+    T* u = U + (k * B + r0) * H;
+    matmul<T>(n, H, H, forget + r0 * H, Wu_t, false, u);   // (n, H): W_u forget
+    use_step<T>(n, H, u, bu, G + (k * B + r0) * 3 * H, stm_next + r0 * H);
+  }
+}
+
+struct Backward {
+  at::Tensor dout, dltm, dstm, dPRE, dUPRE, dforget;
+};
+
+// Backward through time for rows [r0, r1), mirroring forward step by step (reference/lstm.py).
+template <typename T>
+void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh, const at::Tensor& w_u,
+                   const at::Tensor& LTM, const at::Tensor& NS, const at::Tensor& SIG, const at::Tensor& US,
+                   int64_t r0, int64_t r1) {
+  const int64_t T_ = NS.size(0), B = NS.size(1), H = NS.size(2);
+  T *ds = g.dstm.data_ptr<T>(), *dc = g.dltm.data_ptr<T>(), *df = g.dforget.data_ptr<T>();
+  T *dP = g.dPRE.data_ptr<T>(), *dU = g.dUPRE.data_ptr<T>();
+  const T* GO = g.dout.defined() ? g.dout.data_ptr<T>() : nullptr;
+  const T *U = US.data_ptr<T>(), *G = SIG.data_ptr<T>(), *N_ = NS.data_ptr<T>(), *C = LTM.data_ptr<T>();
+  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>();
+  for (int64_t t = T_ - 1; t >= 0; --t) {
+    const int64_t b = std::min(batch_sizes[t], r1);
+    T* dp = dP + t * B * 4 * H;
+    T* du = dU + t * B * H;
+    const int64_t stop = std::max(b, r0);
+    if (stop < r1) {
+      std::fill(dp + stop * 4 * H, dp + r1 * 4 * H, T(0));
+      std::fill(du + stop * H, du + r1 * H, T(0));
+    }
+    if (b <= r0) continue;
+    const int64_t n = b - r0, q = t * B + r0;
+    const T* sig = G + q * 3 * H;
+    use_back<T>(n, H, ds + r0 * H, GO ? GO + q * H : nullptr, U + q * H, sig, dp + r0 * 4 * H, du + r0 * H);
+    matmul<T>(n, H, H, du + r0 * H, Wu, false, df + r0 * H);            // U read forget through W_u
+    remember_back<T>(n, H, df + r0 * H, dc + r0 * H, sig, N_ + q * H, C + q * H, dp + r0 * 4 * H);
+    matmul<T>(n, H, 4 * H, dp + r0 * 4 * H, Whh, false, ds + r0 * H);   // to the previous stm
+  }
+}
+
+}  // namespace
+
+// Every direction of a layer, and within a direction chunks of rows, side by side: they share
+// nothing but the lengths. args[d] is direction d's; returns {LTM, STM, NS, SIG, US, FORGET} per d.
 std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>& proj,
                                                   const std::vector<int64_t>& batch_sizes,
                                                   const std::vector<at::Tensor>& ltm0, const std::vector<at::Tensor>& stm0,
@@ -257,34 +264,88 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
                                                   const std::vector<at::Tensor>& weight_u_t,
                                                   const std::vector<at::Tensor>& bias_u, bool save) {
   const int64_t D = (int64_t)proj.size();
-  std::vector<std::vector<at::Tensor>> out(D);
-  at::parallel_for(0, D, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t d = begin; d < end; ++d)
-      out[d] = forward(proj[d], batch_sizes, ltm0[d], stm0[d], weight_hh_t[d], weight_u_t[d], bias_u[d], save);
+  TORCH_CHECK(D >= 1, "at least one direction");
+  const int64_t T_ = proj[0].size(0), B = proj[0].size(1), H = proj[0].size(2) / 4;
+  TORCH_CHECK((int64_t)batch_sizes.size() == T_, "batch_sizes must have T entries");
+  std::vector<Forward> f(D);
+  std::vector<at::Tensor> bias(D);
+  const int64_t depth = save ? T_ : 1;  // history for backward, or one step of scratch
+  for (int64_t d = 0; d < D; ++d) {
+    TORCH_CHECK(proj[d].dim() == 3 && proj[d].is_contiguous(), "proj must be a contiguous (T, B, 4H) tensor");
+    // W_hh^T (H, 4H) and W_u^T (H, H), contiguous (the caller keeps them: transposing costs more than
+    // a short review's whole sequence): each step's products are A @ B with B's rows contiguous
+    TORCH_CHECK(weight_hh_t[d].is_contiguous() && weight_u_t[d].is_contiguous(), "transposed weights must be contiguous");
+    const auto& p = proj[d];
+    f[d] = {p.new_empty({T_ + 1, B, H}), p.new_empty({T_ + 1, B, H}), p.new_empty({depth, B, H}),
+            p.new_empty({depth, B, 3 * H}), p.new_empty({depth, B, H}), p.new_empty({depth, B, H}),
+            p.new_empty({B, 4 * H})};
+    f[d].LTM[0].copy_(ltm0[d]);
+    f[d].STM[0].copy_(stm0[d]);
+    bias[d] = bias_u[d].contiguous();
+  }
+  std::vector<int64_t> cuts;
+  const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
+  AT_DISPATCH_FLOATING_TYPES(proj[0].scalar_type(), "four_gate_forward", [&] {
+    at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t d = item / nc, c = item % nc;
+        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh_t[d], weight_u_t[d], bias[d], save, cuts[c],
+                               cuts[c + 1]);
+      }
+    });
   });
+  std::vector<std::vector<at::Tensor>> out(D);
+  for (int64_t d = 0; d < D; ++d) out[d] = {f[d].LTM, f[d].STM, f[d].NS, f[d].SIG, f[d].US, f[d].FORGET};
   return out;
 }
 
-// saved[d] = {weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET}; grads[d] = {dout, dltm_T, dstm_T}.
+// saved[d] = {weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET}; grads[d] = {dout, dltm_T, dstm_T}, an
+// empty tensor standing for "no gradient" (an output nobody used). Returns per d: dproj (T, B, 4H),
+// dltm0, dstm0, d weight_hh, d weight_u, d bias_u.
 std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector<at::Tensor>>& grads,
                                                    const std::vector<int64_t>& batch_sizes,
                                                    const std::vector<std::vector<at::Tensor>>& saved) {
   const int64_t D = (int64_t)saved.size();
-  std::vector<std::vector<at::Tensor>> out(D);
-  at::parallel_for(0, D, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t d = begin; d < end; ++d) {
-      const auto& g = grads[d];
-      const auto& v = saved[d];
-      out[d] = backward(g[0], g[1], g[2], batch_sizes, v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
-    }
+  const auto& NS0 = saved[0][4];
+  const int64_t T_ = NS0.size(0), B = NS0.size(1), H = NS0.size(2);
+  std::vector<Backward> g(D);
+  std::vector<at::Tensor> w_hh(D), w_u(D);
+  for (int64_t d = 0; d < D; ++d) {
+    const auto& NS = saved[d][4];
+    const auto &dout = grads[d][0], &dltm_T = grads[d][1], &dstm_T = grads[d][2];
+    g[d] = {dout.numel() ? dout.contiguous() : at::Tensor(),
+            dltm_T.numel() ? dltm_T.contiguous().clone() : NS.new_zeros({B, H}),
+            dstm_T.numel() ? dstm_T.contiguous().clone() : NS.new_zeros({B, H}),
+            NS.new_empty({T_, B, 4 * H}), NS.new_empty({T_, B, H}), NS.new_empty({B, H})};
+    w_hh[d] = saved[d][0].contiguous();
+    w_u[d] = saved[d][1].contiguous();
+  }
+  std::vector<int64_t> cuts;
+  const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
+  AT_DISPATCH_FLOATING_TYPES(NS0.scalar_type(), "four_gate_backward", [&] {
+    at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t d = item / nc, c = item % nc;
+        const auto& v = saved[d];
+        backward_rows<scalar_t>(g[d], batch_sizes, w_hh[d], w_u[d], v[2], v[4], v[5], v[6], cuts[c], cuts[c + 1]);
+      }
+    });
   });
+  // the weight gradients: one product over all steps each (rows past a sequence's end are zero),
+  // after the loops, with every thread
+  std::vector<std::vector<at::Tensor>> out(D);
+  for (int64_t d = 0; d < D; ++d) {
+    const auto& v = saved[d];
+    auto d_weight_hh = g[d].dPRE.view({-1, 4 * H}).t().mm(v[3].narrow(0, 0, T_).reshape({-1, H}));
+    auto d_weight_u = g[d].dUPRE.view({-1, H}).t().mm(v[7].view({-1, H}));
+    auto d_bias_u = g[d].dUPRE.sum(at::IntArrayRef{0, 1});
+    out[d] = {g[d].dPRE, g[d].dltm, g[d].dstm, d_weight_hh, d_weight_u, d_bias_u};
+  }
   return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "four-gate LSTM over a length-sorted sequence batch");
-  m.def("backward", &backward, "its backward through time");
-  m.def("forward_dirs", &forward_dirs, "forward for each direction, in parallel");
-  m.def("backward_dirs", &backward_dirs, "backward for each direction, in parallel");
-  m.def("set_small_rows", [](int64_t n) { small_rows = n; }, "rows below which products skip BLAS (benchmarks)");
+  m.def("forward_dirs", &forward_dirs, "four-gate LSTM over a length-sorted batch, every direction side by side");
+  m.def("backward_dirs", &backward_dirs, "its backward through time");
+  m.def("set_small_rows", [](int64_t n) { small_rows = n; }, "rows up to which products skip BLAS (benchmarks)");
 }
