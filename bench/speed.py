@@ -25,13 +25,17 @@ from reviewlstm import kernels
 from reviewlstm.predict import Predictor, pad_batch, predict_proba
 
 
-def ceiling(n: int = 2048, reps: int = 10) -> float:
+def ceiling(n: int = 2048, reps: int = 4, rounds: int = 5) -> float:
+    """The best of several rounds: one round can catch the cores still clocking up or busy."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        torch.mm(a, b)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    best = 0.0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.mm(a, b)
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def macs_per_token(cfg) -> int:
