@@ -198,3 +198,20 @@ def test_kernel_splits_rows_across_threads_exactly(bidirectional):
             torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-10)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_inference_after_fused_optimizer_steps_reads_the_new_weights():
+    """Regression: a fused AdamW step changes weights without bumping their version; inference
+    between steps (the dev evaluations of training) must still read the current weights."""
+    fast, slow = pair(torch.float32, "kernel")
+    x, lengths = torch.randn(3, 6, 6), torch.tensor([6, 4, 1])
+    opt = torch.optim.AdamW(fast.parameters(), lr=0.1, fused=True)
+    for _ in range(3):
+        with torch.no_grad():
+            fast(x, lengths)  # an evaluation between steps
+        fast(x, lengths)[0].sum().backward()
+        opt.step()
+        opt.zero_grad()
+    slow.load_state_dict(fast.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-6)

@@ -61,20 +61,11 @@ def _final(HIST, lengths_sorted):
     return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
-def _transposed(cell, keep: bool):
-    """(W_hh^T, W_u^T) contiguous, for the compiled loop. At inference (`keep`) they stay on the cell
-    until a weight's version or storage changes, since at one review the copy costs as much as the
-    reading; in training they are made afresh each call (cheap next to a batch, and safe against
-    weights edited through .data, which the version counter does not see)."""
-    if not keep:
-        return cell.weight_hh.detach().t().contiguous(), cell.weight_u.detach().t().contiguous()
-    key = (cell.weight_hh._version, cell.weight_hh.data_ptr(), cell.weight_u._version, cell.weight_u.data_ptr())
-    cached = getattr(cell, "_fast_transposed", None)
-    if cached is None or cached[0] != key:
-        with torch.no_grad():
-            cached = (key, cell.weight_hh.t().contiguous(), cell.weight_u.t().contiguous())
-        object.__setattr__(cell, "_fast_transposed", cached)  # a plain attribute, not a buffer
-    return cached[1], cached[2]
+def _transposed(cell):
+    """(W_hh^T, W_u^T) contiguous, for the compiled loop, made afresh on every call. Not kept between
+    calls: a fused optimizer step rewrites the weights without bumping their version counter, so a
+    cache keyed on it served stale weights to the dev evaluations of a training run."""
+    return cell.weight_hh.detach().t().contiguous(), cell.weight_u.detach().t().contiguous()
 
 
 class _FourGateLSTM(torch.autograd.Function):
@@ -212,7 +203,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
     kernel = _kernel_for(x, use)
     results = []
     if kernel is not None:
-        transposed = [_transposed(cell, keep=not grad) for cell in cells]
+        transposed = [_transposed(cell) for cell in cells]
         if grad:
             flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
                     for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u)]
