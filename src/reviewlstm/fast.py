@@ -61,11 +61,11 @@ def _final(HIST, lengths_sorted):
     return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
-def _transposed(cell):
-    """(W_hh^T, W_u^T) contiguous, for the compiled loop, made afresh on every call. Not kept between
-    calls: a fused optimizer step rewrites the weights without bumping their version counter, so a
-    cache keyed on it served stale weights to the dev evaluations of a training run."""
-    return cell.weight_hh.detach().t().contiguous(), cell.weight_u.detach().t().contiguous()
+def _weights(cell):
+    """(W_hh, W_u) contiguous, as the compiled loop reads them (BLAS transposes on the fly). Nothing is
+    kept between calls: a fused optimizer step rewrites weights without bumping their version
+    counter, so a cache keyed on it once served stale weights to a training run's dev checks."""
+    return cell.weight_hh.detach().contiguous(), cell.weight_u.detach().contiguous()
 
 
 class _FourGateLSTM(torch.autograd.Function):
@@ -125,12 +125,12 @@ class _CompiledFourGateLSTM(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, meta, *flat):
-        kernel, batch_sizes, lengths_sorted, transposed = meta
+        kernel, batch_sizes, lengths_sorted, weights = meta
         D = len(flat) // 6
         per = [flat[6 * d:6 * d + 6] for d in range(D)]
         results = kernel.forward_dirs([p[0] for p in per], batch_sizes, [p[1].contiguous() for p in per],
-                                      [p[2].contiguous() for p in per], [t[0] for t in transposed],
-                                      [t[1] for t in transposed], [p[5] for p in per], True)
+                                      [p[2].contiguous() for p in per], [t[0] for t in weights],
+                                      [t[1] for t in weights], [p[5] for p in per], True)
         ctx.kernel, ctx.batch_sizes, ctx.D = kernel, batch_sizes, D
         ctx.save_for_backward(*(t for p, r in zip(per, results) for t in (p[3], p[4], *r)))
         outs = []
@@ -203,16 +203,16 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
     kernel = _kernel_for(x, use)
     results = []
     if kernel is not None:
-        transposed = [_transposed(cell) for cell in cells]
+        weights = [_weights(cell) for cell in cells]
         if grad:
             flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
                     for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u)]
-            outs = _CompiledFourGateLSTM.apply((kernel, batch_sizes, lengths_sorted, transposed), *flat)
+            outs = _CompiledFourGateLSTM.apply((kernel, batch_sizes, lengths_sorted, weights), *flat)
             results = [outs[3 * d:3 * d + 3] for d in range(len(cells))]
         else:
             hist = kernel.forward_dirs(projs, batch_sizes, [s.contiguous() for s in ltm0s],
-                                       [s.contiguous() for s in stm0s], [t[0] for t in transposed],
-                                       [t[1] for t in transposed], [c.bias_u for c in cells], False)
+                                       [s.contiguous() for s in stm0s], [t[0] for t in weights],
+                                       [t[1] for t in weights], [c.bias_u for c in cells], False)
             for LTM, STM, *_ in hist:
                 results.append((STM[1:], *((LTM[T], STM[T]) if full else
                                            (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))

@@ -29,7 +29,7 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 
 namespace {
 
-// Up to this many rows the products are written here, as rows of axpys: BLAS pays a fixed cost per
+// Up to this many rows the A @ B products (backward) are written here, as rows of axpys: BLAS pays a fixed cost per
 // call that dominates at one review (measured ~16 us of CPU for 1 x 150 x 600 where this loop takes
 // a few). C[r, :] += A[r, q] * B[q, :] runs along contiguous rows of B, independent across columns,
 // so it vectorises without a reduction's dependency chain, and each row of B is read once for all r.
@@ -190,13 +190,13 @@ struct Forward {
 
 // The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
 template <typename T>
-void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh_t,
-                  const at::Tensor& w_u_t, const at::Tensor& bias, bool save, int64_t r0, int64_t r1) {
+void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh,
+                  const at::Tensor& w_u, const at::Tensor& bias, bool save, int64_t r0, int64_t r1) {
   const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
   const T* P = proj.data_ptr<T>();
   T *C = f.LTM.data_ptr<T>(), *S = f.STM.data_ptr<T>(), *N_ = f.NS.data_ptr<T>(), *G = f.SIG.data_ptr<T>();
   T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>(), *pre = f.pre.data_ptr<T>() + r0 * 4 * H;
-  const T *Whh_t = w_hh_t.data_ptr<T>(), *Wu_t = w_u_t.data_ptr<T>(), *bu = bias.data_ptr<T>();
+  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
     const int64_t k = save ? t : 0;
@@ -210,11 +210,11 @@ void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>
     }
     if (b <= r0) continue;
     const int64_t n = b - r0;
-    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh_t, false, pre);  // (n, 4H): W_hh stm
+    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre);  // (n, 4H): W_hh stm
     gates_step<T>(n, H, pre, P + (t * B + r0) * 4 * H, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
                   N_ + (k * B + r0) * H, G + (k * B + r0) * 3 * H, forget + r0 * H);
     T* u = U + (k * B + r0) * H;
-    matmul<T>(n, H, H, forget + r0 * H, Wu_t, false, u);   // (n, H): W_u forget
+    matmul<T>(n, H, H, forget + r0 * H, Wu, true, u);    // (n, H): W_u forget
     use_step<T>(n, H, u, bu, G + (k * B + r0) * 3 * H, stm_next + r0 * H);
   }
 }
@@ -260,8 +260,8 @@ void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const a
 std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>& proj,
                                                   const std::vector<int64_t>& batch_sizes,
                                                   const std::vector<at::Tensor>& ltm0, const std::vector<at::Tensor>& stm0,
-                                                  const std::vector<at::Tensor>& weight_hh_t,
-                                                  const std::vector<at::Tensor>& weight_u_t,
+                                                  const std::vector<at::Tensor>& weight_hh,
+                                                  const std::vector<at::Tensor>& weight_u,
                                                   const std::vector<at::Tensor>& bias_u, bool save) {
   const int64_t D = (int64_t)proj.size();
   TORCH_CHECK(D >= 1, "at least one direction");
@@ -272,9 +272,9 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
   const int64_t depth = save ? T_ : 1;  // history for backward, or one step of scratch
   for (int64_t d = 0; d < D; ++d) {
     TORCH_CHECK(proj[d].dim() == 3 && proj[d].is_contiguous(), "proj must be a contiguous (T, B, 4H) tensor");
-    // W_hh^T (H, 4H) and W_u^T (H, H), contiguous (the caller keeps them: transposing costs more than
-    // a short review's whole sequence): each step's products are A @ B with B's rows contiguous
-    TORCH_CHECK(weight_hh_t[d].is_contiguous() && weight_u_t[d].is_contiguous(), "transposed weights must be contiguous");
+    // W_hh (4H, H) and W_u (H, H) as they are: BLAS reads them transposed, so no per-call copy (at one
+    // review, transposing them cost more than the whole read)
+    TORCH_CHECK(weight_hh[d].is_contiguous() && weight_u[d].is_contiguous(), "weights must be contiguous");
     const auto& p = proj[d];
     f[d] = {p.new_empty({T_ + 1, B, H}), p.new_empty({T_ + 1, B, H}), p.new_empty({depth, B, H}),
             p.new_empty({depth, B, 3 * H}), p.new_empty({depth, B, H}), p.new_empty({depth, B, H}),
@@ -289,7 +289,7 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh_t[d], weight_u_t[d], bias[d], save, cuts[c],
+        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], save, cuts[c],
                                cuts[c + 1]);
       }
     });
