@@ -121,16 +121,17 @@ class _FourGateLSTM(torch.autograd.Function):
 
 class _CompiledFourGateLSTM(torch.autograd.Function):
     """The compiled loop as one autograd node for all directions of a layer (run side by side).
-    Inputs after `meta`: per direction (proj, ltm0, stm0, weight_hh, weight_u, bias_u)."""
+    Inputs after `meta`: per direction (proj without the gates' bias, ltm0, stm0, weight_hh, weight_u,
+    bias_u, bias), the bias added inside the loop."""
 
     @staticmethod
     def forward(ctx, meta, *flat):
         kernel, batch_sizes, lengths_sorted, weights = meta
-        D = len(flat) // 6
-        per = [flat[6 * d:6 * d + 6] for d in range(D)]
+        D = len(flat) // 7
+        per = [flat[7 * d:7 * d + 7] for d in range(D)]
         results = kernel.forward_dirs([p[0] for p in per], batch_sizes, [p[1].contiguous() for p in per],
                                       [p[2].contiguous() for p in per], [t[0] for t in weights],
-                                      [t[1] for t in weights], [p[5] for p in per], True)
+                                      [t[1] for t in weights], [p[5] for p in per], [p[6] for p in per], True)
         ctx.kernel, ctx.batch_sizes, ctx.D = kernel, batch_sizes, D
         ctx.save_for_backward(*(t for p, r in zip(per, results) for t in (p[3], p[4], *r)))
         outs = []
@@ -145,7 +146,8 @@ class _CompiledFourGateLSTM(torch.autograd.Function):
         per_saved = [list(saved[8 * d:8 * d + 8]) for d in range(ctx.D)]
         per_grads = [[none if g is None else g for g in grads[3 * d:3 * d + 3]] for d in range(ctx.D)]
         results = ctx.kernel.backward_dirs(per_grads, ctx.batch_sizes, per_saved)
-        return (None, *(g for r in results for g in r))
+        # the gates' bias entered every step's pre-activation: its gradient is dproj summed over (T, B)
+        return (None, *(g for r in results for g in (*r, r[0].sum((0, 1)))))
 
 
 def _kernel_for(x: torch.Tensor, use: bool | str):
@@ -192,27 +194,32 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         batch_sizes.append(b)
     full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early: the final state is the last step
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
-    # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections
-    projs = [cell.project((xd if in_order else xd[order]).transpose(0, 1).contiguous())  # (T, B, 4H)
-             for cell, xd in zip(cells, xs)]
+    kernel = _kernel_for(x, use)
+    # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections;
+    # the compiled loop adds the gates' bias itself (broadcasting it over (T, B, 4H) is slow)
+    events = [(xd if in_order else xd[order]).transpose(0, 1).contiguous() for xd in xs]  # (T, B, E)
+    if kernel is not None:
+        projs = [(e.reshape(T * B, -1) @ cell.weight_ih.t()).view(T, B, -1) for cell, e in zip(cells, events)]
+    else:
+        projs = [cell.project(e) for cell, e in zip(cells, events)]  # (T, B, 4H)
     if not in_order:
         ltm0s, stm0s = [s[order] for s in ltm0s], [s[order] for s in stm0s]
     grad = torch.is_grad_enabled() and any(
         t.requires_grad for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
-        for t in (p, l0, s0, cell.weight_hh, cell.weight_u))
-    kernel = _kernel_for(x, use)
+        for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u, cell.bias))
     results = []
     if kernel is not None:
         weights = [_weights(cell) for cell in cells]
         if grad:
             flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
-                    for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u)]
+                    for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u, cell.bias)]
             outs = _CompiledFourGateLSTM.apply((kernel, batch_sizes, lengths_sorted, weights), *flat)
             results = [outs[3 * d:3 * d + 3] for d in range(len(cells))]
         else:
             hist = kernel.forward_dirs(projs, batch_sizes, [s.contiguous() for s in ltm0s],
                                        [s.contiguous() for s in stm0s], [t[0] for t in weights],
-                                       [t[1] for t in weights], [c.bias_u for c in cells], False)
+                                       [t[1] for t in weights], [c.bias_u for c in cells], [c.bias for c in cells],
+                                       False)
             for LTM, STM, *_ in hist:
                 results.append((STM[1:], *((LTM[T], STM[T]) if full else
                                            (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))

@@ -3,7 +3,7 @@
 // pass over memory instead of six tensor operations, and no interpreter between the steps.
 //
 // Layout (all contiguous, rows sorted by length, longest first; batch_sizes[t] rows read at step t):
-//   proj   (T, B, 4H)  input half of every gate, rows n | i | f | v   (W_ih E_t + b)
+//   proj   (T, B, 4H)  input half of every gate, rows n | i | f | v   (W_ih E_t; the bias b is added in the loop)
 //   LTM    (T+1, B, H) state before step t; STM likewise (STM[1:] are the outputs)
 //   NS     (T, B, H)   N = tanh(.)            SIG (T, B, 3H)  i | f | V = sigma(.)
 //   US     (T, B, H)   U = tanh(W_u forget + b_u)
@@ -74,11 +74,14 @@ inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
 // learn, forget and remember for b rows: pre = W_hh stm (b, 4H) plus the input projection.
 template <typename T>
-void gates_step(int64_t b, int64_t H, const T* pre, const T* proj, const T* ltm, T* ltm_next,
+void gates_step(int64_t b, int64_t H, const T* pre, const T* proj, const T* bias, const T* ltm, T* ltm_next,
                 T* ns, T* sig, T* forget) {
+  // the gates' bias is added here rather than into every step's projection beforehand: broadcasting
+  // it into a (T, B, 4H) tensor cost as much memory traffic as a tenth of the whole forward
   for (int64_t r = 0; r < b; ++r) {
     const T* p = pre + r * 4 * H;
     const T* x = proj + r * 4 * H;
+    const T* bi = bias;
     const T* c = ltm + r * H;
     T* c_next = ltm_next + r * H;
     T* n_ = ns + r * H;
@@ -86,10 +89,10 @@ void gates_step(int64_t b, int64_t H, const T* pre, const T* proj, const T* ltm,
     T* fg = forget + r * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
-      T n = std::tanh(p[j] + x[j]);
-      T i = sigmoid(p[H + j] + x[H + j]);
-      T f = sigmoid(p[2 * H + j] + x[2 * H + j]);
-      T v = sigmoid(p[3 * H + j] + x[3 * H + j]);
+      T n = std::tanh(p[j] + x[j] + bi[j]);
+      T i = sigmoid(p[H + j] + x[H + j] + bi[H + j]);
+      T f = sigmoid(p[2 * H + j] + x[2 * H + j] + bi[2 * H + j]);
+      T v = sigmoid(p[3 * H + j] + x[3 * H + j] + bi[3 * H + j]);
       T kept = c[j] * f;                 // forget gate: ltm ⊙ f
       c_next[j] = kept + n * i;          // remember gate: forget + learn
       n_[j] = n; s[j] = i; s[H + j] = f; s[2 * H + j] = v; fg[j] = kept;
@@ -191,12 +194,13 @@ struct Forward {
 // The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
 template <typename T>
 void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh,
-                  const at::Tensor& w_u, const at::Tensor& bias, bool save, int64_t r0, int64_t r1) {
+                  const at::Tensor& w_u, const at::Tensor& bias, const at::Tensor& bias_ih, bool save, int64_t r0,
+                  int64_t r1) {
   const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
   const T* P = proj.data_ptr<T>();
   T *C = f.LTM.data_ptr<T>(), *S = f.STM.data_ptr<T>(), *N_ = f.NS.data_ptr<T>(), *G = f.SIG.data_ptr<T>();
   T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>(), *pre = f.pre.data_ptr<T>() + r0 * 4 * H;
-  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>();
+  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>(), *bi = bias_ih.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
     const int64_t k = save ? t : 0;
@@ -211,7 +215,7 @@ void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>
     if (b <= r0) continue;
     const int64_t n = b - r0;
     matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre);  // (n, 4H): W_hh stm
-    gates_step<T>(n, H, pre, P + (t * B + r0) * 4 * H, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
+    gates_step<T>(n, H, pre, P + (t * B + r0) * 4 * H, bi, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
                   N_ + (k * B + r0) * H, G + (k * B + r0) * 3 * H, forget + r0 * H);
     T* u = U + (k * B + r0) * H;
     matmul<T>(n, H, H, forget + r0 * H, Wu, true, u);    // (n, H): W_u forget
@@ -262,13 +266,14 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
                                                   const std::vector<at::Tensor>& ltm0, const std::vector<at::Tensor>& stm0,
                                                   const std::vector<at::Tensor>& weight_hh,
                                                   const std::vector<at::Tensor>& weight_u,
-                                                  const std::vector<at::Tensor>& bias_u, bool save) {
+                                                  const std::vector<at::Tensor>& bias_u,
+                                                  const std::vector<at::Tensor>& bias_ih, bool save) {
   const int64_t D = (int64_t)proj.size();
   TORCH_CHECK(D >= 1, "at least one direction");
   const int64_t T_ = proj[0].size(0), B = proj[0].size(1), H = proj[0].size(2) / 4;
   TORCH_CHECK((int64_t)batch_sizes.size() == T_, "batch_sizes must have T entries");
   std::vector<Forward> f(D);
-  std::vector<at::Tensor> bias(D);
+  std::vector<at::Tensor> bias(D), bias_g(D);
   const int64_t depth = save ? T_ : 1;  // history for backward, or one step of scratch
   for (int64_t d = 0; d < D; ++d) {
     TORCH_CHECK(proj[d].dim() == 3 && proj[d].is_contiguous(), "proj must be a contiguous (T, B, 4H) tensor");
@@ -282,6 +287,7 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
     f[d].LTM[0].copy_(ltm0[d]);
     f[d].STM[0].copy_(stm0[d]);
     bias[d] = bias_u[d].contiguous();
+    bias_g[d] = bias_ih[d].contiguous();
   }
   std::vector<int64_t> cuts;
   const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
@@ -289,8 +295,8 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], save, cuts[c],
-                               cuts[c + 1]);
+        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], bias_g[d], save,
+                               cuts[c], cuts[c + 1]);
       }
     });
   });
