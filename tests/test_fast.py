@@ -173,11 +173,13 @@ def test_quick_cli_jobs_do_not_build(tmp_path):
 
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_kernel_splits_rows_across_threads_exactly(bidirectional):
-    """With two threads and one direction the compiled loop runs the batch as two chunks of rows side
-    by side (split by work, rows sorted longest first): the same numbers as the readable loop."""
+    """With two threads, one direction and row splitting on, the compiled loop runs the batch as two
+    chunks of rows side by side (split by work, rows sorted longest first): the same numbers as the
+    readable loop."""
     needs_kernel("kernel")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    kernels.load().set_split_rows(True)  # off by default (slower here), still exact
     try:
         torch.manual_seed(1)
         fast = Recurrent("lstm", 6, 5, bidirectional=bidirectional, fast="kernel").double()
@@ -198,6 +200,7 @@ def test_kernel_splits_rows_across_threads_exactly(bidirectional):
             torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-10)
     finally:
         torch.set_num_threads(threads)
+        kernels.load().set_split_rows(False)
 
 
 def test_inference_after_fused_optimizer_steps_reads_the_new_weights():
