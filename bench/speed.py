@@ -24,18 +24,7 @@ from reviewlstm.data import read_examples
 from reviewlstm import kernels
 from reviewlstm.predict import Predictor, pad_batch, predict_proba
 
-
-def ceiling(n: int = 2048, reps: int = 4, rounds: int = 5) -> float:
-    """The best of several rounds: one round can catch the cores still clocking up or busy."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    best = 0.0
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b)
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
+from bench_cells import ceiling  # the same ceiling as the cells table (bench/ is on the path)
 
 
 def macs_per_token(cfg) -> int:

@@ -61,6 +61,13 @@ def _final(HIST, lengths_sorted):
     return HIST[lengths_sorted, torch.arange(HIST.size(1), device=HIST.device)]
 
 
+def _read(LTM, STM, T: int, full: bool, lengths_sorted):
+    """(outputs (T, B, H), final ltm, final stm) from an inference pass's state history."""
+    if full:  # nobody stopped early: the final state is the last step
+        return STM[1:], LTM[T], STM[T]
+    return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
+
+
 def _weights(cell):
     """(W_hh, W_u) contiguous, as the compiled loop reads them (BLAS transposes on the fly). Nothing is
     kept between calls: a fused optimizer step rewrites weights without bumping their version
@@ -192,7 +199,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         while b and sorted_lens[b - 1] <= t:
             b -= 1
         batch_sizes.append(b)
-    full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early: the final state is the last step
+    full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
     kernel = _kernel_for(x, use)
     # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections;
@@ -220,9 +227,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
                                        [s.contiguous() for s in stm0s], [t[0] for t in weights],
                                        [t[1] for t in weights], [c.bias_u for c in cells], [c.bias for c in cells],
                                        False)
-            for LTM, STM, *_ in hist:
-                results.append((STM[1:], *((LTM[T], STM[T]) if full else
-                                           (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))
+            results = [_read(LTM, STM, T, full, lengths_sorted) for LTM, STM, *_ in hist]
     else:
         for cell, proj, ltm0, stm0 in zip(cells, projs, ltm0s, stm0s):
             if grad:
@@ -230,8 +235,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
                                                    batch_sizes, lengths_sorted))
             else:
                 LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
-                results.append((STM[1:], *((LTM[T], STM[T]) if full else
-                                           (_final(LTM, lengths_sorted), _final(STM, lengths_sorted)))))
+                results.append(_read(LTM, STM, T, full, lengths_sorted))
     if in_order:
         return [(out.transpose(0, 1), ltm, stm) for out, ltm, stm in results]
     inverse = torch.argsort(order)

@@ -33,7 +33,7 @@ namespace {
 // call that dominates at one review (measured ~16 us of CPU for 1 x 150 x 600 where this loop takes
 // a few). C[r, :] += A[r, q] * B[q, :] runs along contiguous rows of B, independent across columns,
 // so it vectorises without a reduction's dependency chain, and each row of B is read once for all r.
-int64_t small_rows = 2;
+constexpr int64_t small_rows = 2;
 
 template <typename T>
 void axpy_rows(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C) {
@@ -50,7 +50,8 @@ void axpy_rows(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C) {
 }
 
 // Row-major C (M, N) = A (M, K) @ B^T for B (N, K) when b_t, else A @ B for B (K, N). BLAS is
-// column-major, so it computes C^T = op(B) A^T with the same buffers. (The loops use A @ B only.)
+// column-major, so it computes C^T = op(B) A^T with the same buffers. Forward uses A @ B^T (the
+// weights as stored), backward A @ B.
 template <typename T>
 void matmul(int64_t M, int64_t N, int64_t K, const T* A, const T* B, bool b_t, T* C) {
   if (!b_t && M <= small_rows) { axpy_rows<T>(M, N, K, A, B, C); return; }
@@ -357,6 +358,5 @@ std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_dirs", &forward_dirs, "four-gate LSTM over a length-sorted batch, every direction side by side");
   m.def("backward_dirs", &backward_dirs, "its backward through time");
-  m.def("set_small_rows", [](int64_t n) { small_rows = n; }, "rows up to which products skip BLAS (benchmarks)");
   m.def("set_split_rows", [](bool on) { split_rows_enabled = on; }, "split a direction's rows across threads (benchmarks)");
 }
