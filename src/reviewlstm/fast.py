@@ -13,8 +13,9 @@ different here, and why it is faster:
   gradients are each one large product over all steps after the loop.
 
 The same loop, compiled (csrc/four_gate.cpp via kernels.py), fuses each step's element-wise work into
-one pass and runs without the interpreter between steps; it is used when it built, and this Python
-loop otherwise. Tests hold both to the readable cell.
+one pass and runs without the interpreter between steps; it is used on CPU when it built, and this
+Python loop otherwise. On CUDA, a Triton kernel (triton_lstm.py) runs a direction's whole sequence
+in one launch, writing the same histories as this loop. Tests hold all three to the readable cell.
 """
 from __future__ import annotations
 
@@ -75,11 +76,23 @@ def _weights(cell):
     return cell.weight_hh.detach().contiguous(), cell.weight_u.detach().contiguous()
 
 
+def _loop_forward(gpu: bool, proj, batch_sizes, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u):
+    """The state histories from the Python loop, or from the Triton kernel (triton_lstm.py)."""
+    if gpu:
+        from . import triton_lstm
+        return triton_lstm.forward(proj, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u)
+    return _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
+
+
 class _FourGateLSTM(torch.autograd.Function):
+    """The Python loop (gpu=False) or the Triton kernel (gpu=True) as one autograd node; the two
+    write the same histories, and the weight gradients after the loop are shared."""
+
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
-        LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
-        ctx.batch_sizes = batch_sizes
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, gpu=False):
+        LTM, STM, NS, SIG, US, FORGET = _loop_forward(gpu, proj, batch_sizes, lengths_sorted, ltm0, stm0,
+                                                      weight_hh, weight_u, bias_u)
+        ctx.batch_sizes, ctx.gpu = batch_sizes, gpu
         ctx.save_for_backward(weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted)
         return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
@@ -88,6 +101,11 @@ class _FourGateLSTM(torch.autograd.Function):
         weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
         T, B, H = NS.shape
         G = 4 * H
+        if ctx.gpu:
+            from . import triton_lstm
+            dPRE, dUPRE, dltm, dstm = triton_lstm.backward(dout, dltm_T, dstm_T, lengths_sorted, weight_hh,
+                                                           weight_u, LTM, NS, SIG, US)
+            return _FourGateLSTM._weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET)
         dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
         dstm = dstm_T.clone() if dstm_T is not None else NS.new_zeros(B, H)
         if dout is None:
@@ -119,11 +137,16 @@ class _FourGateLSTM(torch.autograd.Function):
             torch.mul(dforget, FORGET_F[t, :b], out=q[:, 2])           # forget = ltm ⊙ f
             torch.mul(dforget, F_[t, :b], out=dltm[:b])                # to the previous ltm
             torch.mm(dPRE[t, :b], weight_hh, out=dstm[:b])             # to the previous stm
-        # the weight gradients: one product over all steps each (rows past a sequence's end are zero)
+        return _FourGateLSTM._weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET)
+
+    @staticmethod
+    def _weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET):
+        """The weight gradients: one product over all steps each (rows past a sequence's end are zero)."""
+        G, H = dPRE.size(2), dUPRE.size(2)
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None
 
 
 class _CompiledFourGateLSTM(torch.autograd.Function):
@@ -157,9 +180,21 @@ class _CompiledFourGateLSTM(torch.autograd.Function):
         return (None, *(g for r in results for g in (*r, r[0].sum((0, 1)))))
 
 
+def _triton_for(x: torch.Tensor, use: bool | str) -> bool:
+    """Whether the Triton kernel runs: on CUDA by default when Triton is installed; "triton" insists
+    (and is how tests run it in Triton's interpreter on CPU). CPU calls never import Triton."""
+    if use != "triton" and not (use is True and x.is_cuda):
+        return False
+    from . import triton_lstm
+    if use == "triton" and not triton_lstm.available(x):
+        raise RuntimeError("the Triton kernel needs Triton and a CUDA float32/float64 tensor "
+                           "(or TRITON_INTERPRET=1 on CPU)")
+    return triton_lstm.available(x)
+
+
 def _kernel_for(x: torch.Tensor, use: bool | str):
-    """The compiled loop when it applies: CPU float32/float64, unless `use` is "python"."""
-    if use == "python" or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    """The compiled loop when it applies: CPU float32/float64, unless `use` is "python" or "triton"."""
+    if use in ("python", "triton") or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         if use == "kernel":
             raise RuntimeError("the compiled kernel runs on CPU float32/float64 tensors only")
         return None
@@ -176,7 +211,8 @@ def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Ten
 
     Outputs are zero at padded steps and the final state is each sequence's state after its last
     word, exactly as Recurrent's readable loop. Without autograd (inference) nothing is saved.
-    `use`: True runs the compiled loop when available, "kernel" insists on it, "python" never uses it.
+    `use`: True runs the compiled loop on CPU when available and the Triton kernel on CUDA when Triton
+    is installed (else the Python loop); "kernel" or "triton" insist on one, "python" uses neither.
     """
     return four_gate_lstm_dirs([cell], [x], lengths, [ltm0], [stm0], use)[0]
 
@@ -201,7 +237,8 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         batch_sizes.append(b)
     full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
-    kernel = _kernel_for(x, use)
+    gpu = _triton_for(x, use)
+    kernel = None if gpu else _kernel_for(x, use)
     # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections;
     # the compiled loop adds the gates' bias itself (broadcasting it over (T, B, 4H) is slow)
     events = [(xd if in_order else xd[order]).transpose(0, 1).contiguous() for xd in xs]  # (T, B, E)
@@ -232,9 +269,10 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         for cell, proj, ltm0, stm0 in zip(cells, projs, ltm0s, stm0s):
             if grad:
                 results.append(_FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u,
-                                                   batch_sizes, lengths_sorted))
+                                                   batch_sizes, lengths_sorted, gpu))
             else:
-                LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
+                LTM, STM, *_ = _loop_forward(gpu, proj, batch_sizes, lengths_sorted, ltm0, stm0, cell.weight_hh,
+                                             cell.weight_u, cell.bias_u)
                 results.append(_read(LTM, STM, T, full, lengths_sorted))
     if in_order:
         return [(out.transpose(0, 1), ltm, stm) for out, ltm, stm in results]

@@ -1,0 +1,94 @@
+"""The four-gate LSTM's Triton kernel (triton_lstm.py) against the readable cell loop.
+
+On a machine with a CUDA GPU the kernels are compiled and run there; without one, the same kernels
+run in Triton's interpreter on CPU tensors (TRITON_INTERPRET=1, set before Triton is first imported),
+so the kernel's logic is held to the oracle on every machine."""
+import os
+
+import pytest
+import torch
+
+CUDA = torch.cuda.is_available()
+if not CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+triton = pytest.importorskip("triton")
+
+from reviewlstm import triton_lstm  # noqa: E402
+from reviewlstm.cells import LSTMState  # noqa: E402
+from reviewlstm.layers import Recurrent  # noqa: E402
+
+DEVICE = "cuda" if CUDA else "cpu"
+H = 37  # more than one BH block, not a multiple of it: exercises the masked edges of every product
+
+
+def pair(dtype, use="triton", **kw):
+    fast = Recurrent("lstm", 6, H, fast=use, **kw).to(dtype)
+    slow = Recurrent("lstm", 6, H, fast=False, **kw).to(dtype)
+    slow.load_state_dict(fast.state_dict())
+    return fast.to(DEVICE), slow.to(DEVICE)
+
+
+def run(layer, x, h0, c0, lengths):
+    xs, hs, cs = (t.clone().requires_grad_(True) for t in (x, h0, c0))
+    out, state = layer(xs, lengths, state=LSTMState(cs, hs))
+    w_out, w_l, w_s = (torch.linspace(-1, 1, t.numel(), dtype=t.dtype, device=t.device).reshape(t.shape)
+                       for t in (out, state.ltm, state.stm))
+    loss = (out * w_out).sum() + (state.ltm * w_l).sum() + (state.stm * w_s).sum()
+    grads = torch.autograd.grad(loss, [xs, hs, cs, *layer.parameters()])
+    return out, state.ltm, state.stm, grads
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("lengths", [[7, 7, 7, 7, 7], [7, 5, 2, 1, 0], [3, 7, 0, 7, 4]])
+def test_triton_matches_readable_outputs_and_gradients(dtype, tol, bidirectional, lengths):
+    torch.manual_seed(0)
+    fast, slow = pair(dtype, bidirectional=bidirectional)
+    D = 2 if bidirectional else 1
+    x = torch.randn(5, 7, 6, dtype=dtype, device=DEVICE)
+    h0, c0 = (torch.randn(D, 5, H, dtype=dtype, device=DEVICE) for _ in range(2))
+    lengths = torch.tensor(lengths, device=DEVICE)
+    (fo, fl, fs, fg), (so, sl, ss, sg) = run(fast, x, h0, c0, lengths), run(slow, x, h0, c0, lengths)
+    torch.testing.assert_close(fo, so, rtol=0, atol=tol)
+    torch.testing.assert_close(fl, sl, rtol=0, atol=tol)
+    torch.testing.assert_close(fs, ss, rtol=0, atol=tol)
+    for a, b in zip(fg, sg):
+        torch.testing.assert_close(a, b, rtol=0, atol=tol * 10)
+
+
+def test_triton_more_rows_than_a_program_and_inference_without_autograd():
+    # 37 rows: three row blocks of 16, the last one partly empty; no autograd: nothing is saved
+    torch.manual_seed(1)
+    fast, slow = pair(torch.float64, bidirectional=True)
+    x = torch.randn(37, 4, 6, dtype=torch.float64, device=DEVICE)
+    lengths = torch.randint(0, 5, (37,), device=DEVICE)
+    with torch.no_grad():
+        fo, fstate = fast(x, lengths)
+        so, sstate = slow(x, lengths)
+    torch.testing.assert_close(fo, so, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fstate.ltm, sstate.ltm, rtol=0, atol=1e-10)
+    torch.testing.assert_close(fstate.stm, sstate.stm, rtol=0, atol=1e-10)
+
+
+def test_triton_gradcheck_float64():
+    # finite differences in float64 (float32's rounding would drown the 1e-6 steps) against the
+    # kernel's own backward, through a padded batch
+    torch.manual_seed(2)
+    layer = Recurrent("lstm", 3, 2, fast="triton").double().to(DEVICE)
+    x = torch.randn(3, 4, 3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    lengths = torch.tensor([4, 2, 3], device=DEVICE)
+    assert torch.autograd.gradcheck(lambda x, *p: layer(x, lengths)[0], (x, *layer.parameters()))
+
+
+def test_triton_is_refused_where_it_cannot_run():
+    if CUDA:
+        pytest.skip("on a GPU machine Triton runs: nothing to refuse")
+    os.environ["TRITON_INTERPRET"] = "0"
+    try:
+        assert not triton_lstm.available(torch.zeros(1))
+        layer = Recurrent("lstm", 3, 4, fast="triton")
+        with pytest.raises(RuntimeError, match="Triton kernel needs"):
+            layer(torch.randn(2, 3, 3))
+    finally:
+        os.environ["TRITON_INTERPRET"] = "1"
