@@ -39,6 +39,7 @@ except ImportError:  # the CPU paths never need it
 
 BB = 16  # batch rows per program (tl.dot needs at least 16)
 BH = 32  # hidden units per block of a phase, and the depth of each partial product
+NUM_WARPS = 4  # per program; BH and NUM_WARPS were chosen by bench/gpu.py's sweep
 
 
 def interpreted() -> bool:
@@ -217,7 +218,8 @@ def forward(proj, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u):
     if B:
         _forward_kernel[_grid(B)](proj.contiguous(), lengths_sorted.contiguous(), weight_hh.detach().contiguous(),
                                   weight_u.detach().contiguous(), bias_u.detach().contiguous(),
-                                  LTM, STM, NS, SIG, US, FORGET, T, B, H, BB=BB, BH=BH)
+                                  LTM, STM, NS, SIG, US, FORGET, T, B, H, BB=BB, BH=BH,
+                                  num_warps=NUM_WARPS)
     return LTM, STM, NS, SIG, US, FORGET
 
 
@@ -233,5 +235,5 @@ def backward(dout, dltm_T, dstm_T, lengths_sorted, weight_hh, weight_u, LTM, NS,
         _backward_kernel[_grid(B)](dout.contiguous() if has_dout else NS, lengths_sorted.contiguous(),
                                    weight_hh.detach().contiguous(), weight_u.detach().contiguous(),
                                    LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-                                   HAS_DOUT=has_dout, BB=BB, BH=BH)
+                                   HAS_DOUT=has_dout, BB=BB, BH=BH, num_warps=NUM_WARPS)
     return dPRE, dUPRE, DLTM, DSTM
