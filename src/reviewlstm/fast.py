@@ -14,8 +14,9 @@ different here, and why it is faster:
 
 The same loop, compiled (csrc/four_gate.cpp via kernels.py), fuses each step's element-wise work into
 one pass and runs without the interpreter between steps; it is used on CPU when it built, and this
-Python loop otherwise. On CUDA, a Triton kernel (triton_lstm.py) runs a direction's whole sequence
-in one launch, writing the same histories as this loop. Tests hold all three to the readable cell.
+Python loop otherwise. On CUDA, a Triton kernel (triton_lstm.py) runs every direction's whole
+sequence in one launch and writes the same histories as this loop. Tests hold all three to the
+readable cell.
 """
 from __future__ import annotations
 
@@ -76,23 +77,11 @@ def _weights(cell):
     return cell.weight_hh.detach().contiguous(), cell.weight_u.detach().contiguous()
 
 
-def _loop_forward(gpu: bool, proj, batch_sizes, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u):
-    """The state histories from the Python loop, or from the Triton kernel (triton_lstm.py)."""
-    if gpu:
-        from . import triton_lstm
-        return triton_lstm.forward(proj, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u)
-    return _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
-
-
 class _FourGateLSTM(torch.autograd.Function):
-    """The Python loop (gpu=False) or the Triton kernel (gpu=True) as one autograd node; the two
-    write the same histories, and the weight gradients after the loop are shared."""
-
     @staticmethod
-    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted, gpu=False):
-        LTM, STM, NS, SIG, US, FORGET = _loop_forward(gpu, proj, batch_sizes, lengths_sorted, ltm0, stm0,
-                                                      weight_hh, weight_u, bias_u)
-        ctx.batch_sizes, ctx.gpu = batch_sizes, gpu
+    def forward(ctx, proj, ltm0, stm0, weight_hh, weight_u, bias_u, batch_sizes, lengths_sorted):
+        LTM, STM, NS, SIG, US, FORGET = _forward(proj, batch_sizes, ltm0, stm0, weight_hh, weight_u, bias_u)
+        ctx.batch_sizes = batch_sizes
         ctx.save_for_backward(weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted)
         return STM[1:], _final(LTM, lengths_sorted), _final(STM, lengths_sorted)
 
@@ -101,11 +90,6 @@ class _FourGateLSTM(torch.autograd.Function):
         weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET, lengths_sorted = ctx.saved_tensors
         T, B, H = NS.shape
         G = 4 * H
-        if ctx.gpu:
-            from . import triton_lstm
-            dPRE, dUPRE, dltm, dstm = triton_lstm.backward(dout, dltm_T, dstm_T, lengths_sorted, weight_hh,
-                                                           weight_u, LTM, NS, SIG, US)
-            return _FourGateLSTM._weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET)
         dltm = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
         dstm = dstm_T.clone() if dstm_T is not None else NS.new_zeros(B, H)
         if dout is None:
@@ -137,16 +121,11 @@ class _FourGateLSTM(torch.autograd.Function):
             torch.mul(dforget, FORGET_F[t, :b], out=q[:, 2])           # forget = ltm ⊙ f
             torch.mul(dforget, F_[t, :b], out=dltm[:b])                # to the previous ltm
             torch.mm(dPRE[t, :b], weight_hh, out=dstm[:b])             # to the previous stm
-        return _FourGateLSTM._weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET)
-
-    @staticmethod
-    def _weight_grads(dPRE, dUPRE, dltm, dstm, STM, FORGET):
-        """The weight gradients: one product over all steps each (rows past a sequence's end are zero)."""
-        G, H = dPRE.size(2), dUPRE.size(2)
+        # the weight gradients: one product over all steps each (rows past a sequence's end are zero)
         d_weight_hh = dPRE.reshape(-1, G).t() @ STM[:-1].reshape(-1, H)
         d_weight_u = dUPRE.reshape(-1, H).t() @ FORGET.reshape(-1, H)
         d_bias_u = dUPRE.sum((0, 1))
-        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None, None
+        return dPRE, dltm, dstm, d_weight_hh, d_weight_u, d_bias_u, None, None
 
 
 class _CompiledFourGateLSTM(torch.autograd.Function):
@@ -252,7 +231,10 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         t.requires_grad for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
         for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u, cell.bias))
     results = []
-    if kernel is not None:
+    if gpu:
+        from . import triton_lstm
+        results = triton_lstm.run(cells, projs, lengths_sorted, ltm0s, stm0s, grad)
+    elif kernel is not None:
         weights = [_weights(cell) for cell in cells]
         if grad:
             flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
@@ -269,10 +251,9 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         for cell, proj, ltm0, stm0 in zip(cells, projs, ltm0s, stm0s):
             if grad:
                 results.append(_FourGateLSTM.apply(proj, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u,
-                                                   batch_sizes, lengths_sorted, gpu))
+                                                   batch_sizes, lengths_sorted))
             else:
-                LTM, STM, *_ = _loop_forward(gpu, proj, batch_sizes, lengths_sorted, ltm0, stm0, cell.weight_hh,
-                                             cell.weight_u, cell.bias_u)
+                LTM, STM, *_ = _forward(proj, batch_sizes, ltm0, stm0, cell.weight_hh, cell.weight_u, cell.bias_u)
                 results.append(_read(LTM, STM, T, full, lengths_sorted))
     if in_order:
         return [(out.transpose(0, 1), ltm, stm) for out, ltm, stm in results]

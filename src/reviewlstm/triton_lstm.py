@@ -65,8 +65,30 @@ if triton is not None:
         return 2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0
 
     @triton.jit
-    def _forward_kernel(proj, lengths, W_hh, W_u, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
-                        BB: tl.constexpr, BH: tl.constexpr):
+    def _mm(a, b, acc, F64: tl.constexpr):
+        """acc + a @ b for (BB, BH) a and (BH, BH) b: tl.dot at IEEE float32 precision (no TF32), or
+        in float64 a broadcast product summed (tl.dot has no float64 accumulator here)."""
+        if F64:
+            return acc + tl.sum(a[:, :, None] * b[None, :, :], axis=1)
+        else:
+            return tl.dot(a, b, acc, input_precision="ieee")
+
+    # T and B change from batch to batch: not specialized on, so a new shape never recompiles
+    @triton.jit(do_not_specialize=["T", "B"])
+    def _forward_kernel(proj, lengths, W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
+                        BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr):
+        # program (row block, direction); every tensor is stacked over directions: step to ours
+        d = tl.program_id(1)
+        proj += d * T * B * 4 * H
+        W_hhT += d * H * 4 * H
+        W_uT += d * H * H
+        b_u += d * H
+        LTM += d * (T + 1) * B * H
+        STM += d * (T + 1) * B * H
+        NS += d * T * B * H
+        SIG += d * T * B * 3 * H
+        US += d * T * B * H
+        FORGET += d * T * B * H
         rows = tl.program_id(0) * BB + tl.arange(0, BB)              # (BB,)
         row_ok = rows < B
         length = tl.load(lengths + rows, mask=row_ok, other=0)
@@ -89,14 +111,13 @@ if triton is not None:
                     ks = k0 + units
                     stm = tl.load(STM + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :],
                                   other=0.0)                          # (BB, BH) of stm_{t-1}
-                    w = W_hh + cols[None, :] * H + ks[:, None]        # (BH, BH): W_hh[gate rows, ks]ᵀ
+                    # W_hhᵀ (H, 4H) is read along its rows: coalesced (W_hh's columns were not, 10x slower)
+                    w = W_hhT + ks[:, None] * (4 * H) + cols[None, :]  # (BH, BH): W_hh[gate units, ks]ᵀ
                     wm = (ks < H)[:, None] & (cols < H)[None, :]
-                    pre_n = tl.dot(stm, tl.load(w, mask=wm, other=0.0), pre_n, input_precision="ieee")
-                    pre_i = tl.dot(stm, tl.load(w + H * H, mask=wm, other=0.0), pre_i, input_precision="ieee")
-                    pre_f = tl.dot(stm, tl.load(w + 2 * H * H, mask=wm, other=0.0), pre_f,
-                                   input_precision="ieee")
-                    pre_v = tl.dot(stm, tl.load(w + 3 * H * H, mask=wm, other=0.0), pre_v,
-                                   input_precision="ieee")
+                    pre_n = _mm(stm, tl.load(w, mask=wm, other=0.0), pre_n, F64)
+                    pre_i = _mm(stm, tl.load(w + H, mask=wm, other=0.0), pre_i, F64)
+                    pre_f = _mm(stm, tl.load(w + 2 * H, mask=wm, other=0.0), pre_f, F64)
+                    pre_v = _mm(stm, tl.load(w + 3 * H, mask=wm, other=0.0), pre_v, F64)
                 N = _tanh(pre_n)
                 i = _sigmoid(pre_i)
                 f = _sigmoid(pre_f)
@@ -122,9 +143,9 @@ if triton is not None:
                     ks = k0 + units
                     forget = tl.load(FORGET + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :],
                                      other=0.0)
-                    w = tl.load(W_u + cols[None, :] * H + ks[:, None], mask=(ks < H)[:, None] & (cols < H)[None, :],
+                    w = tl.load(W_uT + ks[:, None] * H + cols[None, :], mask=(ks < H)[:, None] & (cols < H)[None, :],
                                 other=0.0)                            # (BH, BH): W_u[cols, ks]ᵀ
-                    pre_u = tl.dot(forget, w, pre_u, input_precision="ieee")
+                    pre_u = _mm(forget, w, pre_u, F64)
                 U = _tanh(pre_u)
                 V = tl.load(SIG + now * (3 * H) + 2 * H + cols[None, :], mask=m, other=0.0)
                 zero = tl.zeros((BB, BH), dtype=dtype)
@@ -132,9 +153,21 @@ if triton is not None:
                 tl.store(STM + nxt * H + cols[None, :], tl.where(active, U * V, zero), mask=m)
             tl.debug_barrier()  # the next step reads all of stm
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["T", "B"])
     def _backward_kernel(dout, lengths, W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-                         HAS_DOUT: tl.constexpr, BB: tl.constexpr, BH: tl.constexpr):
+                         BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr):
+        d = tl.program_id(1)
+        dout += d * T * B * H
+        W_hh += d * 4 * H * H
+        W_u += d * H * H
+        LTM += d * (T + 1) * B * H
+        NS += d * T * B * H
+        SIG += d * T * B * 3 * H
+        US += d * T * B * H
+        dPRE += d * T * B * 4 * H
+        dUPRE += d * T * B * H
+        DLTM += d * B * H
+        DSTM += d * B * H
         rows = tl.program_id(0) * BB + tl.arange(0, BB)
         row_ok = rows < B
         length = tl.load(lengths + rows, mask=row_ok, other=0)
@@ -150,8 +183,7 @@ if triton is not None:
                 cols = c0 + units
                 m = row_ok[:, None] & (cols < H)[None, :]
                 dstm = tl.load(DSTM + r * H + cols[None, :], mask=m, other=0.0)
-                if HAS_DOUT:
-                    dstm += tl.load(dout + now * H + cols[None, :], mask=m, other=0.0)
+                dstm += tl.load(dout + now * H + cols[None, :], mask=m, other=0.0)
                 U = tl.load(US + now * H + cols[None, :], mask=m, other=0.0)
                 V = tl.load(SIG + now * (3 * H) + 2 * H + cols[None, :], mask=m, other=0.0)
                 zero = tl.zeros((BB, BH), dtype=dtype)
@@ -171,7 +203,7 @@ if triton is not None:
                     dU = tl.load(dUPRE + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :], other=0.0)
                     w = tl.load(W_u + ks[:, None] * H + cols[None, :], mask=(ks < H)[:, None] & (cols < H)[None, :],
                                 other=0.0)                            # (BH, BH): W_u[ks, cols]
-                    dforget = tl.dot(dU, w, dforget, input_precision="ieee")
+                    dforget = _mm(dU, w, dforget, F64)
                 N = tl.load(NS + now * H + cols[None, :], mask=m, other=0.0)
                 s = SIG + now * (3 * H) + cols[None, :]
                 i = tl.load(s, mask=m, other=0.0)
@@ -195,45 +227,109 @@ if triton is not None:
                                  other=0.0)
                     w = tl.load(W_hh + ks[:, None] * H + cols[None, :],
                                 mask=(ks < 4 * H)[:, None] & (cols < H)[None, :], other=0.0)  # W_hh[ks, cols]
-                    dprev = tl.dot(dp, w, dprev, input_precision="ieee")
+                    dprev = _mm(dp, w, dprev, F64)
                 dstm = tl.load(DSTM + r * H + cols[None, :], mask=m, other=0.0)
                 tl.store(DSTM + r * H + cols[None, :], tl.where(active, dprev, dstm), mask=m)
             tl.debug_barrier()
 
 
-def _grid(B: int):
-    return (triton.cdiv(B, BB),)
+def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u):
+    """All directions of a layer in one launch, one program per (row block, direction).
 
-
-def forward(proj, lengths_sorted, ltm0, stm0, weight_hh, weight_u, bias_u):
-    """fast._forward's contract on the GPU: proj (T, B, 4H) with the gates' bias, rows in any order
-    (each row stops at its own length). Returns the histories (LTM, STM, NS, SIG, US, FORGET)."""
-    T, B, G = proj.shape
+    Per direction: proj (T, B, 4H) with the gates' bias, ltm0, stm0 (B, H), W_hh (4H, H), W_u (H, H),
+    b_u (H,). Rows may come in any order (each stops at its own length). Returns the histories
+    (LTM, STM (D, T + 1, B, H), NS, US, FORGET (D, T, B, H), SIG (D, T, B, 3H)) of fast._forward,
+    stacked over directions."""
+    proj = torch.stack(projs)                                         # (D, T, B, 4H)
+    D, T, B, G = proj.shape
     H = G // 4
-    LTM = proj.new_empty(T + 1, B, H)
-    STM = proj.new_empty(T + 1, B, H)
-    NS, US, FORGET = (proj.new_empty(T, B, H) for _ in range(3))
-    SIG = proj.new_empty(T, B, 3 * H)
-    LTM[0], STM[0] = ltm0, stm0
+    LTM = proj.new_empty(D, T + 1, B, H)
+    STM = proj.new_empty(D, T + 1, B, H)
+    NS, US, FORGET = (proj.new_empty(D, T, B, H) for _ in range(3))
+    SIG = proj.new_empty(D, T, B, 3 * H)
+    LTM[:, 0], STM[:, 0] = torch.stack(ltm0s), torch.stack(stm0s)
     if B:
-        _forward_kernel[_grid(B)](proj.contiguous(), lengths_sorted.contiguous(), weight_hh.detach().contiguous(),
-                                  weight_u.detach().contiguous(), bias_u.detach().contiguous(),
-                                  LTM, STM, NS, SIG, US, FORGET, T, B, H, BB=BB, BH=BH,
-                                  num_warps=NUM_WARPS)
+        W_hhT = torch.stack([w.detach().t() for w in weights_hh])    # (D, H, 4H)
+        W_uT = torch.stack([w.detach().t() for w in weights_u])      # (D, H, H)
+        b_u = torch.stack([b.detach() for b in biases_u])             # (D, H)
+        _forward_kernel[(triton.cdiv(B, BB), D)](
+            proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
+            BB=BB, BH=BH, F64=proj.dtype == torch.float64, num_warps=NUM_WARPS)
     return LTM, STM, NS, SIG, US, FORGET
 
 
-def backward(dout, dltm_T, dstm_T, lengths_sorted, weight_hh, weight_u, LTM, NS, SIG, US):
-    """The loop of fast._FourGateLSTM.backward: (dPRE (T, B, 4H), dUPRE (T, B, H), dltm0, dstm0)."""
-    T, B, H = NS.shape
-    DLTM = dltm_T.clone() if dltm_T is not None else NS.new_zeros(B, H)
-    DSTM = dstm_T.clone() if dstm_T is not None else NS.new_zeros(B, H)
-    dPRE = NS.new_empty(T, B, 4 * H)
-    dUPRE = NS.new_empty(T, B, H)
+def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM, NS, SIG, US):
+    """fast._FourGateLSTM.backward's loop for all directions in one launch: (dPRE (D, T, B, 4H),
+    dUPRE (D, T, B, H), dltm0, dstm0 (D, B, H)). A gradient that is None is zeros."""
+    D, T, B, H = NS.shape
+
+    def stacked(grads, shape):
+        return torch.stack([g if g is not None else NS.new_zeros(shape) for g in grads])
+
+    dout = stacked(douts, (T, B, H))
+    DLTM, DSTM = stacked(dltm_Ts, (B, H)), stacked(dstm_Ts, (B, H))  # updated in place, step by step
+    dPRE = NS.new_empty(D, T, B, 4 * H)
+    dUPRE = NS.new_empty(D, T, B, H)
     if B:
-        has_dout = dout is not None
-        _backward_kernel[_grid(B)](dout.contiguous() if has_dout else NS, lengths_sorted.contiguous(),
-                                   weight_hh.detach().contiguous(), weight_u.detach().contiguous(),
-                                   LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-                                   HAS_DOUT=has_dout, BB=BB, BH=BH, num_warps=NUM_WARPS)
+        _backward_kernel[(triton.cdiv(B, BB), D)](
+            dout, lengths_sorted.contiguous(), torch.stack([w.detach() for w in weights_hh]),
+            torch.stack([w.detach() for w in weights_u]), LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
+            BB=BB, BH=BH, F64=NS.dtype == torch.float64, num_warps=NUM_WARPS)
     return dPRE, dUPRE, DLTM, DSTM
+
+
+class FourGateLSTM(torch.autograd.Function):
+    """All directions of a layer as one autograd node. Inputs after `meta` (lengths_sorted): per
+    direction (proj, ltm0, stm0, weight_hh, weight_u, bias_u). Outputs per direction: the outputs
+    (T, B, H) and the final ltm, stm (B, H) of each row, read at its own length."""
+
+    @staticmethod
+    def forward(ctx, lengths_sorted, *flat):
+        per = [flat[6 * d:6 * d + 6] for d in range(len(flat) // 6)]
+        LTM, STM, NS, SIG, US, FORGET = forward(*_columns(per, lengths_sorted))
+        ctx.save_for_backward(lengths_sorted, *(p[3] for p in per), *(p[4] for p in per),
+                              LTM, STM, NS, SIG, US, FORGET)
+        return tuple(_outputs(LTM, STM, lengths_sorted))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        lengths_sorted, *saved = ctx.saved_tensors
+        D = len(grads) // 3
+        weights_hh, weights_u = saved[:D], saved[D:2 * D]
+        LTM, STM, NS, SIG, US, FORGET = saved[2 * D:]
+        dPRE, dUPRE, dltm0, dstm0 = backward(grads[0::3], grads[1::3], grads[2::3], lengths_sorted,
+                                             weights_hh, weights_u, LTM, NS, SIG, US)
+        # the weight gradients: one batched product over all steps (rows past a sequence's end are zero)
+        _, T, B, H = NS.shape
+        d_weights_hh = dPRE.reshape(D, T * B, 4 * H).transpose(1, 2) @ STM[:, :-1].reshape(D, T * B, H)
+        d_weights_u = dUPRE.reshape(D, T * B, H).transpose(1, 2) @ FORGET.reshape(D, T * B, H)
+        d_biases_u = dUPRE.sum((1, 2))
+        return (None, *(g for d in range(D) for g in (dPRE[d], dltm0[d], dstm0[d], d_weights_hh[d],
+                                                       d_weights_u[d], d_biases_u[d])))
+
+
+def _columns(per, lengths_sorted):
+    """forward()'s arguments from the per-direction input tuples."""
+    projs, ltm0s, stm0s, whh, wu, bu = zip(*per)
+    return list(projs), lengths_sorted, list(ltm0s), list(stm0s), list(whh), list(wu), list(bu)
+
+
+def _outputs(LTM, STM, lengths_sorted):
+    rows = torch.arange(LTM.size(2), device=LTM.device)
+    for d in range(LTM.size(0)):
+        yield STM[d, 1:]
+        yield LTM[d, lengths_sorted, rows]
+        yield STM[d, lengths_sorted, rows]
+
+
+def run(cells, projs, lengths_sorted, ltm0s, stm0s, grad: bool):
+    """[(outputs (T, B, H), ltm, stm)] per direction, through the autograd node when `grad`."""
+    if grad:
+        flat = [t for cell, p, l0, s0 in zip(cells, projs, ltm0s, stm0s)
+                for t in (p, l0, s0, cell.weight_hh, cell.weight_u, cell.bias_u)]
+        outs = FourGateLSTM.apply(lengths_sorted, *flat)
+    else:
+        LTM, STM, *_ = forward(projs, lengths_sorted, ltm0s, stm0s, [c.weight_hh for c in cells],
+                               [c.weight_u for c in cells], [c.bias_u for c in cells])
+        outs = list(_outputs(LTM, STM, lengths_sorted))
+    return [tuple(outs[3 * d:3 * d + 3]) for d in range(len(cells))]
