@@ -57,25 +57,24 @@ def ceiling(repeats: int) -> float:
 
 
 def sweep(repeats: int) -> None:
-    """Time forward+backward of the Triton kernel for each (BH, num_warps) at two shapes; keep the
+    """Time forward+backward of the Triton kernel for each (BH, num_warps, stages) at two shapes; keep the
     fastest (summed over the shapes) for the rest of the run."""
-    print("| BH | warps | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
-    print("| --- | --- | --- | --- |")
+    print("| BH | warps | stages | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
+    print("| --- | --- | --- | --- | --- |")
     best = None
-    for bh in (16, 32, 64):
-        for warps in (2, 4, 8):
-            triton_lstm.BH, triton_lstm.NUM_WARPS = bh, warps
+    for bh, warps, stages in [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)]:
+            triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = bh, warps, stages
             ms = []
             for B, T, E, H, bi in (SHAPES[0], SHAPES[2]):
                 layer = Recurrent("lstm", E, H, bidirectional=bi, fast="triton").cuda()
                 x = torch.randn(B, T, E, device="cuda", requires_grad=True)
                 lengths = torch.full((B,), T, device="cuda")
                 ms.append(cuda_time(lambda: layer(x, lengths)[0].sum().backward(), repeats))
-            print(f"| {bh} | {warps} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
+            print(f"| {bh} | {warps} | {stages} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
             if best is None or sum(ms) < best[0]:
-                best = (sum(ms), bh, warps)
-    triton_lstm.BH, triton_lstm.NUM_WARPS = best[1], best[2]
-    print(f"\nfastest: BH {best[1]}, {best[2]} warps (used below)\n", flush=True)
+                best = (sum(ms), bh, warps, stages)
+    triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = best[1:]
+    print(f"\nfastest: BH {best[1]}, {best[2]} warps, {best[3]} stages (used below)\n", flush=True)
 
 
 def cells(repeats: int) -> None:

@@ -4,6 +4,8 @@ On a machine with a CUDA GPU the kernels are compiled and run there; without one
 run in Triton's interpreter on CPU tensors (TRITON_INTERPRET=1, set before Triton is first imported),
 so the kernel's logic is held to the oracle on every machine."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -92,3 +94,20 @@ def test_triton_is_refused_where_it_cannot_run():
             layer(torch.randn(2, 3, 3))
     finally:
         os.environ["TRITON_INTERPRET"] = "1"
+
+
+def test_cpu_paths_never_import_triton():
+    # importing Triton costs about a second: a CPU prediction must not pay it
+    code = ("import sys, torch; from reviewlstm.layers import Recurrent; "
+            "Recurrent('lstm', 3, 4, bidirectional=True)(torch.randn(2, 5, 3), torch.tensor([5, 2])); "
+            "print('triton' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+@pytest.mark.skipif(not CUDA, reason="the choice by hidden size is made on CUDA tensors only")
+def test_cuda_default_follows_the_measured_choice():
+    from reviewlstm.fast import _triton_for
+    x = torch.zeros(1, device="cuda")
+    assert _triton_for(x, 150, True) and not _triton_for(x, 300, True) and _triton_for(x, 300, "triton")

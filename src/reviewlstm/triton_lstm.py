@@ -1,29 +1,31 @@
-"""The four-gate LSTM's loop on CUDA: one Triton kernel runs a direction's whole sequence.
+"""The four-gate LSTM's loop on CUDA: one Triton kernel launch runs every direction's whole sequence.
 
 cuDNN's fused LSTM only knows the classic cell; the four-gate cell's use gate adds a second matrix
 product that depends on the first within the same step (U reads ltm ⊙ f). Launched step by step
 from Python, each step is eight kernels (two products, six element-wise ops) and on a GPU the
 launches, not the arithmetic, are the cost. Here each program of the kernel owns a block of BB
-batch rows (rows are independent of each other through time) and runs every step of them itself:
+batch rows of one direction (rows are independent of each other through time) and runs every step
+of them itself:
 
-    for t:                                    # every row block in parallel, steps in order
+    for t:                                    # every (row block, direction) in parallel, steps in order
         phase 1, per block of BH hidden units: pre = proj[t] + W_hh · stm   (all four gates' products)
                  learn = N ⊙ i, forget = ltm ⊙ f, remember = forget + learn  (fused, written out)
         barrier                               # forget of every unit is needed by every unit
         phase 2, per block of BH hidden units: U = tanh(W_u · forget + b_u), stm = U ⊙ V
         barrier                               # the next step reads all of stm
 
-The state goes through global memory (it stays in L1/L2: a block's rows are a few KiB), and
-the buffers written are exactly those of fast.py's Python loop, so the backward pass, the weight
-gradients and the reading of final states are shared. Backward is the same shape with three
-phases per step (use, then forget and learn through W_u, then the previous stm through W_hh).
+The state goes through global memory (a block's rows are a few KiB: they stay in L1/L2), and the
+buffers written are those of fast.py's Python loop, stacked over directions. Backward has the same
+shape with three phases per step (use; forget and learn through W_u; the previous stm through
+W_hh); the weight gradients are one batched product after the loop.
 
-Matrix products use tl.dot at IEEE float32 precision (not TF32): this path is held to the readable
-cell at 1e-5 like the others (tests/test_triton.py). Without a GPU, those tests run the same kernels
-in Triton's interpreter (TRITON_INTERPRET=1) on CPU tensors.
+Products use tl.dot at IEEE float32 precision (not TF32), and in float64 a broadcast product summed:
+this path is held to the readable cell at 1e-5 (float32) and 1e-10 (float64) like the others
+(tests/test_triton.py). Without a GPU, those tests run the same kernels in Triton's interpreter
+(TRITON_INTERPRET=1) on CPU tensors.
 
-A row whose sequence has ended (t >= its length) keeps its ltm, reads zeros as output and writes
-zeros to everything backward reads, so padded steps weigh nothing, as in fast.py.
+A row whose sequence has ended (t >= its length) keeps its ltm, outputs zeros and writes zeros to
+everything backward reads, so padded steps weigh nothing, as in fast.py.
 """
 from __future__ import annotations
 
@@ -38,8 +40,11 @@ except ImportError:  # the CPU paths never need it
     triton = None
 
 BB = 16  # batch rows per program (tl.dot needs at least 16)
-BH = 32  # hidden units per block of a phase, and the depth of each partial product
-NUM_WARPS = 4  # per program; BH and NUM_WARPS were chosen by bench/gpu.py's sweep
+BH = 64  # hidden units per block of a phase, and the depth of each partial product
+NUM_WARPS = 8  # per program
+STAGES = 2  # software pipelining of each partial product's loads
+# BH, NUM_WARPS and STAGES: the fastest of bench/gpu.py --sweep on an H200 (BENCHMARKS.md)
+MAX_HIDDEN = 256  # above this the step loop's cuBLAS products win (measured at H 300): see available()
 
 
 def interpreted() -> bool:
@@ -52,6 +57,14 @@ def available(x: torch.Tensor) -> bool:
     if triton is None or x.dtype not in (torch.float32, torch.float64):
         return False
     return x.is_cuda or (x.device.type == "cpu" and interpreted())
+
+
+def preferred(hidden: int) -> bool:
+    """Whether the kernel is the faster choice on a GPU at this hidden size. One program owns 16 rows
+    for all of H, so its per-step products grow with H^2 on one multiprocessor, while cuBLAS spreads
+    a step over all of them: on an H200 the kernel was 2.4-4x faster than the step loop at H 150
+    (both directions) and 1.2-1.4x slower at H 300 (bench/gpu.py)."""
+    return hidden <= MAX_HIDDEN
 
 
 if triton is not None:
@@ -76,7 +89,8 @@ if triton is not None:
     # T and B change from batch to batch: not specialized on, so a new shape never recompiles
     @triton.jit(do_not_specialize=["T", "B"])
     def _forward_kernel(proj, lengths, W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
-                        BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr):
+                        BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr,
+                        STAGES: tl.constexpr):
         # program (row block, direction); every tensor is stacked over directions: step to ours
         d = tl.program_id(1)
         proj += d * T * B * 4 * H
@@ -107,17 +121,17 @@ if triton is not None:
                 pre_i = tl.load(p + H, mask=m, other=0.0)
                 pre_f = tl.load(p + 2 * H, mask=m, other=0.0)
                 pre_v = tl.load(p + 3 * H, mask=m, other=0.0)
-                for k0 in range(0, H, BH):
+                for k0 in tl.range(0, H, BH, num_stages=STAGES):
                     ks = k0 + units
                     stm = tl.load(STM + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :],
                                   other=0.0)                          # (BB, BH) of stm_{t-1}
                     # W_hhᵀ (H, 4H) is read along its rows: coalesced (W_hh's columns were not, 10x slower)
-                    w = W_hhT + ks[:, None] * (4 * H) + cols[None, :]  # (BH, BH): W_hh[gate units, ks]ᵀ
+                    wp = W_hhT + ks[:, None] * (4 * H) + cols[None, :]  # (BH, BH): W_hh[gate units, ks]ᵀ
                     wm = (ks < H)[:, None] & (cols < H)[None, :]
-                    pre_n = _mm(stm, tl.load(w, mask=wm, other=0.0), pre_n, F64)
-                    pre_i = _mm(stm, tl.load(w + H, mask=wm, other=0.0), pre_i, F64)
-                    pre_f = _mm(stm, tl.load(w + 2 * H, mask=wm, other=0.0), pre_f, F64)
-                    pre_v = _mm(stm, tl.load(w + 3 * H, mask=wm, other=0.0), pre_v, F64)
+                    pre_n = _mm(stm, tl.load(wp, mask=wm, other=0.0), pre_n, F64)
+                    pre_i = _mm(stm, tl.load(wp + H, mask=wm, other=0.0), pre_i, F64)
+                    pre_f = _mm(stm, tl.load(wp + 2 * H, mask=wm, other=0.0), pre_f, F64)
+                    pre_v = _mm(stm, tl.load(wp + 3 * H, mask=wm, other=0.0), pre_v, F64)
                 N = _tanh(pre_n)
                 i = _sigmoid(pre_i)
                 f = _sigmoid(pre_f)
@@ -127,10 +141,10 @@ if triton is not None:
                 remember = forget + N * i
                 zero = tl.zeros((BB, BH), dtype=dtype)
                 tl.store(NS + now * H + cols[None, :], tl.where(active, N, zero), mask=m)
-                s = SIG + now * (3 * H) + cols[None, :]
-                tl.store(s, tl.where(active, i, zero), mask=m)
-                tl.store(s + H, tl.where(active, f, zero), mask=m)
-                tl.store(s + 2 * H, tl.where(active, V, zero), mask=m)
+                sp = SIG + now * (3 * H) + cols[None, :]
+                tl.store(sp, tl.where(active, i, zero), mask=m)
+                tl.store(sp + H, tl.where(active, f, zero), mask=m)
+                tl.store(sp + 2 * H, tl.where(active, V, zero), mask=m)
                 tl.store(FORGET + now * H + cols[None, :], tl.where(active, forget, zero), mask=m)
                 tl.store(LTM + nxt * H + cols[None, :], tl.where(active, remember, ltm), mask=m)
             tl.debug_barrier()  # phase 2 reads every unit's forget, written by other threads
@@ -139,7 +153,7 @@ if triton is not None:
                 cols = c0 + units
                 m = row_ok[:, None] & (cols < H)[None, :]
                 pre_u = tl.zeros((BB, BH), dtype=dtype) + tl.load(b_u + cols, mask=cols < H, other=0.0)[None, :]
-                for k0 in range(0, H, BH):
+                for k0 in tl.range(0, H, BH, num_stages=STAGES):
                     ks = k0 + units
                     forget = tl.load(FORGET + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :],
                                      other=0.0)
@@ -155,7 +169,8 @@ if triton is not None:
 
     @triton.jit(do_not_specialize=["T", "B"])
     def _backward_kernel(dout, lengths, W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-                         BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr):
+                         BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr,
+                        STAGES: tl.constexpr):
         d = tl.program_id(1)
         dout += d * T * B * H
         W_hh += d * 4 * H * H
@@ -198,22 +213,22 @@ if triton is not None:
                 m = row_ok[:, None] & (cols < H)[None, :]
                 dltm = tl.load(DLTM + r * H + cols[None, :], mask=m, other=0.0)
                 dforget = dltm
-                for k0 in range(0, H, BH):
+                for k0 in tl.range(0, H, BH, num_stages=STAGES):
                     ks = k0 + units
                     dU = tl.load(dUPRE + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :], other=0.0)
                     w = tl.load(W_u + ks[:, None] * H + cols[None, :], mask=(ks < H)[:, None] & (cols < H)[None, :],
                                 other=0.0)                            # (BH, BH): W_u[ks, cols]
                     dforget = _mm(dU, w, dforget, F64)
                 N = tl.load(NS + now * H + cols[None, :], mask=m, other=0.0)
-                s = SIG + now * (3 * H) + cols[None, :]
-                i = tl.load(s, mask=m, other=0.0)
-                f = tl.load(s + H, mask=m, other=0.0)
+                sp = SIG + now * (3 * H) + cols[None, :]
+                i = tl.load(sp, mask=m, other=0.0)
+                f = tl.load(sp + H, mask=m, other=0.0)
                 ltm = tl.load(LTM + now * H + cols[None, :], mask=m, other=0.0)
                 zero = tl.zeros((BB, BH), dtype=dtype)
-                d = dPRE + now * (4 * H) + cols[None, :]
-                tl.store(d, tl.where(active, dltm * i * (1.0 - N * N), zero), mask=m)            # learn = N ⊙ i
-                tl.store(d + H, tl.where(active, dltm * N * i * (1.0 - i), zero), mask=m)
-                tl.store(d + 2 * H, tl.where(active, dforget * ltm * f * (1.0 - f), zero), mask=m)  # forget = ltm ⊙ f
+                g = dPRE + now * (4 * H) + cols[None, :]
+                tl.store(g, tl.where(active, dltm * i * (1.0 - N * N), zero), mask=m)            # learn = N ⊙ i
+                tl.store(g + H, tl.where(active, dltm * N * i * (1.0 - i), zero), mask=m)
+                tl.store(g + 2 * H, tl.where(active, dforget * ltm * f * (1.0 - f), zero), mask=m)  # forget = ltm ⊙ f
                 tl.store(DLTM + r * H + cols[None, :], tl.where(active, dforget * f, dltm), mask=m)
             tl.debug_barrier()
             # phase 3: to the previous stm, through all four gates' W_hh
@@ -221,7 +236,7 @@ if triton is not None:
                 cols = c0 + units
                 m = row_ok[:, None] & (cols < H)[None, :]
                 dprev = tl.zeros((BB, BH), dtype=dtype)
-                for k0 in range(0, 4 * H, BH):
+                for k0 in tl.range(0, 4 * H, BH, num_stages=STAGES):
                     ks = k0 + units
                     dp = tl.load(dPRE + now * (4 * H) + ks[None, :], mask=row_ok[:, None] & (ks < 4 * H)[None, :],
                                  other=0.0)
@@ -254,7 +269,7 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
         b_u = torch.stack([b.detach() for b in biases_u])             # (D, H)
         _forward_kernel[(triton.cdiv(B, BB), D)](
             proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
-            BB=BB, BH=BH, F64=proj.dtype == torch.float64, num_warps=NUM_WARPS)
+            BB=BB, BH=BH, F64=proj.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
     return LTM, STM, NS, SIG, US, FORGET
 
 
@@ -274,7 +289,7 @@ def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM
         _backward_kernel[(triton.cdiv(B, BB), D)](
             dout, lengths_sorted.contiguous(), torch.stack([w.detach() for w in weights_hh]),
             torch.stack([w.detach() for w in weights_u]), LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-            BB=BB, BH=BH, F64=NS.dtype == torch.float64, num_warps=NUM_WARPS)
+            BB=BB, BH=BH, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
     return dPRE, dUPRE, DLTM, DSTM
 
 
