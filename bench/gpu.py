@@ -152,6 +152,7 @@ def main() -> None:
     torch.manual_seed(0)
     if args.sweep:
         sweep(args.repeats)
+    print(f"Triton kernel: BH {triton_lstm.BH}, {triton_lstm.NUM_WARPS} warps, {triton_lstm.STAGES} stages\n")
     cells(args.repeats)
     end_to_end(Path(args.sst), args.repeats)
 
