@@ -22,9 +22,10 @@ class Recurrent(nn.Module):
         num_layers: stacked layers; layer k > 0 reads layer k-1's outputs.
         bidirectional: also read every sequence backwards (within its own length), outputs concatenated.
         dropout: dropout on the outputs of every layer but the last, in training (as torch.nn.LSTM).
-        fast: for the four-gate cell, run the fused sequence loop (fast.py): True (the compiled
-            kernel when it built, else the Python loop), "kernel", "python", or False (the readable
-            step loop, also what runs when gates are asked for).
+        fast: for the four-gate cell, run the fused sequence loop (fast.py): True (on CPU the
+            compiled kernel when it built, on CUDA the Triton kernel when Triton imports and H <= 256,
+            else the Python loop), "kernel", "triton", "python", or False (the readable step loop,
+            also what runs when gates are asked for).
 
     Inputs: x, lengths=None, state=None, return_gates=False, outputs=True
         - x: (B, T, E), float, padded at the end.
