@@ -179,7 +179,8 @@ def test_kernel_splits_rows_across_threads_exactly(bidirectional):
     needs_kernel("kernel")
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
-    kernels.load().set_split_rows(True)  # off by default (slower here), still exact
+    assert kernels.load().side_by_side(), "built without OpenMP: work items would run one after another"
+    kernels.load().set_split_rows(True)  # the default
     try:
         torch.manual_seed(1)
         fast = Recurrent("lstm", 6, 5, bidirectional=bidirectional, fast="kernel").double()
@@ -200,7 +201,7 @@ def test_kernel_splits_rows_across_threads_exactly(bidirectional):
             torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-10)
     finally:
         torch.set_num_threads(threads)
-        kernels.load().set_split_rows(False)
+        kernels.load().set_split_rows(True)
 
 
 def test_inference_after_fused_optimizer_steps_reads_the_new_weights():

@@ -18,8 +18,15 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
-# the source's hash in the name: an edited or upgraded kernel is a new module, built afresh
-NAME = "reviewlstm_four_gate_" + hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:10] if SOURCE.exists() else ""
+# -march=native: the kernel is built on the machine that runs it (the cache is per user);
+# -ffast-math lets gcc call glibc's vectorised tanh/exp, within a few ulp of the scalar ones;
+# -fopenmp: at::parallel_for is a header template that runs its range on the calling thread alone
+# unless the extension itself is compiled with OpenMP (torch's own libgomp is the one loaded, once)
+CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
+# the source's and flags' hash in the name: an edited or upgraded kernel is a new module, built afresh
+NAME = ("reviewlstm_four_gate_" + hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode())
+        .hexdigest()[:10]) if SOURCE.exists() else ""
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
@@ -63,11 +70,8 @@ def load(verbose: bool = True):
             if fresh and verbose:
                 print("reviewlstm: compiling the fast LSTM kernel for this machine (once, about a minute; "
                       "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
-            # -march=native: the kernel is built on the machine that runs it (the cache is per user);
-            # -ffast-math lets gcc call glibc's vectorised tanh/exp, within a few ulp of the scalar ones
-            _module = cpp_extension.load(
-                name=NAME, sources=[str(SOURCE)], build_directory=str(build), verbose=False,
-                extra_cflags=["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"])
+            _module = cpp_extension.load(name=NAME, sources=[str(SOURCE)], build_directory=str(build),
+                                         verbose=False, extra_cflags=CFLAGS, extra_ldflags=LDFLAGS)
         except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             _error = f"{type(exc).__name__}: {first}"[:300]

@@ -179,10 +179,10 @@ std::vector<int64_t> split_rows(const std::vector<int64_t>& batch_sizes, int64_t
   return cuts;
 }
 
-// How many row chunks per direction: enough to give every thread a work item.
-// Off: measured side by side (B 64 and 128, H 150, 2 threads), one direction's rows split across
-// threads ran 5-20% slower than one chunk whose BLAS calls use the threads; kept, tested, switchable.
-bool split_rows_enabled = false;
+// How many row chunks per direction: enough to give every thread a work item. (An earlier build
+// compiled without -fopenmp ran at::parallel_for's items one after another, which made splitting
+// look slower than BLAS's own threads; run truly side by side, it is faster: BENCHMARKS.md.)
+bool split_rows_enabled = true;
 
 int64_t chunks_per_direction(int64_t D, int64_t B, const std::vector<int64_t>& batch_sizes,
                              std::vector<int64_t>* cuts) {
@@ -355,7 +355,18 @@ std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector
   return out;
 }
 
+// Whether this build runs work items side by side: at::parallel_for is a header template that runs
+// its whole range on the calling thread unless this file itself is compiled with OpenMP.
+bool side_by_side() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("side_by_side", &side_by_side, "whether directions and row chunks run on threads side by side");
   m.def("forward_dirs", &forward_dirs, "four-gate LSTM over a length-sorted batch, every direction side by side");
   m.def("backward_dirs", &backward_dirs, "its backward through time");
   m.def("set_split_rows", [](bool on) { split_rows_enabled = on; }, "split a direction's rows across threads (benchmarks)");
