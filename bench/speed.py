@@ -57,20 +57,25 @@ def main() -> None:
     wall = time.perf_counter() - t0
     ids = [loaded.vocab.encode(predictor.tokens(t)) for t in texts]
     tokens = sum(len(i) for i in ids)
-    t0 = time.perf_counter()
-    predict_proba(loaded.model, ids)
-    model_wall = time.perf_counter() - t0
-    gflops = 2 * macs_per_token(loaded.config) * tokens / model_wall / 1e9
-    print(f"batch, SST-5 dev: {len(texts) / wall:,.0f} sentences/s end to end ({len(texts) / model_wall:,.0f}/s "
-          f"model only), {gflops:.1f} GFLOP/s = {gflops / peak:.1%} of the ceiling")
-
+    # model only, this pipeline and the nn.LSTM one in alternation, 5 passes each: the best pass is
+    # what the model can do (the ceiling is a best of rounds too), the median what a pass usually got
     reference = NNLSTMReference(loaded)
     reference.predict_ids(ids)
-    t0 = time.perf_counter()
-    reference.predict_ids(ids)
-    ref_rate = len(ids) / (time.perf_counter() - t0)
-    print(f"batch, SST-5 dev, model only: torch.nn.LSTM BiLSTM of the same sizes {ref_rate:,.0f}/s; "
-          f"reviewlstm / nn.LSTM = {len(texts) / model_wall / ref_rate:.2f}")
+    ours, theirs = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        predict_proba(loaded.model, ids)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        reference.predict_ids(ids)
+        theirs.append(time.perf_counter() - t0)
+    gflops = [2 * macs_per_token(loaded.config) * tokens / w / 1e9 for w in sorted(ours)]
+    print(f"batch, SST-5 dev: {len(texts) / wall:,.0f} sentences/s end to end; model only, best of 5 passes: "
+          f"{len(texts) / min(ours):,.0f}/s, {gflops[0]:.1f} GFLOP/s = {gflops[0] / peak:.1%} of the ceiling "
+          f"(median pass {gflops[2] / peak:.1%})")
+    print(f"batch, SST-5 dev, model only: torch.nn.LSTM BiLSTM of the same sizes {len(ids) / min(theirs):,.0f}/s; "
+          f"reviewlstm / nn.LSTM = {min(theirs) / min(ours):.2f} (best passes), "
+          f"{statistics.median(theirs) / statistics.median(ours):.2f} (medians)")
 
     long_reviews = []
     for k in range(0, len(dev) - 25, 25):
