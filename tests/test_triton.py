@@ -111,3 +111,8 @@ def test_cuda_default_follows_the_measured_choice():
     from reviewlstm.fast import _triton_for
     x = torch.zeros(1, device="cuda")
     assert _triton_for(x, 150, True) and not _triton_for(x, 300, True) and _triton_for(x, 300, "triton")
+    os.environ["REVIEWLSTM_TRITON"] = "off"
+    try:
+        assert not _triton_for(x, 150, True) and _triton_for(x, 150, "triton")
+    finally:
+        del os.environ["REVIEWLSTM_TRITON"]

@@ -20,6 +20,8 @@ readable cell.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -159,11 +161,16 @@ class _CompiledFourGateLSTM(torch.autograd.Function):
         return (None, *(g for r in results for g in (*r, r[0].sum((0, 1)))))
 
 
+def triton_enabled() -> bool:
+    """REVIEWLSTM_TRITON=off keeps CUDA on the step loop (as REVIEWLSTM_KERNEL=off does the CPU)."""
+    return os.environ.get("REVIEWLSTM_TRITON", "on").lower() not in ("0", "off", "false", "no")
+
+
 def _triton_for(x: torch.Tensor, hidden: int, use: bool | str) -> bool:
     """Whether the Triton kernel runs: on CUDA by default when Triton is installed and the kernel is
     the faster choice at this size (triton_lstm.preferred); "triton" insists (and is how tests run it
     in Triton's interpreter on CPU). CPU calls never import Triton."""
-    if use != "triton" and not (use is True and x.is_cuda):
+    if use != "triton" and not (use is True and x.is_cuda and triton_enabled()):
         return False
     from . import triton_lstm
     if use == "triton" and not triton_lstm.available(x):
