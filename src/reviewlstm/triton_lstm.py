@@ -44,7 +44,7 @@ BH = 64  # hidden units per block of a phase, and the depth of each partial prod
 NUM_WARPS = 8  # per program
 STAGES = 2  # software pipelining of each partial product's loads
 # BH, NUM_WARPS and STAGES: the fastest of bench/gpu.py --sweep on an H200 (BENCHMARKS.md)
-MAX_HIDDEN = 256  # above this the step loop's cuBLAS products win (measured at H 300): see available()
+MAX_HIDDEN = 256  # above this the step loop's cuBLAS products win (measured at H 300): see preferred()
 
 
 def interpreted() -> bool:
@@ -62,8 +62,8 @@ def available(x: torch.Tensor) -> bool:
 def preferred(hidden: int) -> bool:
     """Whether the kernel is the faster choice on a GPU at this hidden size. One program owns 16 rows
     for all of H, so its per-step products grow with H^2 on one multiprocessor, while cuBLAS spreads
-    a step over all of them: on an H200 the kernel was 2.4-4x faster than the step loop at H 150
-    (both directions) and 1.2-1.4x slower at H 300 (bench/gpu.py)."""
+    a step over all of them: on an H200 the kernel was 2.7-5.8x faster than the step loop at H 150
+    (both directions), and at H 300 (one direction, batch 64) up to 1.4x slower (bench/gpu.py)."""
     return hidden <= MAX_HIDDEN
 
 
