@@ -141,6 +141,29 @@ def test_failed_build_falls_back_with_one_line(tmp_path):
     assert len(notes) == 1 and "Traceback" not in broken.stderr
 
 
+def test_compiler_without_openmp_gets_the_serial_build(tmp_path):
+    """A compiler that rejects -fopenmp (Apple's clang): the second build compiles, runs its work items
+    one after another, and answers as the readable loop does."""
+    import os
+    import subprocess
+    import sys
+    needs_kernel("kernel")
+    cxx = tmp_path / "cxx-without-openmp"
+    cxx.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && { echo "unsupported option -fopenmp" >&2; '
+                   f'exit 1; }}; done\nexec {shutil.which(os.environ.get("CXX", "c++"))} "$@"\n')
+    cxx.chmod(0o755)
+    code = ("import torch; from reviewlstm import kernels; from reviewlstm.layers import Recurrent; "
+            "torch.manual_seed(0); f = Recurrent('lstm', 4, 3, bidirectional=True, fast='kernel'); "
+            "s = Recurrent('lstm', 4, 3, bidirectional=True, fast=False); s.load_state_dict(f.state_dict()); "
+            "x, n = torch.randn(20, 5, 4), torch.randint(0, 6, (20,)); "
+            "print(kernels.load().side_by_side(), (f(x, n)[0] - s(x, n)[0]).abs().max().item() < 1e-6)")
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache"), "CXX": str(cxx)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True"], proc.stdout + proc.stderr
+    assert "unavailable" not in proc.stderr
+
+
 def test_inference_sees_weights_change_after_a_step():
     """The compiled loop keeps transposed weights between inference calls; an optimizer step or a
     load_state_dict must not leave it reading the old ones."""

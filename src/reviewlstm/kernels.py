@@ -21,12 +21,20 @@ SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
 # -march=native: the kernel is built on the machine that runs it (the cache is per user);
 # -ffast-math lets gcc call glibc's vectorised tanh/exp, within a few ulp of the scalar ones;
 # -fopenmp: at::parallel_for is a header template that runs its range on the calling thread alone
-# unless the extension itself is compiled with OpenMP (torch's own libgomp is the one loaded, once)
-CFLAGS = ["-O3", "-march=native", "-ffast-math", "-fopenmp"]
-LDFLAGS = ["-fopenmp"]
-# the source's and flags' hash in the name: an edited or upgraded kernel is a new module, built afresh
-NAME = ("reviewlstm_four_gate_" + hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS + LDFLAGS).encode())
-        .hexdigest()[:10]) if SOURCE.exists() else ""
+# unless the extension itself is compiled with OpenMP (torch's own libgomp is the one loaded, once).
+# A compiler without OpenMP (Apple's clang) gets the second build: the same loop, directions one
+# after another.
+BUILDS = [(["-O3", "-march=native", "-ffast-math", "-fopenmp"], ["-fopenmp"]),
+          (["-O3", "-march=native", "-ffast-math", "-fopenmp-simd"], [])]
+
+
+def _name(cflags, ldflags) -> str:
+    """The source's and flags' hash in the name: an edited or upgraded kernel is a new module, built afresh."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(cflags + ldflags).encode()).hexdigest()[:10]
+    return "reviewlstm_four_gate_" + digest
+
+
+NAME = _name(*BUILDS[0]) if SOURCE.exists() else ""
 _lock = threading.Lock()
 _module = None
 _error: str | None = None
@@ -62,16 +70,26 @@ def load(verbose: bool = True):
         try:
             from torch.utils import cpp_extension
             build = cache_dir()
-            fresh = not any(build.glob(f"{NAME}*.so"))
-            if fresh and not _build_allowed:
+            names = [_name(*flags) for flags in BUILDS]
+            built = [any(build.glob(f"{name}*.so")) for name in names]
+            if not any(built) and not _build_allowed:
                 _error = "not built yet (quick jobs do not build it; `reviewlstm build-kernel` does)"
                 return None
             build.mkdir(parents=True, exist_ok=True)
-            if fresh and verbose:
+            if not any(built) and verbose:
                 print("reviewlstm: compiling the fast LSTM kernel for this machine (once, about a minute; "
                       "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
-            _module = cpp_extension.load(name=NAME, sources=[str(SOURCE)], build_directory=str(build),
-                                         verbose=False, extra_cflags=CFLAGS, extra_ldflags=LDFLAGS)
+            # a cached build first; else each build in turn, the first that compiles wins
+            order = sorted(range(len(BUILDS)), key=lambda i: not built[i])
+            for n, i in enumerate(order):
+                (cflags, ldflags), name = BUILDS[i], names[i]
+                try:
+                    _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
+                                                 verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
+                    break
+                except Exception:
+                    if n == len(order) - 1:
+                        raise
         except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             _error = f"{type(exc).__name__}: {first}"[:300]
