@@ -77,7 +77,7 @@ def sweep(repeats: int) -> None:
     print(f"\nfastest: BH {best[1]}, {best[2]} warps, {best[3]} stages (used below)\n", flush=True)
 
 
-def cells(repeats: int) -> None:
+def cells(repeats: int, split: bool = False) -> None:
     print("| shape B/T/E/H, dirs | implementation | fwd+bwd ms | x nn.LSTM | fwd ms | x nn.LSTM | fwd GFLOP/s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for B, T, E, H, bi in SHAPES:
@@ -85,11 +85,14 @@ def cells(repeats: int) -> None:
         impls = {"torch.nn.LSTM (cuDNN)": nn.LSTM(E, H, batch_first=True, bidirectional=bi),
                  "four-gate (Triton kernel)": Recurrent("lstm", E, H, bidirectional=bi, fast="triton"),
                  "four-gate (Python loop)": Recurrent("lstm", E, H, bidirectional=bi, fast="python")}
+        if split:
+            impls["four-gate (Triton, units split)"] = Recurrent("lstm", E, H, bidirectional=bi, fast="triton")
         x = torch.randn(B, T, E, device="cuda")
         lengths = torch.full((B,), T, device="cuda")
         flops = 2 * B * T * D * (4 * H * (E + H) + H * H)  # the four-gate equations' multiply-adds
         rows = {}
         for name, layer in impls.items():
+            triton_lstm.SPLIT = "split" in name
             layer.cuda()
             if isinstance(layer, nn.LSTM):
                 run = lambda: layer(x)[0]
@@ -104,21 +107,23 @@ def cells(repeats: int) -> None:
             with torch.no_grad():
                 fwd = cuda_time(run, repeats)
             rows[name] = (both, fwd)
+        triton_lstm.SPLIT = False
         ref_both, ref_fwd = rows["torch.nn.LSTM (cuDNN)"]
         for name, (both, fwd) in rows.items():
             print(f"| {B}/{T}/{E}/{H}, {D} | {name} | {both:.2f} | {both / ref_both:.2f} | {fwd:.2f} | "
                   f"{fwd / ref_fwd:.2f} | {flops / fwd / 1e6:.0f} |", flush=True)
 
 
-def end_to_end(sst: Path, repeats: int) -> None:
+def end_to_end(sst: Path, repeats: int, split: bool = False) -> None:
     loaded = api.load_model()
     loaded.model.cuda().eval()
     dev = [e.text for e in read_examples(sst / "dev.txt")]
     predictor = Predictor(loaded)
     print("\n| bundled model on the GPU | dev sentences/s | single review p50 ms | p99 ms |")
     print("| --- | --- | --- | --- |")
-    for fast in ("triton", "python"):
-        loaded.model.rnn.fast = fast
+    for fast in ("triton", "python") + (("triton-split",) if split else ()):
+        loaded.model.rnn.fast = fast.split("-")[0]
+        triton_lstm.SPLIT = fast.endswith("split")
         predictor.predict(dev[:256])
         torch.cuda.synchronize()
         walls = []
@@ -143,6 +148,7 @@ def main() -> None:
     ap.add_argument("--sst", default="../shared/data/sst5")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--sweep", action="store_true", help="first choose BH and num_warps (see sweep)")
+    ap.add_argument("--split", action="store_true", help="also the forward with units split across programs")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -153,8 +159,8 @@ def main() -> None:
     if args.sweep:
         sweep(args.repeats)
     print(f"Triton kernel: BH {triton_lstm.BH}, {triton_lstm.NUM_WARPS} warps, {triton_lstm.STAGES} stages\n")
-    cells(args.repeats)
-    end_to_end(Path(args.sst), args.repeats)
+    cells(args.repeats, args.split)
+    end_to_end(Path(args.sst), args.repeats, args.split)
 
 
 if __name__ == "__main__":

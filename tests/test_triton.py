@@ -116,3 +116,22 @@ def test_cuda_default_follows_the_measured_choice():
         assert not _triton_for(x, 150, True) and _triton_for(x, 150, "triton")
     finally:
         del os.environ["REVIEWLSTM_TRITON"]
+
+
+@pytest.mark.skipif(not CUDA, reason="the split forward needs its programs resident at once: a GPU")
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
+def test_split_forward_matches_readable(dtype, tol):
+    # hidden units split across programs with a barrier per phase; the backward reads its histories
+    torch.manual_seed(3)
+    fast, slow = pair(dtype, bidirectional=True)
+    x = torch.randn(37, 9, 6, dtype=dtype, device=DEVICE)
+    lengths = torch.randint(0, 10, (37,), device=DEVICE)
+    split = triton_lstm.SPLIT
+    triton_lstm.SPLIT = True
+    try:
+        (fo, fl, fs, fg), (so, sl, ss, sg) = (run(layer, x, *(torch.zeros(2, 37, H, dtype=dtype, device=DEVICE)
+                                                              for _ in range(2)), lengths) for layer in (fast, slow))
+    finally:
+        triton_lstm.SPLIT = split
+    for a, b in [(fo, so), (fl, sl), (fs, ss), *zip(fg, sg)]:
+        torch.testing.assert_close(a, b, rtol=0, atol=tol * 10)

@@ -44,6 +44,11 @@ BH = 64  # hidden units per block of a phase, and the depth of each partial prod
 NUM_WARPS = 8  # per program
 STAGES = 2  # software pipelining of each partial product's loads
 # BH, NUM_WARPS and STAGES: the fastest of bench/gpu.py --sweep on an H200 (BENCHMARKS.md)
+# forward with a step's units split across programs (CUDA, when every program fits on its own
+# multiprocessor at once): SPLIT turns it on, SPLIT_BH units per program
+SPLIT = False
+SPLIT_BH = 32
+SPLIT_WARPS = 4
 MAX_HIDDEN = 256  # above this the step loop's cuBLAS products win (measured at H 300): see preferred()
 
 
@@ -167,6 +172,92 @@ if triton is not None:
                 tl.store(STM + nxt * H + cols[None, :], tl.where(active, U * V, zero), mask=m)
             tl.debug_barrier()  # the next step reads all of stm
 
+    @triton.jit
+    def _grid_barrier(counter, target):
+        """Every program sharing `counter` has arrived `target` times in all. The programs must all be
+        resident at once (launches are sized to the multiprocessors); the interpreter runs programs one
+        after another, so it never takes this path."""
+        tl.debug_barrier()  # this program's threads have written what the others will read
+        tl.atomic_add(counter, 1, sem="release", scope="gpu")
+        while tl.atomic_add(counter, 0, sem="acquire", scope="gpu") < target:
+            pass
+        tl.debug_barrier()
+
+    # The same forward with a step's hidden units split across programs: program (unit block, row
+    # block, direction). A small batch then keeps many multiprocessors busy instead of a few; the
+    # price is a barrier across the row block's programs after each phase.
+    @triton.jit(do_not_specialize=["T", "B"])
+    def _forward_split_kernel(proj, lengths, W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, counters, T, B, H,
+                              BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr, STAGES: tl.constexpr):
+        d = tl.program_id(2)
+        proj += d * T * B * 4 * H
+        W_hhT += d * H * 4 * H
+        W_uT += d * H * H
+        b_u += d * H
+        LTM += d * (T + 1) * B * H
+        STM += d * (T + 1) * B * H
+        NS += d * T * B * H
+        SIG += d * T * B * 3 * H
+        US += d * T * B * H
+        FORGET += d * T * B * H
+        counter = counters + d * tl.num_programs(1) + tl.program_id(1)
+        parties = tl.num_programs(0)
+        rows = tl.program_id(1) * BB + tl.arange(0, BB)
+        row_ok = rows < B
+        length = tl.load(lengths + rows, mask=row_ok, other=0)
+        units = tl.arange(0, BH)
+        cols = tl.program_id(0) * BH + units                          # this program's hidden units
+        m = row_ok[:, None] & (cols < H)[None, :]
+        dtype = NS.dtype.element_ty
+        zero = tl.zeros((BB, BH), dtype=dtype)
+        b = tl.load(b_u + cols, mask=cols < H, other=0.0)[None, :]
+        for t in range(T):
+            active = (t < length)[:, None]
+            now = (t * B + rows)[:, None]
+            nxt = now + B
+            p = proj + now * (4 * H) + cols[None, :]
+            pre_n = tl.load(p, mask=m, other=0.0)
+            pre_i = tl.load(p + H, mask=m, other=0.0)
+            pre_f = tl.load(p + 2 * H, mask=m, other=0.0)
+            pre_v = tl.load(p + 3 * H, mask=m, other=0.0)
+            for k0 in tl.range(0, H, BH, num_stages=STAGES):
+                ks = k0 + units
+                # .cg: read through L2, where the other programs' writes are, not a stale L1 line
+                stm = tl.load(STM + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :], other=0.0,
+                              cache_modifier=".cg")
+                wp = W_hhT + ks[:, None] * (4 * H) + cols[None, :]
+                wm = (ks < H)[:, None] & (cols < H)[None, :]
+                pre_n = _mm(stm, tl.load(wp, mask=wm, other=0.0), pre_n, F64)
+                pre_i = _mm(stm, tl.load(wp + H, mask=wm, other=0.0), pre_i, F64)
+                pre_f = _mm(stm, tl.load(wp + 2 * H, mask=wm, other=0.0), pre_f, F64)
+                pre_v = _mm(stm, tl.load(wp + 3 * H, mask=wm, other=0.0), pre_v, F64)
+            N = _tanh(pre_n)
+            i = _sigmoid(pre_i)
+            f = _sigmoid(pre_f)
+            V = _sigmoid(pre_v)
+            ltm = tl.load(LTM + now * H + cols[None, :], mask=m, other=0.0)
+            forget = ltm * f
+            tl.store(NS + now * H + cols[None, :], tl.where(active, N, zero), mask=m)
+            sp = SIG + now * (3 * H) + cols[None, :]
+            tl.store(sp, tl.where(active, i, zero), mask=m)
+            tl.store(sp + H, tl.where(active, f, zero), mask=m)
+            tl.store(sp + 2 * H, tl.where(active, V, zero), mask=m)
+            tl.store(FORGET + now * H + cols[None, :], tl.where(active, forget, zero), mask=m)
+            tl.store(LTM + nxt * H + cols[None, :], tl.where(active, forget + N * i, ltm), mask=m)
+            _grid_barrier(counter, parties * (2 * t + 1))
+            pre_u = zero + b
+            for k0 in tl.range(0, H, BH, num_stages=STAGES):
+                ks = k0 + units
+                fg = tl.load(FORGET + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :], other=0.0,
+                             cache_modifier=".cg")
+                w = tl.load(W_uT + ks[:, None] * H + cols[None, :], mask=(ks < H)[:, None] & (cols < H)[None, :],
+                            other=0.0)
+                pre_u = _mm(fg, w, pre_u, F64)
+            U = _tanh(pre_u)
+            tl.store(US + now * H + cols[None, :], tl.where(active, U, zero), mask=m)
+            tl.store(STM + nxt * H + cols[None, :], tl.where(active, U * V, zero), mask=m)
+            _grid_barrier(counter, parties * (2 * t + 2))
+
     @triton.jit(do_not_specialize=["T", "B"])
     def _backward_kernel(dout, lengths, W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
                          BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr,
@@ -267,10 +358,22 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
         W_hhT = torch.stack([w.detach().t() for w in weights_hh])    # (D, H, 4H)
         W_uT = torch.stack([w.detach().t() for w in weights_u])      # (D, H, H)
         b_u = torch.stack([b.detach() for b in biases_u])             # (D, H)
-        _forward_kernel[(triton.cdiv(B, BB), D)](
-            proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
-            BB=BB, BH=BH, F64=proj.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
+        units, row_blocks = triton.cdiv(H, SPLIT_BH), triton.cdiv(B, BB)
+        if SPLIT and proj.is_cuda and units * row_blocks * D <= _multiprocessors(proj.device):
+            counters = torch.zeros(D * row_blocks, dtype=torch.int32, device=proj.device)
+            _forward_split_kernel[(units, row_blocks, D)](
+                proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, counters,
+                T, B, H, BB=BB, BH=SPLIT_BH, F64=proj.dtype == torch.float64, STAGES=STAGES,
+                num_warps=SPLIT_WARPS)
+        else:
+            _forward_kernel[(row_blocks, D)](
+                proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, T, B, H,
+                BB=BB, BH=BH, F64=proj.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
     return LTM, STM, NS, SIG, US, FORGET
+
+
+def _multiprocessors(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM, NS, SIG, US):
