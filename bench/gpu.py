@@ -1,6 +1,6 @@
 """The four-gate LSTM on a CUDA GPU: the Triton kernel against cuDNN's nn.LSTM and the step-by-step loop.
 
-    PYTHONPATH=src python bench/gpu.py [--sst DIR] [--repeats 20] [--sweep]
+    PYTHONPATH=src python bench/gpu.py [--sst DIR] [--repeats 20] [--sweep] [--sweep-split]
 
 In one run, on one GPU:
 - the ceiling: a 4096^3 float32 matrix product at IEEE precision (TF32 off), TFLOP/s;
@@ -62,6 +62,7 @@ def sweep(repeats: int) -> None:
     print("| BH | warps | stages | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
     print("| --- | --- | --- | --- | --- |")
     best = None
+    triton_lstm.SPLIT = False
     for bh, warps, stages in [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)]:
             triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = bh, warps, stages
             ms = []
@@ -74,25 +75,46 @@ def sweep(repeats: int) -> None:
             if best is None or sum(ms) < best[0]:
                 best = (sum(ms), bh, warps, stages)
     triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = best[1:]
+    triton_lstm.SPLIT = True
     print(f"\nfastest: BH {best[1]}, {best[2]} warps, {best[3]} stages (used below)\n", flush=True)
 
 
-def cells(repeats: int, split: bool = False) -> None:
+def sweep_split(repeats: int) -> None:
+    """The split kernels' units per program and warps, timed like sweep(); keeps the fastest."""
+    print("| units a program | warps | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
+    print("| --- | --- | --- | --- |")
+    best = None
+    for bh, warps in [(16, 2), (16, 4), (32, 2), (32, 4)]:
+        triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = bh, warps
+        ms = []
+        for B, T, E, H, bi in (SHAPES[0], SHAPES[2]):
+            layer = Recurrent("lstm", E, H, bidirectional=bi, fast="triton").cuda()
+            x = torch.randn(B, T, E, device="cuda", requires_grad=True)
+            lengths = torch.full((B,), T, device="cuda")
+            ms.append(cuda_time(lambda: layer(x, lengths)[0].sum().backward(), repeats))
+        print(f"| {bh} | {warps} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
+        if best is None or sum(ms) < best[0]:
+            best = (sum(ms), bh, warps)
+    triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = best[1:]
+    print(f"\nfastest: {best[1]} units a program, {best[2]} warps (used below)\n", flush=True)
+
+
+def cells(repeats: int) -> None:
     print("| shape B/T/E/H, dirs | implementation | fwd+bwd ms | x nn.LSTM | fwd ms | x nn.LSTM | fwd GFLOP/s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for B, T, E, H, bi in SHAPES:
         D = 2 if bi else 1
         impls = {"torch.nn.LSTM (cuDNN)": nn.LSTM(E, H, batch_first=True, bidirectional=bi),
-                 "four-gate (Triton kernel)": Recurrent("lstm", E, H, bidirectional=bi, fast="triton"),
-                 "four-gate (Python loop)": Recurrent("lstm", E, H, bidirectional=bi, fast="python")}
-        if split:
-            impls["four-gate (Triton, units split)"] = Recurrent("lstm", E, H, bidirectional=bi, fast="triton")
+                 "four-gate, Triton, units split (default)": Recurrent("lstm", E, H, bidirectional=bi, fast="triton"),
+                 "four-gate, Triton, a program per row block": Recurrent("lstm", E, H, bidirectional=bi,
+                                                                          fast="triton"),
+                 "four-gate, step loop": Recurrent("lstm", E, H, bidirectional=bi, fast="python")}
         x = torch.randn(B, T, E, device="cuda")
         lengths = torch.full((B,), T, device="cuda")
         flops = 2 * B * T * D * (4 * H * (E + H) + H * H)  # the four-gate equations' multiply-adds
         rows = {}
         for name, layer in impls.items():
-            triton_lstm.SPLIT = "split" in name
+            triton_lstm.SPLIT = "split" in name  # where the split kernels' programs fit at once
             layer.cuda()
             if isinstance(layer, nn.LSTM):
                 run = lambda: layer(x)[0]
@@ -107,23 +129,24 @@ def cells(repeats: int, split: bool = False) -> None:
             with torch.no_grad():
                 fwd = cuda_time(run, repeats)
             rows[name] = (both, fwd)
-        triton_lstm.SPLIT = False
+        triton_lstm.SPLIT = True
         ref_both, ref_fwd = rows["torch.nn.LSTM (cuDNN)"]
         for name, (both, fwd) in rows.items():
             print(f"| {B}/{T}/{E}/{H}, {D} | {name} | {both:.2f} | {both / ref_both:.2f} | {fwd:.2f} | "
                   f"{fwd / ref_fwd:.2f} | {flops / fwd / 1e6:.0f} |", flush=True)
 
 
-def end_to_end(sst: Path, repeats: int, split: bool = False) -> None:
+def end_to_end(sst: Path, repeats: int) -> None:
     loaded = api.load_model()
     loaded.model.cuda().eval()
     dev = [e.text for e in read_examples(sst / "dev.txt")]
     predictor = Predictor(loaded)
     print("\n| bundled model on the GPU | dev sentences/s | single review p50 ms | p99 ms |")
     print("| --- | --- | --- | --- |")
-    for fast in ("triton", "python") + (("triton-split",) if split else ()):
-        loaded.model.rnn.fast = fast.split("-")[0]
-        triton_lstm.SPLIT = fast.endswith("split")
+    for label, fast, split in (("Triton, units split (default)", "triton", True),
+                               ("Triton, a program per row block", "triton", False), ("step loop", "python", True)):
+        loaded.model.rnn.fast = fast
+        triton_lstm.SPLIT = split
         predictor.predict(dev[:256])
         torch.cuda.synchronize()
         walls = []
@@ -139,7 +162,7 @@ def end_to_end(sst: Path, repeats: int, split: bool = False) -> None:
             torch.cuda.synchronize()
             lat.append((time.perf_counter() - t0) * 1e3)
         lat.sort()
-        print(f"| four-gate ({fast}) | {len(dev) / min(walls):,.0f} | {lat[len(lat) // 2]:.2f} | "
+        print(f"| four-gate, {label} | {len(dev) / min(walls):,.0f} | {lat[len(lat) // 2]:.2f} | "
               f"{lat[int(len(lat) * 0.99)]:.2f} |", flush=True)
 
 
@@ -148,7 +171,7 @@ def main() -> None:
     ap.add_argument("--sst", default="../shared/data/sst5")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--sweep", action="store_true", help="first choose BH and num_warps (see sweep)")
-    ap.add_argument("--split", action="store_true", help="also the forward with units split across programs")
+    ap.add_argument("--sweep-split", action="store_true", help="first choose the split kernels' settings")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -158,9 +181,12 @@ def main() -> None:
     torch.manual_seed(0)
     if args.sweep:
         sweep(args.repeats)
-    print(f"Triton kernel: BH {triton_lstm.BH}, {triton_lstm.NUM_WARPS} warps, {triton_lstm.STAGES} stages\n")
-    cells(args.repeats, args.split)
-    end_to_end(Path(args.sst), args.repeats, args.split)
+    if args.sweep_split:
+        sweep_split(args.repeats)
+    print(f"Triton kernels: split {triton_lstm.SPLIT_BH} units a program, {triton_lstm.SPLIT_WARPS} warps; "
+          f"per row block BH {triton_lstm.BH}, {triton_lstm.NUM_WARPS} warps; {triton_lstm.STAGES} stages\n")
+    cells(args.repeats)
+    end_to_end(Path(args.sst), args.repeats)
 
 
 if __name__ == "__main__":

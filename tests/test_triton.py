@@ -106,32 +106,34 @@ def test_cpu_paths_never_import_triton():
     assert out.stdout.strip() == "False", out.stderr
 
 
-@pytest.mark.skipif(not CUDA, reason="the choice by hidden size is made on CUDA tensors only")
-def test_cuda_default_follows_the_measured_choice():
+@pytest.mark.skipif(not CUDA, reason="the default choice is made on CUDA tensors only")
+def test_cuda_default_and_its_switch():
     from reviewlstm.fast import _triton_for
     x = torch.zeros(1, device="cuda")
-    assert _triton_for(x, 150, True) and not _triton_for(x, 300, True) and _triton_for(x, 300, "triton")
+    assert _triton_for(x, True) and not _triton_for(x, "python")
     os.environ["REVIEWLSTM_TRITON"] = "off"
     try:
-        assert not _triton_for(x, 150, True) and _triton_for(x, 150, "triton")
+        assert not _triton_for(x, True) and _triton_for(x, "triton")
     finally:
         del os.environ["REVIEWLSTM_TRITON"]
 
 
-@pytest.mark.skipif(not CUDA, reason="the split forward needs its programs resident at once: a GPU")
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)])
-def test_split_forward_matches_readable(dtype, tol):
-    # hidden units split across programs with a barrier per phase; the backward reads its histories
+def test_split_kernels_match_readable(dtype, tol):
+    # hidden units split across programs, a barrier across them per phase, forward and backward. On a
+    # GPU: two unit blocks (H 37, 32 units each), so programs wait on each other. In the interpreter,
+    # which runs programs in turn, one unit block (64 units): every line of the kernels but the waiting.
     torch.manual_seed(3)
     fast, slow = pair(dtype, bidirectional=True)
     x = torch.randn(37, 9, 6, dtype=dtype, device=DEVICE)
     lengths = torch.randint(0, 10, (37,), device=DEVICE)
-    split = triton_lstm.SPLIT
-    triton_lstm.SPLIT = True
+    saved = triton_lstm.SPLIT, triton_lstm.SPLIT_BH
+    triton_lstm.SPLIT, triton_lstm.SPLIT_BH = True, (32 if CUDA else 64)
     try:
+        assert triton_lstm._split(x, 37, H, 2)
         (fo, fl, fs, fg), (so, sl, ss, sg) = (run(layer, x, *(torch.zeros(2, 37, H, dtype=dtype, device=DEVICE)
                                                               for _ in range(2)), lengths) for layer in (fast, slow))
     finally:
-        triton_lstm.SPLIT = split
+        triton_lstm.SPLIT, triton_lstm.SPLIT_BH = saved
     for a, b in [(fo, so), (fl, sl), (fs, ss), *zip(fg, sg)]:
         torch.testing.assert_close(a, b, rtol=0, atol=tol * 10)

@@ -166,17 +166,16 @@ def triton_enabled() -> bool:
     return os.environ.get("REVIEWLSTM_TRITON", "on").lower() not in ("0", "off", "false", "no")
 
 
-def _triton_for(x: torch.Tensor, hidden: int, use: bool | str) -> bool:
-    """Whether the Triton kernel runs: on CUDA by default when Triton is installed and the kernel is
-    the faster choice at this size (triton_lstm.preferred); "triton" insists (and is how tests run it
-    in Triton's interpreter on CPU). CPU calls never import Triton."""
+def _triton_for(x: torch.Tensor, use: bool | str) -> bool:
+    """Whether the Triton kernel runs: on CUDA by default when Triton is installed; "triton" insists
+    (and is how tests run it in Triton's interpreter on CPU). CPU calls never import Triton."""
     if use != "triton" and not (use is True and x.is_cuda and triton_enabled()):
         return False
     from . import triton_lstm
     if use == "triton" and not triton_lstm.available(x):
         raise RuntimeError("the Triton kernel needs Triton and a CUDA float32/float64 tensor "
                            "(or TRITON_INTERPRET=1 on CPU)")
-    return triton_lstm.available(x) and (use == "triton" or triton_lstm.preferred(hidden))
+    return triton_lstm.available(x)
 
 
 def _kernel_for(x: torch.Tensor, use: bool | str):
@@ -224,7 +223,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
         batch_sizes.append(b)
     full = not sorted_lens or sorted_lens[-1] == T  # nobody stops early
     lengths_sorted = torch.tensor(sorted_lens, dtype=torch.long, device=x.device)
-    gpu = _triton_for(x, cells[0].hidden_size, use)
+    gpu = _triton_for(x, use)
     kernel = None if gpu else _kernel_for(x, use)
     # time-major before projecting: copying (T, B, E) events is cheaper than (T, B, 4H) projections;
     # the compiled loop adds the gates' bias itself (broadcasting it over (T, B, 4H) is slow)

@@ -44,13 +44,11 @@ BH = 64  # hidden units per block of a phase, and the depth of each partial prod
 NUM_WARPS = 8  # per program
 STAGES = 2  # software pipelining of each partial product's loads
 # BH, NUM_WARPS and STAGES: the fastest of bench/gpu.py --sweep on an H200 (BENCHMARKS.md)
-# forward with a step's units split across programs (CUDA, when every program fits on its own
-# multiprocessor at once): SPLIT turns it on, SPLIT_BH units per program
-SPLIT = False
-SPLIT_BH = 32
+# the split kernels (a step's units across programs, a barrier per phase: the fast path on a GPU);
+# they run when every program of the launch fits on its own multiprocessor, else the kernels above
+SPLIT = True
+SPLIT_BH = 32  # units per program
 SPLIT_WARPS = 4
-MAX_HIDDEN = 256  # above this the step loop's cuBLAS products win (measured at H 300): see preferred()
-
 
 def interpreted() -> bool:
     """Triton's interpreter is on: kernels run on CPU tensors (tests without a GPU)."""
@@ -62,14 +60,6 @@ def available(x: torch.Tensor) -> bool:
     if triton is None or x.dtype not in (torch.float32, torch.float64):
         return False
     return x.is_cuda or (x.device.type == "cpu" and interpreted())
-
-
-def preferred(hidden: int) -> bool:
-    """Whether the kernel is the faster choice on a GPU at this hidden size. One program owns 16 rows
-    for all of H, so its per-step products grow with H^2 on one multiprocessor, while cuBLAS spreads
-    a step over all of them: on an H200 the kernel was 2.7-5.8x faster than the step loop at H 150
-    (both directions), and at H 300 (one direction, batch 64) up to 1.4x slower (bench/gpu.py)."""
-    return hidden <= MAX_HIDDEN
 
 
 if triton is not None:
@@ -258,6 +248,82 @@ if triton is not None:
             tl.store(STM + nxt * H + cols[None, :], tl.where(active, U * V, zero), mask=m)
             _grid_barrier(counter, parties * (2 * t + 2))
 
+    # Backward with the units split the same way. Per step two barriers: after the use phase (the
+    # forget phase reads every unit's dU_pre) and after the forget/learn phase (the product to the
+    # previous stm reads all of dPRE). Each program then writes only its own units of dstm, which only it
+    # reads next step, and the next step's writes go to step t - 1's slices: no third barrier.
+    @triton.jit(do_not_specialize=["T", "B"])
+    def _backward_split_kernel(dout, lengths, W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, counters,
+                               T, B, H, BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr,
+                               STAGES: tl.constexpr):
+        d = tl.program_id(2)
+        dout += d * T * B * H
+        W_hh += d * 4 * H * H
+        W_u += d * H * H
+        LTM += d * (T + 1) * B * H
+        NS += d * T * B * H
+        SIG += d * T * B * 3 * H
+        US += d * T * B * H
+        dPRE += d * T * B * 4 * H
+        dUPRE += d * T * B * H
+        DLTM += d * B * H
+        DSTM += d * B * H
+        counter = counters + d * tl.num_programs(1) + tl.program_id(1)
+        parties = tl.num_programs(0)
+        rows = tl.program_id(1) * BB + tl.arange(0, BB)
+        row_ok = rows < B
+        length = tl.load(lengths + rows, mask=row_ok, other=0)
+        units = tl.arange(0, BH)
+        cols = tl.program_id(0) * BH + units
+        m = row_ok[:, None] & (cols < H)[None, :]
+        r = rows[:, None]
+        dtype = NS.dtype.element_ty
+        zero = tl.zeros((BB, BH), dtype=dtype)
+        for step in range(T):
+            t = T - 1 - step
+            active = (t < length)[:, None]
+            now = (t * B + rows)[:, None]
+            # use = U ⊙ V, this program's units
+            dstm_next = tl.load(DSTM + r * H + cols[None, :], mask=m, other=0.0)   # d stm_t from step t + 1
+            dstm = dstm_next + tl.load(dout + now * H + cols[None, :], mask=m, other=0.0)
+            U = tl.load(US + now * H + cols[None, :], mask=m, other=0.0)
+            V = tl.load(SIG + now * (3 * H) + 2 * H + cols[None, :], mask=m, other=0.0)
+            tl.store(dPRE + now * (4 * H) + 3 * H + cols[None, :], tl.where(active, dstm * U * V * (1.0 - V), zero),
+                     mask=m)
+            tl.store(dUPRE + now * H + cols[None, :], tl.where(active, dstm * V * (1.0 - U * U), zero), mask=m)
+            _grid_barrier(counter, parties * (2 * step + 1))
+            # dforget = dltm + dU_pre · W_u over every unit's dU_pre; then learn and forget
+            dltm = tl.load(DLTM + r * H + cols[None, :], mask=m, other=0.0)
+            dforget = dltm
+            for k0 in tl.range(0, H, BH, num_stages=STAGES):
+                ks = k0 + units
+                dU = tl.load(dUPRE + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :], other=0.0,
+                             cache_modifier=".cg")
+                w = tl.load(W_u + ks[:, None] * H + cols[None, :], mask=(ks < H)[:, None] & (cols < H)[None, :],
+                            other=0.0)
+                dforget = _mm(dU, w, dforget, F64)
+            N = tl.load(NS + now * H + cols[None, :], mask=m, other=0.0)
+            sp = SIG + now * (3 * H) + cols[None, :]
+            i = tl.load(sp, mask=m, other=0.0)
+            f = tl.load(sp + H, mask=m, other=0.0)
+            ltm = tl.load(LTM + now * H + cols[None, :], mask=m, other=0.0)
+            g = dPRE + now * (4 * H) + cols[None, :]
+            tl.store(g, tl.where(active, dltm * i * (1.0 - N * N), zero), mask=m)
+            tl.store(g + H, tl.where(active, dltm * N * i * (1.0 - i), zero), mask=m)
+            tl.store(g + 2 * H, tl.where(active, dforget * ltm * f * (1.0 - f), zero), mask=m)
+            tl.store(DLTM + r * H + cols[None, :], tl.where(active, dforget * f, dltm), mask=m)
+            _grid_barrier(counter, parties * (2 * step + 2))
+            # to the previous stm through all four gates' W_hh, this program's units
+            dprev = zero
+            for k0 in tl.range(0, 4 * H, BH, num_stages=STAGES):
+                ks = k0 + units
+                dp = tl.load(dPRE + now * (4 * H) + ks[None, :], mask=row_ok[:, None] & (ks < 4 * H)[None, :],
+                             other=0.0, cache_modifier=".cg")
+                w = tl.load(W_hh + ks[:, None] * H + cols[None, :], mask=(ks < 4 * H)[:, None] & (cols < H)[None, :],
+                            other=0.0)
+                dprev = _mm(dp, w, dprev, F64)
+            tl.store(DSTM + r * H + cols[None, :], tl.where(active, dprev, dstm_next), mask=m)
+
     @triton.jit(do_not_specialize=["T", "B"])
     def _backward_kernel(dout, lengths, W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
                          BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr,
@@ -359,7 +425,7 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
         W_uT = torch.stack([w.detach().t() for w in weights_u])      # (D, H, H)
         b_u = torch.stack([b.detach() for b in biases_u])             # (D, H)
         units, row_blocks = triton.cdiv(H, SPLIT_BH), triton.cdiv(B, BB)
-        if SPLIT and proj.is_cuda and units * row_blocks * D <= _multiprocessors(proj.device):
+        if _split(proj, B, H, D):
             counters = torch.zeros(D * row_blocks, dtype=torch.int32, device=proj.device)
             _forward_split_kernel[(units, row_blocks, D)](
                 proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, counters,
@@ -372,8 +438,17 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
     return LTM, STM, NS, SIG, US, FORGET
 
 
-def _multiprocessors(device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
+def _split(x, B: int, H: int, D: int) -> bool:
+    """Whether the units-split kernels run: on CUDA, when every program of the launch can be resident
+    at once (one per multiprocessor), as their barriers wait on each other."""
+    if not SPLIT:
+        return False
+    units = triton.cdiv(H, SPLIT_BH)
+    if x.is_cuda:
+        return units * triton.cdiv(B, BB) * D <= torch.cuda.get_device_properties(x.device).multi_processor_count
+    # the interpreter runs programs one after another: only with one unit block, where nobody waits
+    # on anybody, so tests without a GPU still cover everything in these kernels but the waiting
+    return interpreted() and units == 1
 
 
 def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM, NS, SIG, US):
@@ -389,10 +464,17 @@ def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM
     dPRE = NS.new_empty(D, T, B, 4 * H)
     dUPRE = NS.new_empty(D, T, B, H)
     if B:
-        _backward_kernel[(triton.cdiv(B, BB), D)](
-            dout, lengths_sorted.contiguous(), torch.stack([w.detach() for w in weights_hh]),
-            torch.stack([w.detach() for w in weights_u]), LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
-            BB=BB, BH=BH, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
+        W_hh = torch.stack([w.detach() for w in weights_hh])
+        W_u = torch.stack([w.detach() for w in weights_u])
+        if _split(NS, B, H, D):
+            counters = torch.zeros(D * triton.cdiv(B, BB), dtype=torch.int32, device=NS.device)
+            _backward_split_kernel[(triton.cdiv(H, SPLIT_BH), triton.cdiv(B, BB), D)](
+                dout, lengths_sorted.contiguous(), W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, counters,
+                T, B, H, BB=BB, BH=SPLIT_BH, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=SPLIT_WARPS)
+        else:
+            _backward_kernel[(triton.cdiv(B, BB), D)](
+                dout, lengths_sorted.contiguous(), W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
+                BB=BB, BH=BH, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=NUM_WARPS)
     return dPRE, dUPRE, DLTM, DSTM
 
 
