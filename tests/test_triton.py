@@ -130,10 +130,22 @@ def test_split_kernels_match_readable(dtype, tol):
     saved = triton_lstm.SPLIT, triton_lstm.SPLIT_BH
     triton_lstm.SPLIT, triton_lstm.SPLIT_BH = True, (32 if CUDA else 64)
     try:
-        assert triton_lstm._split(x, 37, H, 2)
+        assert triton_lstm._split_units(x, 37, H, 2) == triton_lstm.SPLIT_BH
         (fo, fl, fs, fg), (so, sl, ss, sg) = (run(layer, x, *(torch.zeros(2, 37, H, dtype=dtype, device=DEVICE)
                                                               for _ in range(2)), lengths) for layer in (fast, slow))
     finally:
         triton_lstm.SPLIT, triton_lstm.SPLIT_BH = saved
     for a, b in [(fo, so), (fl, sl), (fs, ss), *zip(fg, sg)]:
         torch.testing.assert_close(a, b, rtol=0, atol=tol * 10)
+
+
+def test_split_units_fit_the_machine():
+    # 16 units a program where the launch fits; 2x or 4x as many where the batch needs more programs;
+    # the row-block kernels where nothing fits (or, in the interpreter, where programs would wait)
+    x = torch.zeros(1, device=DEVICE)
+    if CUDA:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        assert triton_lstm._split_units(x, 64, 150, 2) == 16 or 10 * 4 * 2 > sms
+        assert triton_lstm._split_units(x, 16 * sms, 150, 1) is None
+    else:
+        assert triton_lstm._split_units(x, 64, 16, 2) == 16 and triton_lstm._split_units(x, 64, 17, 2) is None

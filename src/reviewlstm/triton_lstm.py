@@ -47,8 +47,8 @@ STAGES = 2  # software pipelining of each partial product's loads
 # the split kernels (a step's units across programs, a barrier per phase: the fast path on a GPU);
 # they run when every program of the launch fits on its own multiprocessor, else the kernels above
 SPLIT = True
-SPLIT_BH = 32  # units per program
-SPLIT_WARPS = 4
+SPLIT_BH = 16  # units per program (2x or 4x where a batch would need more programs than multiprocessors)
+SPLIT_WARPS = 4  # SPLIT_BH and SPLIT_WARPS: the fastest of bench/gpu.py --sweep-split on an H200
 
 def interpreted() -> bool:
     """Triton's interpreter is on: kernels run on CPU tensors (tests without a GPU)."""
@@ -424,12 +424,12 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
         W_hhT = torch.stack([w.detach().t() for w in weights_hh])    # (D, H, 4H)
         W_uT = torch.stack([w.detach().t() for w in weights_u])      # (D, H, H)
         b_u = torch.stack([b.detach() for b in biases_u])             # (D, H)
-        units, row_blocks = triton.cdiv(H, SPLIT_BH), triton.cdiv(B, BB)
-        if _split(proj, B, H, D):
+        units, row_blocks = _split_units(proj, B, H, D), triton.cdiv(B, BB)
+        if units:
             counters = torch.zeros(D * row_blocks, dtype=torch.int32, device=proj.device)
-            _forward_split_kernel[(units, row_blocks, D)](
+            _forward_split_kernel[(triton.cdiv(H, units), row_blocks, D)](
                 proj, lengths_sorted.contiguous(), W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, counters,
-                T, B, H, BB=BB, BH=SPLIT_BH, F64=proj.dtype == torch.float64, STAGES=STAGES,
+                T, B, H, BB=BB, BH=units, F64=proj.dtype == torch.float64, STAGES=STAGES,
                 num_warps=SPLIT_WARPS)
         else:
             _forward_kernel[(row_blocks, D)](
@@ -438,17 +438,21 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
     return LTM, STM, NS, SIG, US, FORGET
 
 
-def _split(x, B: int, H: int, D: int) -> bool:
-    """Whether the units-split kernels run: on CUDA, when every program of the launch can be resident
-    at once (one per multiprocessor), as their barriers wait on each other."""
+def _split_units(x, B: int, H: int, D: int) -> int | None:
+    """Units a program for the split kernels, or None for the row-block ones. On CUDA every program of
+    the launch must be resident at once (their barriers wait on each other), so at most one per
+    multiprocessor: SPLIT_BH units, or 2x / 4x as many where the batch needs fewer programs."""
     if not SPLIT:
-        return False
-    units = triton.cdiv(H, SPLIT_BH)
+        return None
     if x.is_cuda:
-        return units * triton.cdiv(B, BB) * D <= torch.cuda.get_device_properties(x.device).multi_processor_count
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        for units in (SPLIT_BH, 2 * SPLIT_BH, 4 * SPLIT_BH):
+            if triton.cdiv(H, units) * triton.cdiv(B, BB) * D <= sms:
+                return units
+        return None
     # the interpreter runs programs one after another: only with one unit block, where nobody waits
     # on anybody, so tests without a GPU still cover everything in these kernels but the waiting
-    return interpreted() and units == 1
+    return SPLIT_BH if interpreted() and H <= SPLIT_BH else None
 
 
 def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM, NS, SIG, US):
@@ -466,11 +470,12 @@ def backward(douts, dltm_Ts, dstm_Ts, lengths_sorted, weights_hh, weights_u, LTM
     if B:
         W_hh = torch.stack([w.detach() for w in weights_hh])
         W_u = torch.stack([w.detach() for w in weights_u])
-        if _split(NS, B, H, D):
+        units = _split_units(NS, B, H, D)
+        if units:
             counters = torch.zeros(D * triton.cdiv(B, BB), dtype=torch.int32, device=NS.device)
-            _backward_split_kernel[(triton.cdiv(H, SPLIT_BH), triton.cdiv(B, BB), D)](
+            _backward_split_kernel[(triton.cdiv(H, units), triton.cdiv(B, BB), D)](
                 dout, lengths_sorted.contiguous(), W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, counters,
-                T, B, H, BB=BB, BH=SPLIT_BH, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=SPLIT_WARPS)
+                T, B, H, BB=BB, BH=units, F64=NS.dtype == torch.float64, STAGES=STAGES, num_warps=SPLIT_WARPS)
         else:
             _backward_kernel[(triton.cdiv(B, BB), D)](
                 dout, lengths_sorted.contiguous(), W_hh, W_u, LTM, NS, SIG, US, dPRE, dUPRE, DLTM, DSTM, T, B, H,
