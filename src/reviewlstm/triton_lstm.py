@@ -3,26 +3,34 @@
 cuDNN's fused LSTM only knows the classic cell; the four-gate cell's use gate adds a second matrix
 product that depends on the first within the same step (U reads ltm ⊙ f). Launched step by step
 from Python, each step is eight kernels (two products, six element-wise ops) and on a GPU the
-launches, not the arithmetic, are the cost. Here each program of the kernel owns a block of BB
-batch rows of one direction (rows are independent of each other through time) and runs every step
-of them itself:
+launches, not the arithmetic, are the cost. Here one launch runs all the steps. Rows are
+independent through time, so a program owns a block of BB batch rows of one direction:
 
-    for t:                                    # every (row block, direction) in parallel, steps in order
-        phase 1, per block of BH hidden units: pre = proj[t] + W_hh · stm   (all four gates' products)
+    for t:                                    # steps in order, inside the kernel
+        phase 1: pre = proj[t] + W_hh · stm       (the four gates' products, for some hidden units)
                  learn = N ⊙ i, forget = ltm ⊙ f, remember = forget + learn  (fused, written out)
-        barrier                               # forget of every unit is needed by every unit
-        phase 2, per block of BH hidden units: U = tanh(W_u · forget + b_u), stm = U ⊙ V
-        barrier                               # the next step reads all of stm
+        barrier                               # the next product reads every unit's forget
+        phase 2: U = tanh(W_u · forget + b_u), stm = U ⊙ V
+        barrier                               # the next step reads every unit's stm
 
-The state goes through global memory (a block's rows are a few KiB: they stay in L1/L2), and the
-buffers written are those of fast.py's Python loop, stacked over directions. Backward has the same
-shape with three phases per step (use; forget and learn through W_u; the previous stm through
-W_hh); the weight gradients are one batched product after the loop.
+Two kernels implement it:
+- split (the default where it fits): the row block's hidden units are also split across programs
+  (SPLIT_BH each), so even a small batch keeps many multiprocessors busy; the barrier is across those
+  programs (an atomic counter in global memory, `_grid_barrier`), which is why every program of the
+  launch must be resident at once: at most one per multiprocessor (`_split_units`).
+- per row block: one program does all the units of its rows, its barrier is its own threads'. It
+  runs where the split launch would not fit (very large batches).
+
+The state goes through global memory (it stays in L2; reads of what other programs wrote bypass L1),
+and the buffers written are those of fast.py's Python loop, stacked over directions. Backward has
+the same shape (use; forget and learn through W_u; the previous stm through W_hh); the weight
+gradients are one batched product after the loop.
 
 Products use tl.dot at IEEE float32 precision (not TF32), and in float64 a broadcast product summed:
-this path is held to the readable cell at 1e-5 (float32) and 1e-10 (float64) like the others
-(tests/test_triton.py). Without a GPU, those tests run the same kernels in Triton's interpreter
-(TRITON_INTERPRET=1) on CPU tensors.
+both kernels are held to the readable cell at 1e-5 (float32) and 1e-10 (float64) like the other
+paths (tests/test_triton.py), on the GPU when there is one. Without one, the same kernels run in
+Triton's interpreter (TRITON_INTERPRET=1) on CPU tensors; it runs programs one after another, so
+there the split kernels run only with a single unit block (nobody waits on anybody).
 
 A row whose sequence has ended (t >= its length) keeps its ltm, outputs zeros and writes zeros to
 everything backward reads, so padded steps weigh nothing, as in fast.py.
