@@ -229,6 +229,7 @@ def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: boo
     # the compiled loop adds the gates' bias itself (broadcasting it over (T, B, 4H) is slow)
     events = [(xd if in_order else xd[order]).transpose(0, 1).contiguous() for xd in xs]  # (T, B, E)
     if kernel is not None:
+        # fresh tensors the compiled loop owns: it adds each step's W_hh stm into them in place
         projs = [(e.reshape(T * B, -1) @ cell.weight_ih.t()).view(T, B, -1) for cell, e in zip(cells, events)]
     else:
         projs = [cell.project(e) for cell, e in zip(cells, events)]  # (T, B, 4H)

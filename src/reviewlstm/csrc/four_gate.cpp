@@ -3,7 +3,8 @@
 // pass over memory instead of six tensor operations, and no interpreter between the steps.
 //
 // Layout (all contiguous, rows sorted by length, longest first; batch_sizes[t] rows read at step t):
-//   proj   (T, B, 4H)  input half of every gate, rows n | i | f | v   (W_ih E_t; the bias b is added in the loop)
+//   proj   (T, B, 4H)  input half of every gate, rows n | i | f | v   (W_ih E_t; the bias b is added in the loop);
+//                      scratch: forward adds W_hh stm into it step by step
 //   LTM    (T+1, B, H) state before step t; STM likewise (STM[1:] are the outputs)
 //   NS     (T, B, H)   N = tanh(.)            SIG (T, B, 3H)  i | f | V = sigma(.)
 //   US     (T, B, H)   U = tanh(W_u forget + b_u)
@@ -52,22 +53,24 @@ void axpy_rows(int64_t M, int64_t N, int64_t K, const T* A, const T* B, T* C) {
 // Row-major C (M, N) = A (M, K) @ B^T for B (N, K) when b_t, else A @ B for B (K, N). BLAS is
 // column-major, so it computes C^T = op(B) A^T with the same buffers. Forward uses A @ B^T (the
 // weights as stored), backward A @ B.
+// accumulate: C += A @ B^T instead of C = (beta 1: C already holds the input projection, so BLAS
+// adds into it and the zeroing pass and a second stream in the gates' pass are saved).
 template <typename T>
-void matmul(int64_t M, int64_t N, int64_t K, const T* A, const T* B, bool b_t, T* C) {
-  if (!b_t && M <= small_rows) { axpy_rows<T>(M, N, K, A, B, C); return; }
+void matmul(int64_t M, int64_t N, int64_t K, const T* A, const T* B, bool b_t, T* C, bool accumulate = false) {
+  if (!b_t && M <= small_rows && !accumulate) { axpy_rows<T>(M, N, K, A, B, C); return; }
   const int m = (int)N, n = (int)M, k = (int)K, lda = b_t ? (int)K : (int)N, ldb = (int)K, ldc = (int)N;
-  const T one = 1, zero = 0;
+  const T one = 1, beta = accumulate ? 1 : 0;
   const char ta = b_t ? 'T' : 'N', tb = 'N';
   if constexpr (std::is_same_v<T, float>) {
-    if (sgemm_) { sgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &zero, C, &ldc); return; }
+    if (sgemm_) { sgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &beta, C, &ldc); return; }
   } else {
-    if (dgemm_) { dgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &zero, C, &ldc); return; }
+    if (dgemm_) { dgemm_(&ta, &tb, &m, &n, &k, &one, B, &lda, A, &ldb, &beta, C, &ldc); return; }
   }
   auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
   auto a = at::from_blob(const_cast<T*>(A), {M, K}, opt);
   auto b = b_t ? at::from_blob(const_cast<T*>(B), {N, K}, opt).t() : at::from_blob(const_cast<T*>(B), {K, N}, opt);
   auto c = at::from_blob(C, {M, N}, opt);
-  at::mm_out(c, a, b);
+  if (accumulate) c.addmm_(a, b); else at::mm_out(c, a, b);
 }
 
 template <typename T>
@@ -75,13 +78,12 @@ inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 
 // learn, forget and remember for b rows: pre = W_hh stm (b, 4H) plus the input projection.
 template <typename T>
-void gates_step(int64_t b, int64_t H, const T* pre, const T* proj, const T* bias, const T* ltm, T* ltm_next,
+void gates_step(int64_t b, int64_t H, const T* pre, const T* bias, const T* ltm, T* ltm_next,
                 T* ns, T* sig, T* forget) {
   // the gates' bias is added here rather than into every step's projection beforehand: broadcasting
   // it into a (T, B, 4H) tensor cost as much memory traffic as a tenth of the whole forward
   for (int64_t r = 0; r < b; ++r) {
     const T* p = pre + r * 4 * H;
-    const T* x = proj + r * 4 * H;
     const T* bi = bias;
     const T* c = ltm + r * H;
     T* c_next = ltm_next + r * H;
@@ -90,10 +92,10 @@ void gates_step(int64_t b, int64_t H, const T* pre, const T* proj, const T* bias
     T* fg = forget + r * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
-      T n = std::tanh(p[j] + x[j] + bi[j]);
-      T i = sigmoid(p[H + j] + x[H + j] + bi[H + j]);
-      T f = sigmoid(p[2 * H + j] + x[2 * H + j] + bi[2 * H + j]);
-      T v = sigmoid(p[3 * H + j] + x[3 * H + j] + bi[3 * H + j]);
+      T n = std::tanh(p[j] + bi[j]);
+      T i = sigmoid(p[H + j] + bi[H + j]);
+      T f = sigmoid(p[2 * H + j] + bi[2 * H + j]);
+      T v = sigmoid(p[3 * H + j] + bi[3 * H + j]);
       T kept = c[j] * f;                 // forget gate: ltm ⊙ f
       c_next[j] = kept + n * i;          // remember gate: forget + learn
       n_[j] = n; s[j] = i; s[H + j] = f; s[2 * H + j] = v; fg[j] = kept;
@@ -193,7 +195,7 @@ int64_t chunks_per_direction(int64_t D, int64_t B, const std::vector<int64_t>& b
 }
 
 struct Forward {
-  at::Tensor LTM, STM, NS, SIG, US, FORGET, pre;
+  at::Tensor LTM, STM, NS, SIG, US, FORGET;
 };
 
 // The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
@@ -202,9 +204,11 @@ void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>
                   const at::Tensor& w_u, const at::Tensor& bias, const at::Tensor& bias_ih, bool save, int64_t r0,
                   int64_t r1) {
   const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
-  const T* P = proj.data_ptr<T>();
+  // proj is this call's own scratch (fast.py projects afresh for every call and reads it no more): each
+  // step's products are added into it in place
+  T* P = const_cast<T*>(proj.data_ptr<T>());
   T *C = f.LTM.data_ptr<T>(), *S = f.STM.data_ptr<T>(), *N_ = f.NS.data_ptr<T>(), *G = f.SIG.data_ptr<T>();
-  T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>(), *pre = f.pre.data_ptr<T>() + r0 * 4 * H;
+  T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>();
   const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>(), *bi = bias_ih.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
@@ -219,8 +223,9 @@ void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>
     }
     if (b <= r0) continue;
     const int64_t n = b - r0;
-    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre);  // (n, 4H): W_hh stm
-    gates_step<T>(n, H, pre, P + (t * B + r0) * 4 * H, bi, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
+    T* pre = P + (t * B + r0) * 4 * H;                       // (n, 4H): W_ih event, in place
+    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre, true);  // += W_hh stm
+    gates_step<T>(n, H, pre, bi, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
                   N_ + (k * B + r0) * H, G + (k * B + r0) * 3 * H, forget + r0 * H);
     T* u = U + (k * B + r0) * H;
     matmul<T>(n, H, H, forget + r0 * H, Wu, true, u);    // (n, H): W_u forget
@@ -287,8 +292,7 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
     TORCH_CHECK(weight_hh[d].is_contiguous() && weight_u[d].is_contiguous(), "weights must be contiguous");
     const auto& p = proj[d];
     f[d] = {p.new_empty({T_ + 1, B, H}), p.new_empty({T_ + 1, B, H}), p.new_empty({depth, B, H}),
-            p.new_empty({depth, B, 3 * H}), p.new_empty({depth, B, H}), p.new_empty({depth, B, H}),
-            p.new_empty({B, 4 * H})};
+            p.new_empty({depth, B, 3 * H}), p.new_empty({depth, B, H}), p.new_empty({depth, B, H})};
     f[d].LTM[0].copy_(ltm0[d]);
     f[d].STM[0].copy_(stm0[d]);
     bias[d] = bias_u[d].contiguous();
