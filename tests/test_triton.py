@@ -140,7 +140,7 @@ def test_split_kernels_match_readable(dtype, tol):
 
 
 def test_split_units_fit_the_machine():
-    # 16 units a program where the launch fits; 2x or 4x as many where the batch needs more programs;
+    # 16 units a program where the launch fits; twice as many where the batch needs more programs;
     # the row-block kernels where nothing fits (or, in the interpreter, where programs would wait)
     x = torch.zeros(1, device=DEVICE)
     if CUDA:

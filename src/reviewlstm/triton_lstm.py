@@ -55,7 +55,7 @@ STAGES = 2  # software pipelining of each partial product's loads
 # the split kernels (a step's units across programs, a barrier per phase: the fast path on a GPU);
 # they run when every program of the launch fits on its own multiprocessor, else the kernels above
 SPLIT = True
-SPLIT_BH = 16  # units per program (2x or 4x where a batch would need more programs than multiprocessors)
+SPLIT_BH = 16  # units per program (2x where a batch would need more programs than multiprocessors)
 SPLIT_WARPS = 4  # SPLIT_BH and SPLIT_WARPS: the fastest of bench/gpu.py --sweep-split on an H200
 
 def interpreted() -> bool:
@@ -449,12 +449,13 @@ def forward(projs, lengths_sorted, ltm0s, stm0s, weights_hh, weights_u, biases_u
 def _split_units(x, B: int, H: int, D: int) -> int | None:
     """Units a program for the split kernels, or None for the row-block ones. On CUDA every program of
     the launch must be resident at once (their barriers wait on each other), so at most one per
-    multiprocessor: SPLIT_BH units, or 2x / 4x as many where the batch needs fewer programs."""
+    multiprocessor: SPLIT_BH units, or twice as many where the batch needs fewer programs (16 and 32
+    are the sizes run on a GPU by tests and bench/gpu.py)."""
     if not SPLIT:
         return None
     if x.is_cuda:
         sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        for units in (SPLIT_BH, 2 * SPLIT_BH, 4 * SPLIT_BH):
+        for units in (SPLIT_BH, 2 * SPLIT_BH):
             if triton.cdiv(H, units) * triton.cdiv(B, BB) * D <= sms:
                 return units
         return None
