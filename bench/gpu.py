@@ -56,47 +56,46 @@ def ceiling(repeats: int) -> float:
     return 2 * 4096 ** 3 / ms / 1e9  # TFLOP/s
 
 
-def sweep(repeats: int) -> None:
-    """Time forward+backward of the Triton kernel for each (BH, num_warps, stages) at two shapes; keep the
-    fastest (summed over the shapes) for the rest of the run."""
-    print("| BH | warps | stages | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
-    print("| --- | --- | --- | --- | --- |")
+def _sweep(repeats: int, columns: list[str], configs: list[tuple], apply) -> tuple:
+    """Time forward+backward of the four-gate layer on the Triton path at two shapes for each config
+    (`apply(*config)` sets it), print a table row each, set and return the fastest (summed)."""
+    print("| " + " | ".join(columns) + " | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
+    print("|" + " --- |" * (len(columns) + 2))
     best = None
-    triton_lstm.SPLIT = False
-    for bh, warps, stages in [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)]:
-            triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = bh, warps, stages
-            ms = []
-            for B, T, E, H, bi in (SHAPES[0], SHAPES[2]):
-                layer = Recurrent("lstm", E, H, bidirectional=bi, fast="triton").cuda()
-                x = torch.randn(B, T, E, device="cuda", requires_grad=True)
-                lengths = torch.full((B,), T, device="cuda")
-                ms.append(cuda_time(lambda: layer(x, lengths)[0].sum().backward(), repeats))
-            print(f"| {bh} | {warps} | {stages} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
-            if best is None or sum(ms) < best[0]:
-                best = (sum(ms), bh, warps, stages)
-    triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = best[1:]
-    triton_lstm.SPLIT = True
-    print(f"\nfastest: BH {best[1]}, {best[2]} warps, {best[3]} stages (used below)\n", flush=True)
-
-
-def sweep_split(repeats: int) -> None:
-    """The split kernels' units per program and warps, timed like sweep(); keeps the fastest."""
-    print("| units a program | warps | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
-    print("| --- | --- | --- | --- |")
-    best = None
-    for bh, warps in [(16, 2), (16, 4), (32, 2), (32, 4)]:
-        triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = bh, warps
+    for config in configs:
+        apply(*config)
         ms = []
         for B, T, E, H, bi in (SHAPES[0], SHAPES[2]):
             layer = Recurrent("lstm", E, H, bidirectional=bi, fast="triton").cuda()
             x = torch.randn(B, T, E, device="cuda", requires_grad=True)
             lengths = torch.full((B,), T, device="cuda")
             ms.append(cuda_time(lambda: layer(x, lengths)[0].sum().backward(), repeats))
-        print(f"| {bh} | {warps} | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
+        print("| " + " | ".join(map(str, config)) + f" | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
         if best is None or sum(ms) < best[0]:
-            best = (sum(ms), bh, warps)
-    triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = best[1:]
-    print(f"\nfastest: {best[1]} units a program, {best[2]} warps (used below)\n", flush=True)
+            best = (sum(ms), config)
+    apply(*best[1])
+    return best[1]
+
+
+def sweep(repeats: int) -> None:
+    """The row-block kernels' BH, num_warps and pipelining stages; keeps the fastest."""
+    def apply(bh, warps, stages):
+        triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = bh, warps, stages
+
+    triton_lstm.SPLIT = False
+    bh, warps, stages = _sweep(repeats, ["BH", "warps", "stages"],
+                               [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)], apply)
+    triton_lstm.SPLIT = True
+    print(f"\nfastest: BH {bh}, {warps} warps, {stages} stages (used below)\n", flush=True)
+
+
+def sweep_split(repeats: int) -> None:
+    """The split kernels' units per program and warps; keeps the fastest."""
+    def apply(units, warps):
+        triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = units, warps
+
+    units, warps = _sweep(repeats, ["units a program", "warps"], [(16, 2), (16, 4), (32, 2), (32, 4)], apply)
+    print(f"\nfastest: {units} units a program, {warps} warps (used below)\n", flush=True)
 
 
 def cells(repeats: int) -> None:

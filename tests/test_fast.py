@@ -242,3 +242,8 @@ def test_inference_after_fused_optimizer_steps_reads_the_new_weights():
     slow.load_state_dict(fast.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fast(x, lengths)[0], slow(x, lengths)[0], rtol=0, atol=1e-6)
+
+
+def test_unknown_fast_path_is_refused_in_one_line():
+    with pytest.raises(ValueError, match="fast must be True, False, 'kernel', 'triton' or 'python', got 'tritn'"):
+        Recurrent("lstm", 3, 4, fast="tritn")

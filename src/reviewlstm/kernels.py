@@ -33,8 +33,6 @@ def _name(cflags, ldflags) -> str:
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(cflags + ldflags).encode()).hexdigest()[:10]
     return "reviewlstm_four_gate_" + digest
 
-
-NAME = _name(*BUILDS[0]) if SOURCE.exists() else ""
 _lock = threading.Lock()
 _module = None
 _error: str | None = None

@@ -55,6 +55,8 @@ class Recurrent(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        if fast not in (True, False, "kernel", "triton", "python"):
+            raise ValueError(f"fast must be True, False, 'kernel', 'triton' or 'python', got {fast!r}")
         self.cell_kind, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.bidirectional, self.dropout = num_layers, bidirectional, dropout
         self.directions = 2 if bidirectional else 1

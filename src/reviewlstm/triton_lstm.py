@@ -183,7 +183,9 @@ if triton is not None:
 
     # The same forward with a step's hidden units split across programs: program (unit block, row
     # block, direction). A small batch then keeps many multiprocessors busy instead of a few; the
-    # price is a barrier across the row block's programs after each phase.
+    # price is a barrier across the row block's programs after each phase. Its body mirrors
+    # _forward_kernel's with one unit block per program (as _backward_split_kernel mirrors
+    # _backward_kernel): a change to the equations goes into both, and test_triton.py runs both.
     @triton.jit(do_not_specialize=["T", "B"])
     def _forward_split_kernel(proj, lengths, W_hhT, W_uT, b_u, LTM, STM, NS, SIG, US, FORGET, counters, T, B, H,
                               BB: tl.constexpr, BH: tl.constexpr, F64: tl.constexpr, STAGES: tl.constexpr):

@@ -1,0 +1,42 @@
+"""Model-only prediction throughput of the bundled model on SST-5 dev at several batch sizes.
+
+    python bench/batch_size.py [--sst ../shared/data/sst5] [--rounds 6]
+
+Sizes are interleaved round by round; the best and the median round are printed per size.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+from reviewlstm import api, kernels
+from reviewlstm.data import read_examples
+from reviewlstm.predict import Predictor, predict_proba
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sst", default="../shared/data/sst5")
+    ap.add_argument("--rounds", type=int, default=6)
+    args = ap.parse_args()
+    kernels.load()
+    loaded = api.load_model()
+    predictor = Predictor(loaded)
+    ids = [loaded.vocab.encode(predictor.tokens(e.text)) for e in read_examples(Path(args.sst) / "dev.txt")]
+    sizes = (64, 128, 256, 512)
+    for size in sizes:
+        predict_proba(loaded.model, ids, size)  # warm-up
+    rates = {size: [] for size in sizes}
+    for _ in range(args.rounds):
+        for size in sizes:
+            t0 = time.perf_counter()
+            predict_proba(loaded.model, ids, size)
+            rates[size].append(len(ids) / (time.perf_counter() - t0))
+    for size, r in rates.items():
+        print(f"batch {size}: best {max(r):,.0f}/s, median {statistics.median(r):,.0f}/s")
+
+
+if __name__ == "__main__":
+    main()
