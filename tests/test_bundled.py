@@ -17,11 +17,17 @@ def test_predict_with_the_bundled_model():
 
 
 def test_bundled_model_is_what_its_card_says(sst):
+    """The card's dev figures are for SST-5's full dev set (checked exactly by `python bench/bundled_card.py`,
+    which needs ../shared); here the committed 220-tree sample of it must agree within sampling error
+    (one standard error there is about 3.4 points) and stay far above always-the-commonest-rating."""
     loaded = api.load_model()
     assert loaded.config.cell == "lstm"
     size = sum(f.stat().st_size for f in loaded.path.iterdir() if f.is_file())
     assert size <= 20 * 1024 * 1024
     claimed = loaded.metadata["dev_metrics"]
+    assert claimed["accuracy"] >= 0.47
     scores = api.evaluate(sst / "dev.txt", long_text="whole")
-    assert scores["accuracy"] == pytest.approx(claimed["accuracy"], abs=1e-9)
-    assert scores["accuracy"] >= 0.47
+    assert scores["n"] == 220
+    assert abs(scores["accuracy"] - claimed["accuracy"]) < 0.10
+    assert abs(scores["mae"] - claimed["mae"]) < 0.15
+    assert scores["accuracy"] > 59 / 220 + 0.10  # the commonest rating is 59 of the sample's 220

@@ -73,10 +73,10 @@ def test_evaluate_json_and_confusion_png(tiny_model, sst, tmp_path):
     proc = run_cli("evaluate", "--model", tiny_model, sst / "dev.txt", "--json", "--confusion-png", png)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["n"] == 1101
+    assert result["n"] == 220
     for key in ("accuracy", "macro_f1", "mae", "within_one", "qwk"):
         assert isinstance(result[key], float)
-    assert sum(map(sum, result["confusion"])) == 1101
+    assert sum(map(sum, result["confusion"])) == 220
     assert png.read_bytes()[:4] == b"\x89PNG"
     table = run_cli("evaluate", "--model", tiny_model, sst / "dev.txt")
     assert "accuracy" in table.stdout and "confusion" in table.stdout

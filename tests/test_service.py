@@ -61,7 +61,11 @@ def test_predict_matches_the_cli(server, tiny_model):
     r = httpx.post(server + "/predict", json={"text": text})
     assert r.status_code == 200
     cli = json.loads(run_cli("predict", "--model", tiny_model, text, "--json").stdout)
-    assert r.json() == pytest.approx(cli)
+    served = r.json()
+    assert served["rating"] == cli["rating"] and served["text"] == cli["text"]
+    assert served["tokens"] == cli["tokens"] and served["read_as"] == cli["read_as"]
+    assert served["probabilities"] == pytest.approx(cli["probabilities"], abs=1e-6)
+    assert served["expected_rating"] == pytest.approx(cli["expected_rating"], abs=1e-6)
     batch = httpx.post(server + "/predict", json={"texts": ["dull .", text]}).json()["predictions"]
     assert [p["text"] for p in batch] == ["dull .", text]
     assert batch[1]["rating"] == cli["rating"]
