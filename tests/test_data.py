@@ -42,16 +42,54 @@ def test_tokenizer_reads_raw_text_as_sst_does():
     assert tokenize("-LRB- a -RRB-", lowercase=True) == ["-LRB-", "a", "-RRB-"]
 
 
+@pytest.mark.parametrize("text,tokens", [
+    # full stops inside a text: split off the word, as SST splits off a sentence's last one
+    ("Brilliant. I cried twice.", ["Brilliant", ".", "I", "cried", "twice", "."]),
+    ("The food was good. Service was slow!", ["The", "food", "was", "good", ".", "Service", "was", "slow", "!"]),
+    ('He said "it is great." Then left.', ["He", "said", "``", "it", "is", "great", ".", "''", "Then", "left", "."]),
+    ("(it was fine.) And so", ["-LRB-", "it", "was", "fine", ".", "-RRB-", "And", "so"]),
+    # missing spaces after a sentence's end
+    ("quite affordable.I did not know.As a bonus", ["quite", "affordable", ".", "I", "did", "not", "know", ".",
+                                                  "As", "a", "bonus"]),
+    ("it weighs 1.5 lbs.Not bad", ["it", "weighs", "1.5", "lbs", ".", "Not", "bad"]),
+    ("I unboxed it.)I am not", ["I", "unboxed", "it", ".", "-RRB-", "I", "am", "not"]),
+    ("wasted money.(but", ["wasted", "money", ".", "-LRB-", "but"]),
+    ("paid $3.50.Great", ["paid", "$", "3.50", ".", "Great"]),
+    ("good .the price", ["good", ".", "the", "price"]),
+    # abbreviations and initials keep their full stop, as in SST (Mr., U.S., J.)
+    ("Dr. Smith paid at 5 p.m. on Jan. 3. Great!", ["Dr.", "Smith", "paid", "at", "5", "p.m.", "on", "Jan.", "3", ".",
+                                                   "Great", "!"]),
+    ("I bought the U.S. version. It works.", ["I", "bought", "the", "U.S.", "version", ".", "It", "works", "."]),
+    ("e.g. this, i.e. that, etc. and so did I. J. Smith too",
+     ["e.g.", "this", ",", "i.e.", "that", ",", "etc.", "and", "so", "did", "I", ".", "J.", "Smith", "too"]),
+    ("U.S.A and e.g.The", ["U.S.A", "and", "e.g.The"]),
+    # numbers, URLs, e-mail addresses, emoticons, ellipses
+    ("It costs 9.99, about 1,000 yen", ["It", "costs", "9.99", ",", "about", "1,000", "yen"]),
+    ("See https://example.com/a.html?x=1. Or www.foo.org!", ["See", "https://example.com/a.html?x=1", ".", "Or",
+                                                            "www.foo.org", "!"]),
+    ("mail a.b@c.org: ok", ["mail", "a.b@c.org", ":", "ok"]),
+    ("love it :) but :-( and ;) <3", ["love", "it", ":)", "but", ":-(", "and", ";)", "<3"]),
+    ("Wait... what.. well......ok", ["Wait", "...", "what", "...", "well", "...", "ok"]),
+    ("Wow!!! Really?!", ["Wow", "!", "!", "!", "Really", "?", "!"]),
+    # HTML that real exports carry
+    ("Great strings &amp; a nice tone.<br /><br />Would buy again.", ["Great", "strings", "&", "a", "nice", "tone",
+                                                                     ".", "Would", "buy", "again", "."]),
+    ("it&#39;s <b>fine</b>", ["it", "'s", "fine"]),
+])
+def test_tokenizer_reads_real_reviews(text, tokens):
+    assert tokenize(text) == tokens
+
+
 def test_tokenizer_leaves_sst_tokens_as_they_are(sst):
     sentences = [e.tokens for e in read_examples(sst / "dev.txt")]
     same = sum(tokenize(" ".join(t)) == [w.replace("\\/", "/").replace("\\*", "*") for w in t] for t in sentences)
     assert same / len(sentences) > 0.97, same
 
 
-def _tokenize_every_rule(text, lowercase=False):
-    """The PTB rules run unconditionally, in order: what tokenize's guarded version must equal."""
+def _tokenize_every_rule(text):
+    """The PTB rules run unconditionally, in order: what the tokenizer's guarded version must equal."""
     from reviewlstm import text as T
-    text = " " + text.replace("\\/", "/").replace("\\*", "*").strip() + " "
+    text = " " + text.strip() + " "
     for regex, sub in T._STARTING_QUOTES + T._PUNCTUATION:
         text = regex.sub(sub, text)
     text = " " + text + " "
@@ -59,11 +97,11 @@ def _tokenize_every_rule(text, lowercase=False):
         text = regex.sub(sub, text)
     for regex in T._CONTRACTIONS:
         text = regex.sub(r" \1 \2 ", text)
-    tokens = [T.BRACKETS.get(t, t) for t in text.split()]
-    return [t.lower() if lowercase and not T._PTB_TOKEN.match(t) else t for t in tokens]
+    return [T.BRACKETS.get(t, t) for t in text.split()]
 
 
 def test_guarded_tokenizer_equals_every_rule(sst):
+    from reviewlstm.text import _ptb
     import random
     rnd = random.Random(0)
     chars = list("abc ,.:;\"'()[]{}<>-!?$%&@#`nt'sSCANOT\\/*0123")
@@ -71,8 +109,7 @@ def test_guarded_tokenizer_equals_every_rule(sst):
     texts += [" ".join(e.tokens) for e in read_examples(sst / "dev.txt")]
     texts += ['I CANNOT wait, Gonna see it: "10/10"... (really) -- 1,000 times; y\'all won\'t!', "x.)", "'", '""']
     for t in texts:
-        for lowercase in (False, True):
-            assert tokenize(t, lowercase) == _tokenize_every_rule(t, lowercase), t
+        assert _ptb(t) == _tokenize_every_rule(t), t
 
 
 def test_vocab_unknown_and_round_trip(tmp_path):

@@ -5,9 +5,22 @@ as `` and ''. A model trained on it must read raw reviews the same way, so raw t
 :func:`tokenize`, which turns "It's a gorgeous (if long) movie." into
 ['It', "'s", 'a', 'gorgeous', '-LRB-', 'if', 'long', '-RRB-', 'movie', '.'] and leaves text that is
 already PTB-tokenized as it is (tokenize(" ".join(sst_tokens)) == sst_tokens).
+
+The PTB rules assume one sentence at a time (NLTK's word_tokenize runs a sentence splitter
+first): they split off only the text's last full stop. Users' reviews are many sentences, often
+exported with HTML in them and written fast, so before the PTB rules :func:`tokenize`
+
+- unescapes HTML entities (``&amp;``, ``&#39;``) and drops tags (``<br />``, ``<p>``);
+- keeps URLs, e-mail addresses and emoticons (``:)``, ``:-(``, ``;)``) whole;
+- puts the missing space after a sentence's end (``affordable.I did`` -> ``affordable . I did``,
+  only between a lower-case word and a capital, so ``U.S.A``, ``e.g.The`` and ``3.5`` are left alone);
+- splits the full stop off every word that ends a sentence inside the text, as SST does at its
+  end (``good. Service`` -> ``good . Service``), but not off abbreviations and initials, which SST
+  keeps whole (``Mr.``, ``etc.``, ``U.S.``, ``J.``), nor off ``...``.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter
@@ -36,6 +49,53 @@ _ENDING_QUOTES = [(re.compile(r'"'), " '' "), (re.compile(r"(\S)('')"), r"\1 \2 
 _CONTRACTIONS = [re.compile(r"(?i)\b(can)(not)\b"), re.compile(r"(?i)\b(gon)(na)\b"),
                  re.compile(r"(?i)\b(got)(ta)\b"), re.compile(r"(?i)\b(wan)(na)\b")]
 _CONTRACTION_WORDS = ["cannot", "gonna", "gotta", "wanna"]
+# Words SST-5 (and the PTB) keep with their full stop; compared lower-cased. "no." is left out: as a
+# word ("I said no.") it ends sentences far more often in reviews than it abbreviates "number".
+ABBREVIATIONS = frozenset("""
+mr mrs ms dr prof sr jr st mt vs etc al inc ltd co corp bros dept est approx appt apt ave blvd fig
+e.g i.e a.m p.m ca cf jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs
+fri sat sun gen gov sen rep sgt capt lt col rev vol vols pp ed eds no.s min max
+""".split())
+_TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
+_KEEP_WHOLE = re.compile(
+    r"(?:https?://|www\.)\S+[^\s.,;:!?)\]}'\"]"          # URLs (a closing punctuation mark stays outside)
+    r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"                    # e-mail addresses
+    r"|(?<!\S)(?:[:;=xX][-o^']?[)(\]\[dDpP/\\|*3]+|[)(\]\[dDpP/\\|*][-o^']?[:;=]|<3|\^_?\^|-_-|o_O|O_o)(?!\S)")
+# a sentence's end with no space after it: a lower-case word's (or number's) [.!?] (and closing brackets or quotes),
+# then a capital starting a word, or an opening bracket
+_MISSING_SPACE = re.compile(r"(?<=[a-z0-9][a-z0-9])([.!?]+[)\]}\"']*)(?=[(\[{]|[A-Z][a-z\s'])")
+_LEADING_STOP = re.compile(r"(?<=\s)\.(?=[A-Za-z]{2})")  # "word .the" -> "word . the"
+_DOTS = re.compile(r"\.{2,}")  # ".." and "......" are the "..." of hurried writing
+# a full stop that ends a word, followed by closing quotes or brackets and then a space
+_WORD_STOP = re.compile(r"(?<!\S)(\S*[^\s.])\.(?=[\]\)}>\"']*[\s!?])")
+_INITIALISM = re.compile(r"^(?:[A-Za-z]\.)+[A-Za-z]$|^[A-HJ-Z]$")  # U.S(.), p.m(.), J(.) but not I(.)
+_OPENING = "\"'`([{<"
+
+
+def _split_stop(match: re.Match) -> str:
+    word = match.group(1)
+    bare = word.lstrip(_OPENING)
+    if bare.lower() in ABBREVIATIONS or _INITIALISM.match(bare):
+        return match.group(0)
+    return word + " ."
+
+
+def _clean(text: str) -> str:
+    """HTML out, missing spaces after sentence ends in, sentence-internal full stops split off."""
+    if "&" in text:
+        text = html.unescape(text)
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if "." in text or "!" in text or "?" in text:
+        text = _MISSING_SPACE.sub(r"\1 ", text)
+    if "." in text:
+        if ".." in text:
+            text = _DOTS.sub(" ... ", text)
+        text = _LEADING_STOP.sub(". ", text)
+        text = _WORD_STOP.sub(_split_stop, text + " ")
+    return text
+
+
 _HAS_BRACKET = re.compile(r"[\]\[\(\)\{\}<>]")
 _PTB_TOKEN = re.compile(r"^-[LR][RSC]B-$")
 
@@ -43,11 +103,30 @@ _PTB_TOKEN = re.compile(r"^-[LR][RSC]B-$")
 def tokenize(text: str, lowercase: bool = False) -> list[str]:
     """Split raw text into PTB tokens, brackets as -LRB- etc.; lowercase when asked.
 
-    Each rule runs only when the characters it rewrites are in the text (scoring a million reviews
-    spends much of its time here); the result is the same as running every rule.
+    URLs, e-mail addresses and emoticons come out as one token each; the rest goes through
+    :func:`_clean` and the PTB rules (:func:`_ptb`).
     """
     if "\\" in text:
         text = text.replace("\\/", "/").replace("\\*", "*")  # SST's escapes, if pasted from the treebank
+    text = _clean(text)
+    if not (":" in text or ";" in text or "@" in text or "/" in text or "<" in text or "^" in text or "_" in text
+            or "=" in text):
+        tokens = _ptb(text)
+    else:
+        tokens, start = [], 0
+        for m in _KEEP_WHOLE.finditer(text):
+            tokens += _ptb(text[start:m.start()])
+            tokens.append(m.group(0))
+            start = m.end()
+        tokens += _ptb(text[start:])
+    if not lowercase:
+        return tokens
+    return [t if t in UNBRACKET else t.lower() for t in tokens]
+
+
+def _ptb(text: str) -> list[str]:
+    """The PTB rules. Each runs only when the characters it rewrites are in the text (scoring a
+    million reviews spends much of its time here); the result is the same as running every rule."""
     text = " " + text.strip() + " "
     if '"' in text or "``" in text:
         for regex, sub in _STARTING_QUOTES:
@@ -71,10 +150,7 @@ def tokenize(text: str, lowercase: bool = False) -> list[str]:
     for word, regex in zip(_CONTRACTION_WORDS, _CONTRACTIONS):
         if word in low:
             text = regex.sub(r" \1 \2 ", text)
-    tokens = [BRACKETS.get(t, t) for t in text.split()]
-    if not lowercase:
-        return tokens
-    return [t if t in UNBRACKET else t.lower() for t in tokens]
+    return [BRACKETS.get(t, t) for t in text.split()]
 
 
 def normalize(token: str, lowercase: bool) -> str:
