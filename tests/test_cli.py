@@ -13,8 +13,14 @@ def test_trained_model_directory(tiny_model):
     names = {p.name for p in tiny_model.iterdir()}
     assert {"model.safetensors", "config.json", "vocab.json", "metadata.json", "MODEL_CARD.md"} <= names
     meta = json.loads((tiny_model / "metadata.json").read_text())
-    assert meta["train_data"]["examples"] == 400 and len(meta["train_data"]["sha256"]) == 64
-    assert 0 < meta["dev_metrics"]["accuracy"] <= 1
+    # a tenth of the 400 set aside by hash as the validation slice, scored once at the end
+    held = meta["holdout_data"]["examples"]
+    assert 20 <= held <= 60 and meta["train_data"]["examples"] == 400 - held
+    assert len(meta["train_data"]["sha256"]) == 64
+    assert 0 < meta["dev_metrics"]["accuracy"] <= 1 and meta["holdout_metrics"]["n"] == held
+    assert meta["majority_rating"] in range(1, 6) and "accuracy" in meta["dev_majority_metrics"]
+    card = (tiny_model / "MODEL_CARD.md").read_text()
+    assert "validation slice, untouched" in card and f"{held} training reviews set aside" in card
     epochs = [h["epoch"] for h in meta["history"]]  # dev 4x an epoch (at whole batches)
     assert len(epochs) == 8 and epochs[3] == 1 and epochs[-1] == 2 and epochs == sorted(epochs)
     assert all("dev_accuracy" in h for h in meta["history"])

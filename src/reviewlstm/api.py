@@ -46,7 +46,7 @@ def train(config: TrainConfig | None = None, log: Callable[[str], None] = print,
 
 
 def predict(texts: str | Iterable[str], model: str | Path | LoadedModel | None = None,
-            long_text: str = "sentences") -> Prediction | list[Prediction]:
+            long_text: str | None = None) -> Prediction | list[Prediction]:
     """The rating of one text (a Prediction) or of each of several (a list)."""
     single = isinstance(texts, str)
     batch = [texts] if single else list(texts)
@@ -57,7 +57,7 @@ def predict(texts: str | Iterable[str], model: str | Path | LoadedModel | None =
 
 def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
              columns: Columns | None = None, skip_bad_rows: bool = False, confusion_png: str | Path | None = None,
-             long_text: str = "sentences") -> dict:
+             long_text: str | None = None) -> dict:
     """Every metric of the model on a labelled file (SST trees: sentences)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
@@ -88,7 +88,7 @@ class ScoreSummary:
 
 def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
                fmt: str | None = None, columns: Columns | None = None, skip_bad_rows: bool = False,
-               chunk_size: int = 4096, progress: bool = True, long_text: str = "sentences",
+               chunk_size: int = 4096, progress: bool = True, long_text: str | None = None,
                workers: int | None = None) -> ScoreSummary:
     """Score every row of a file and write it back with its predictions, streaming: memory stays flat
     in the file's size. Output columns: every input column, then predicted_rating, expected_rating

@@ -129,12 +129,32 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         f"- {train.get('epochs', '?')} epochs at most, seed {train.get('seed', '?')}, best epoch {meta.get('best_epoch', '?')}",
         "", "## Scores (dev)", "",
     ]
+    def scores(m: dict) -> str:
+        return (f"accuracy {m['accuracy']:.1%}, macro-F1 {m['macro_f1']:.3f}, MAE {m['mae']:.3f} stars, "
+                f"within ±1 star {m['within_one']:.1%}, QWK {m['qwk']:.3f}")
+
+    majority = meta.get("majority_rating")
     if dev:
-        lines += [f"- {dev.get('n')} examples from {meta.get('dev_data', {}).get('path', '?')}",
-                  f"- accuracy {dev['accuracy']:.1%}, macro-F1 {dev['macro_f1']:.3f}, MAE {dev['mae']:.3f} stars, "
-                  f"within ±1 star {dev['within_one']:.1%}, QWK {dev['qwk']:.3f}"]
+        lines += [f"- {dev.get('n')} examples from {meta.get('dev_data', {}).get('path', '?')} "
+                  "(the checkpoint was chosen on them, so this figure is optimistic by the choosing)",
+                  f"- {scores(dev)}"]
+        if meta.get("dev_majority_metrics"):
+            lines.append(f"- always {majority} stars would score: {scores(meta['dev_majority_metrics'])}")
     else:
         lines.append("- no dev set was given")
+    held = meta.get("holdout_metrics")
+    lines += ["", "## Scores (validation slice, untouched)", ""]
+    if held:
+        lines += [f"- {held.get('n')} training reviews set aside by a hash of their text before training, "
+                  "never used for any choice, scored once on the kept model",
+                  f"- {scores(held)}"]
+        if meta.get("holdout_majority_metrics"):
+            lines.append(f"- always {majority} stars would score: {scores(meta['holdout_majority_metrics'])}")
+    else:
+        lines.append("- no validation slice was set aside (holdout 0)" if "holdout_data" in meta
+                     else "- not scored yet")
+    if meta.get("reading"):
+        lines += ["", "## Reading", "", f"- {meta['reading']}"]
     lines += ["", "## Limits", "",
               "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
               "and very long texts read less well.",

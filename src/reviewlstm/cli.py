@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per text")
     p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST)")
     p.add_argument("--output", help="where to write the rows with their predictions (with --input)")
-    p.add_argument("--long-text", choices=("sentences", "whole"), default="sentences",
-                   help="long reviews: read sentence by sentence and average (default) or in one pass")
+    p.add_argument("--long-text", choices=("sentences", "whole"), default=None,
+                   help="long reviews: read sentence by sentence and average, or in one pass "
+                        "(default: as the model was trained, its config's long_text)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--workers", type=int, default=None,
                    help="processes scoring --input in parallel (default: one per CPU for 20,000+ rows; 0: none)")
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
-    e.add_argument("--long-text", choices=("sentences", "whole"), default="sentences")
+    e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
+                   help="default: as the model was trained")
     _column_args(e)
     e.set_defaults(func=cmd_evaluate)
 
@@ -96,7 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
     t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
     t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
-    t.add_argument("--pooling", choices=("final", "max", "mean", "attention"), help=f"default {d.pooling}")
+    t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
+                   help="default auto: final for sentences, max over all steps when long texts are read whole")
+    t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
+                   help="how the model reads texts over 60 tokens, in training and ever after "
+                        "(default auto: whole when a fifth of the training reviews are that long)")
+    t.add_argument("--holdout", type=float,
+                   help="share of training reviews set aside as an untouched validation slice, "
+                        "scored once at the end (default 0.1; 0 for none)")
     t.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=None,
                    help="SST: train on every labelled phrase (default) or sentences only")
     t.add_argument("--embeddings", choices=("glove", "random"), help="default glove")
@@ -242,7 +251,7 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
         "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
-        "pooling": args.pooling, "phrases": args.phrases, "embeddings": args.embeddings,
+        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "phrases": args.phrases, "embeddings": args.embeddings,
         "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
         "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,
@@ -268,8 +277,11 @@ def cmd_train(args) -> int:
         raise UserError("--out DIR is required: where to write the model")
     result = api.train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     dev = result.dev_metrics
+    held = result.holdout_metrics
     print(f"model written to {result.out} (best epoch {result.best_epoch}"
-          + (f", dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "") + f", {result.seconds:.0f}s)")
+          + (f", dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "")
+          + (f", validation slice accuracy {held['accuracy']:.1%}, MAE {held['mae']:.3f}" if held else "")
+          + f", {result.seconds:.0f}s)")
     return 0
 
 

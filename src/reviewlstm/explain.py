@@ -8,7 +8,8 @@ Contributions (to the expected rating, and to each rating's probability):
   along that path, summed over the embedding. They add up to f(text) - f(all-zero events).
 - occlusion: how much the output drops when the word is left out of the text.
 
-A long text is explained the way `predict` reads it: over 60 tokens, sentence by sentence (each
+A long text is explained the way `predict` reads it (as the model was trained: its config's
+long_text and long_threshold); read sentence by sentence (each
 sentence read on its own, the distributions averaged by sentence length), so the explained rating is
 the predicted one. Each sentence's contributions are then scaled by its weight in the average (they
 still add up to the rating's change from all-zero events), gate traces run sentence after sentence
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 
 from .artifact import LoadedModel
-from .predict import LONG_TEXT_MODES, pad_batch, split_sentences
+from .predict import LONG_TEXT_MODES, pad_batch, reading_pieces
 from .text import text_tokens
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -63,9 +64,11 @@ def _expected(probs: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
 
 def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients", steps: int = 32,
             gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None,
-            long_text: str = "sentences", long_threshold: int = 60) -> Explanation:
+            long_text: str | None = None, long_threshold: int | None = None) -> Explanation:
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    long_text = long_text or loaded.config.long_text  # as the model was trained, unless told
+    long_threshold = long_threshold or loaded.config.long_threshold
     if long_text not in LONG_TEXT_MODES:
         raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
     model, cfg = loaded.model, loaded.config
@@ -74,13 +77,7 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
     if not all_tokens:
         raise ValueError("the text has no words to explain")
     # the pieces `predict` would read (Predictor.predict), each at most max_length tokens
-    if long_text == "sentences" and len(all_tokens) > long_threshold:
-        pieces, read_as = split_sentences(all_tokens), "sentences"
-    else:
-        pieces, read_as = [all_tokens], "whole"
-    if any(len(p) > cfg.max_length for p in pieces):
-        read_as = "truncated"
-    pieces = [p[:cfg.max_length] for p in pieces]
+    pieces, read_as = reading_pieces(all_tokens, long_text, long_threshold, cfg.max_length)
     parts = [_explain_piece(loaded, p, method, steps, trajectory) for p in pieces]
     weights = np.array([len(p) for p in pieces], dtype=np.float64)
     share = weights / weights.sum()  # each piece's weight in the averaged distribution

@@ -32,6 +32,12 @@ class ModelConfig:
     scale_max: int = 5
     lowercase: bool = True        # GloVe 6B is lower-cased
     max_length: int = 400         # tokens read at once; longer texts are split (see predict.py)
+    # How a text over long_threshold tokens is read, the way the model was trained: "sentences" (one
+    # pass a sentence, distributions averaged: a model trained on sentences, as SST's) or "whole"
+    # (one pass: a model trained on whole reviews). Saved with the weights, so predict, evaluate,
+    # explain and the dev checks in training all read a text the same way.
+    long_text: str = "sentences"
+    long_threshold: int = 60
 
     @property
     def ratings(self) -> list[int]:
@@ -51,9 +57,11 @@ class ModelConfig:
     def validate(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
+        if self.long_text not in ("sentences", "whole"):
+            raise ValueError(f"long_text must be sentences or whole, got {self.long_text!r}")
         if self.scale_max <= self.scale_min:
             raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty")
-        for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length"):
+        for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length", "long_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 

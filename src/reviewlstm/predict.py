@@ -75,21 +75,50 @@ def split_sentences(tokens: list[str]) -> list[list[str]]:
     return sentences
 
 
+def reading_pieces(tokens: list[str], long_text: str, long_threshold: int, max_length: int):
+    """The passes a text is read in: [tokens] whole, or its sentences when it is longer than
+    long_threshold and long_text is "sentences"; each pass at most max_length tokens. Returns
+    (pieces, read_as) with read_as "whole", "sentences" or "truncated". Prediction, evaluation,
+    explanation and training's dev checks all read through here."""
+    if long_text == "sentences" and len(tokens) > long_threshold:
+        pieces, read_as = split_sentences(tokens), "sentences"
+    else:
+        pieces, read_as = [tokens], "whole"
+    if any(len(p) > max_length for p in pieces):
+        read_as = "truncated"
+    return [p[:max_length] for p in pieces], read_as
+
+
+def read_distributions(model: RatingModel, piece_ids: list[list[list[int]]], batch_size: int = 128) -> np.ndarray:
+    """(N, R) float64: each text's distribution, from the ids of its pieces, averaged weighted by
+    each piece's length."""
+    flat = [p for pieces in piece_ids for p in pieces]
+    owner = np.repeat(np.arange(len(piece_ids)), [len(pieces) for pieces in piece_ids])
+    weights = np.asarray([max(len(p), 1) for p in flat], dtype=np.float64)
+    probs = predict_proba(model, flat, batch_size).astype(np.float64)
+    total = np.zeros((len(piece_ids), probs.shape[1]))
+    np.add.at(total, owner, probs * weights[:, None])
+    return total / total.sum(1, keepdims=True)
+
+
 class Predictor:
     """A loaded model with its tokenizer and vocabulary: texts in, :class:`Prediction` out.
 
-    Long texts (more than `long_threshold` tokens): with long_text="sentences" each sentence is read
-    on its own and their distributions averaged, weighted by length; with "whole" the text is read in
-    one pass. Either way, at most config.max_length tokens are read in one pass: a longer single
-    pass is truncated, and the Prediction says so.
+    Long texts (more than the model's `long_threshold` tokens) are read as the model was trained
+    (its config's `long_text`, unless overridden): "sentences" reads each sentence on its own and
+    averages their distributions, weighted by length; "whole" reads the text in one pass. Either
+    way, at most config.max_length tokens are read in one pass: a longer pass is truncated, and the
+    Prediction says so.
     """
 
-    def __init__(self, loaded: LoadedModel, long_text: str = "sentences", long_threshold: int = 60,
+    def __init__(self, loaded: LoadedModel, long_text: str | None = None, long_threshold: int | None = None,
                  batch_size: int = 128):
+        self.loaded, self.model, self.vocab, self.config = loaded, loaded.model, loaded.vocab, loaded.config
+        long_text = long_text or self.config.long_text
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
-        self.loaded, self.model, self.vocab, self.config = loaded, loaded.model, loaded.vocab, loaded.config
-        self.long_text, self.long_threshold, self.batch_size = long_text, long_threshold, batch_size
+        self.long_text, self.batch_size = long_text, batch_size
+        self.long_threshold = long_threshold or self.config.long_threshold
         self.ratings = np.asarray(self.config.ratings, dtype=np.float64)
 
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
@@ -98,23 +127,12 @@ class Predictor:
     def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
         token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]
         # every text becomes one or more pieces, each read in one pass
-        pieces, owner, weights, modes = [], [], [], []
-        for i, toks in enumerate(token_lists):
-            if self.long_text == "sentences" and len(toks) > self.long_threshold:
-                parts, mode = split_sentences(toks), "sentences"
-            else:
-                parts, mode = [toks], "whole"
-            if any(len(p) > self.config.max_length for p in parts):
-                mode = "truncated"
+        piece_ids, modes = [], []
+        for toks in token_lists:
+            pieces, mode = reading_pieces(toks, self.long_text, self.long_threshold, self.config.max_length)
+            piece_ids.append([self.vocab.encode(p) for p in pieces])
             modes.append(mode)
-            for p in parts:
-                pieces.append(self.vocab.encode(p[:self.config.max_length]))
-                owner.append(i)
-                weights.append(max(len(p), 1))
-        probs = predict_proba(self.model, pieces, self.batch_size).astype(np.float64)
-        total = np.zeros((len(texts), probs.shape[1]))
-        np.add.at(total, owner, probs * np.asarray(weights, dtype=np.float64)[:, None])
-        total /= total.sum(1, keepdims=True)
+        total = read_distributions(self.model, piece_ids, self.batch_size)
         out = []
         for i, p in enumerate(total):
             out.append(Prediction(rating=int(self.config.scale_min + p.argmax()),

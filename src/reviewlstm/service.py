@@ -39,7 +39,7 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(None, description="one review")
     texts: list[str] | None = Field(None, description="several reviews")
-    long_text: Literal["sentences", "whole"] = "sentences"
+    long_text: Literal["sentences", "whole"] | None = None  # None: as the model was trained
 
     @model_validator(mode="after")
     def one_of(self):

@@ -1,5 +1,12 @@
-"""Training, as one story: config, seed, data, vocabulary, embeddings, model, optimizer, then the
-loop that evaluates on dev after every epoch and keeps the best checkpoint."""
+"""Training, as one story: config, seed, data (a validation slice set aside), vocabulary,
+embeddings, model, optimizer, then the loop that evaluates on dev during every epoch and keeps the
+best checkpoint, and last the slice, scored once on the kept model.
+
+The slice (`holdout`, a tenth of the training reviews by default) is chosen by a hash of each
+review's text, so no seed or setting moves it, and it is scored only after training: no choice
+(checkpoint, early stop) ever sees it. Dev picks the checkpoint, so dev's figure is optimistic by
+the picking; the slice's is not.
+"""
 from __future__ import annotations
 
 import hashlib
@@ -19,7 +26,7 @@ import torch.nn.functional as F
 from . import artifact, metrics
 from .data import BadRows, Columns, read_examples
 from .model import ModelConfig, RatingModel, ordinal_loss
-from .predict import pad_batch, predict_proba
+from .predict import pad_batch, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
 
 
@@ -36,13 +43,15 @@ class TrainConfig:
     phrases: bool = True               # SST: every labelled phrase is an example, not just sentences
     skip_bad_rows: bool = False
     max_examples: int | None = None    # the first N training examples only (quick runs, tests)
+    holdout: float = 0.1               # share of training reviews set aside, untouched, scored at the end
+    long_text: str = "auto"            # how long texts are read: "sentences", "whole" or "auto" (from the data)
     # model
     cell: str = "lstm"
     hidden: int = 150
     num_layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
-    pooling: str = "final"
+    pooling: str = "auto"              # final/max/mean/attention; "auto": final for sentences, LONG_POOLING for long texts
     max_length: int = 400
     # words
     embeddings: str = "glove"          # "glove" (GloVe 6B 50d) or "random"
@@ -71,7 +80,8 @@ class TrainConfig:
         if not self.train:
             raise ValueError("no training file: pass --train FILE")
         choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
-                   "device": ("auto", "cpu", "cuda")}
+                   "device": ("auto", "cpu", "cuda"), "long_text": ("auto", "sentences", "whole"),
+                   "pooling": ("auto", "final", "max", "mean", "attention")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -80,6 +90,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.embeddings == "glove" and self.embed_dim != 50:
@@ -128,6 +140,38 @@ class TrainResult:
     history: list = field(default_factory=list)
     seconds: float = 0.0
     bad_rows: BadRows | None = None
+    holdout_metrics: dict | None = None
+
+
+# A text longer than this many tokens is "long" (predict.py reads it as the model was trained).
+LONG_THRESHOLD = 60
+# "auto" reads long texts whole when at least this share of the training reviews is long: the model
+# then learned from long texts read whole, and reading them cut into sentences would be new to it.
+LONG_SHARE = 0.2
+# Pooling for models that read long texts whole: the final state of a 150-word pass remembers its
+# last words best; pooling over every step reads them all (bench/recipe.py measures the choice).
+LONG_POOLING = "max"
+
+
+def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
+    """(kept, slice): the reviews whose text hashes into the lowest `fraction` go to the slice.
+
+    Grouped by file line, so SST's phrases go wherever their sentence goes (the slice holds the
+    sentences themselves, read as `predict` reads them); the same text always falls the same way, so
+    a duplicated review cannot sit on both sides, and no seed or setting moves it."""
+    if fraction <= 0:
+        return examples, []
+    by_line: dict[int, list] = {}
+    for e in examples:
+        by_line.setdefault(e.line, []).append(e)
+    kept, held = [], []
+    for group in by_line.values():
+        root = max(group, key=lambda e: len(e.tokens) if e.tokens is not None else len(e.text))
+        if int(hashlib.sha256(root.text.encode("utf-8")).hexdigest()[:12], 16) < fraction * 16 ** 12:
+            held.append(root)
+        else:
+            kept += group
+    return kept, held
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
@@ -149,12 +193,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     train_ex = _load(cfg.train, cfg, scale, cfg.phrases, bad)
     if cfg.max_examples:
         train_ex = train_ex[:cfg.max_examples]
+    train_ex, holdout_ex = split_holdout(train_ex, cfg.holdout)
     dev_ex = _load(cfg.dev, cfg, scale, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
     train_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in train_ex]
     dev_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in dev_ex]
-    log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else ""))
+    holdout_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in holdout_ex]
+    log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else "")
+        + (f"; validation slice: {len(holdout_ex)} reviews set aside ({cfg.holdout:.0%}, untouched until the end)"
+           if holdout_ex else ""))
+
+    # -- settings read off the data: how long texts are read, and how the layer's outputs are pooled
+    long_text, pooling, why = _reading_rule(cfg, train_ex, train_tokens)
+    log(why)
 
     # -- vocabulary and embeddings
     glove = None
@@ -165,8 +217,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, extra=extra)
     model_cfg = ModelConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, cell=cfg.cell, hidden=cfg.hidden,
                             num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                            pooling=cfg.pooling, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
-                            lowercase=cfg.lowercase, max_length=cfg.max_length)
+                            pooling=pooling, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
+                            lowercase=cfg.lowercase, max_length=cfg.max_length, long_text=long_text,
+                            long_threshold=LONG_THRESHOLD)
     model = RatingModel(model_cfg)
     coverage = None
     if glove is not None:
@@ -195,7 +248,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
     train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
-    dev_ids = [vocab.encode(t[:cfg.max_length]) for t in dev_tokens]
+    # dev is read exactly as predict and evaluate will read it: the checkpoint is chosen on that
+    dev_ids = [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
+               for t in dev_tokens]
     weights = None
     if cfg.class_weights:  # inverse frequency, so rare ratings count as much as common ones
         freq = torch.bincount(train_y, minlength=len(model_cfg.ratings)).float()
@@ -212,9 +267,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
 
+    majority = int(torch.bincount(train_y).argmax()) + cfg.scale_min  # the always-the-commonest baseline
     data_meta = {"train_data": _file_meta(cfg.train, len(train_ex)),
                  "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
-                 "embedding_coverage": asdict(coverage) if coverage else None}
+                 "holdout_data": {"examples": len(holdout_ex), "fraction": cfg.holdout,
+                                  "rule": "sha256 of the review text below the fraction"} if holdout_ex else None,
+                 "embedding_coverage": asdict(coverage) if coverage else None,
+                 "reading": why, "majority_rating": majority,
+                 "dev_majority_metrics": _majority(dev_ex, majority, model_cfg) if dev_ex else None}
 
     # -- the loop
     batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
@@ -277,8 +337,47 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
+    # -- the validation slice, scored once, on the kept model: nothing above ever read it
+    holdout_metrics = None
+    if holdout_ex:
+        kept = artifact.load(out)
+        ids = [[kept.vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
+               for t in holdout_tokens]
+        holdout_metrics = _score(kept.model, ids, holdout_ex, model_cfg)
+        meta["holdout_metrics"] = holdout_metrics
+        meta["holdout_majority_metrics"] = _majority(holdout_ex, majority, model_cfg)
+        log(f"validation slice ({len(holdout_ex)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
+            f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
+            f"(always {majority} stars: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
+            f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
     meta_path.write_text(json.dumps(meta, indent=1))
-    return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad)
+    (out / "MODEL_CARD.md").write_text(artifact.model_card(model_cfg, asdict(cfg), meta), encoding="utf-8")
+    return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
+
+
+def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[str, str, str]:
+    """(long_text, pooling, a line saying what was picked and why) from the settings and the data."""
+    lengths: dict[int, int] = {}
+    for e, tokens in zip(examples, token_lists):  # SST phrases: each sentence (its longest piece) counts once
+        lengths[e.line] = max(lengths.get(e.line, 0), len(tokens))
+    n = sorted(lengths.values()) or [0]
+    share = sum(k > LONG_THRESHOLD for k in n) / len(n)
+    long_text = cfg.long_text if cfg.long_text != "auto" else ("whole" if share >= LONG_SHARE else "sentences")
+    pooling = cfg.pooling if cfg.pooling != "auto" else (LONG_POOLING if long_text == "whole" else "final")
+    how = "whole" if long_text == "whole" else "sentence by sentence"
+    why = f"reading: texts over {LONG_THRESHOLD} tokens are read {how}"
+    if cfg.long_text == "auto":
+        why += f" (picked: {share:.0%} of the training reviews are that long; median {n[len(n) // 2]} tokens)"
+    why += f"; pooling {pooling}" + (f" (picked for {how} reading)" if cfg.pooling == "auto" else "")
+    truncated = sum(k > cfg.max_length for k in n)
+    if truncated and long_text == "whole":
+        why += f"; {truncated} training review(s) over {cfg.max_length} tokens are read up to token {cfg.max_length}"
+    return long_text, pooling, why
+
+
+def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
+    return metrics.score([e.rating for e in examples], [rating] * len(examples), [float(rating)] * len(examples),
+                         cfg.ratings)
 
 
 def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
@@ -287,8 +386,8 @@ def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
                               skip_bad_rows=cfg.skip_bad_rows, bad=bad))
 
 
-def _score(model: RatingModel, ids, examples, cfg: ModelConfig) -> dict:
-    probs = predict_proba(model, ids)
+def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig) -> dict:
+    probs = read_distributions(model, piece_ids)
     pred = (probs.argmax(1) + cfg.scale_min).tolist()
     expected = (probs @ np.asarray(cfg.ratings, dtype=np.float32)).tolist()
     return metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)

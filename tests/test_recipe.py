@@ -1,0 +1,98 @@
+"""The training recipe's mechanics: the untouched validation slice, and one reading rule from the
+dev checks in training to predict and evaluate."""
+import csv
+import json
+import random
+
+import pytest
+
+from reviewlstm import api
+from reviewlstm.data import read_examples
+from reviewlstm.train import TrainConfig, split_holdout, train
+
+QUIET = dict(progress=False, embeddings="random", embed_dim=8, hidden=8)
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "stars"])
+        w.writerows(rows)
+    return path
+
+
+def long_reviews(sst, n, seed):
+    """Reviews of 4-8 SST sentences each (80+ tokens), rated by their sentences' rounded mean."""
+    sentences = list(read_examples(sst / "train.txt"))
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        picked = rng.sample(sentences, rng.randint(4, 8))
+        rows.append((" ".join(e.text for e in picked), round(sum(e.rating for e in picked) / len(picked))))
+    return rows
+
+
+def test_slice_is_a_tenth_by_hash_and_keeps_phrases_with_their_sentence(sst):
+    examples = list(read_examples(sst / "train.txt", phrases=True))
+    kept, held = split_holdout(examples, 0.1)
+    lines = {e.line for e in examples}
+    held_lines = {e.line for e in held}
+    assert 0.06 < len(held_lines) / len(lines) < 0.14
+    assert not held_lines & {e.line for e in kept}  # no phrase of a held-out sentence is trained on
+    assert all(e.tokens == max((x for x in examples if x.line == e.line), key=lambda x: len(x.tokens)).tokens
+               for e in held)  # the slice holds whole sentences
+    again_kept, again_held = split_holdout(list(reversed(examples)), 0.1)
+    assert {e.line for e in again_held} == held_lines  # order, seed and settings do not move it
+    assert split_holdout(examples, 0.0) == (examples, [])
+
+
+def test_the_slice_never_reaches_training_or_selection(sst, tmp_path):
+    """Relabel every held-out review at random: the kept model is byte for byte the same, so neither
+    the weights nor the checkpoint choice saw the slice; only the slice's own score moves."""
+    rows = [(e.text, e.rating) for e in read_examples(sst / "train.txt")][:300]
+    kept, held = split_holdout([type("E", (), {"text": t, "line": i, "tokens": None})() for i, (t, _) in
+                                enumerate(rows)], 0.1)
+    held_texts = {e.text for e in held}
+    rng = random.Random(0)
+    relabelled = [(t, rng.choice([r for r in range(1, 6) if r != y]) if t in held_texts else y) for t, y in rows]
+    dev = write_csv(tmp_path / "dev.csv", [(e.text, e.rating) for e in read_examples(sst / "dev.txt")][:80])
+    outs = []
+    for name, data in (("a", rows), ("b", relabelled)):
+        result = train(TrainConfig(train=str(write_csv(tmp_path / f"{name}.csv", data)), dev=str(dev),
+                                   out=str(tmp_path / name), epochs=2, seed=0, **QUIET), log=lambda s: None)
+        outs.append(result)
+    a, b = outs
+    assert (a.out / "model.safetensors").read_bytes() == (b.out / "model.safetensors").read_bytes()
+    assert a.best_epoch == b.best_epoch and a.dev_metrics == b.dev_metrics
+    assert a.holdout_metrics["n"] == b.holdout_metrics["n"] == len(held)
+    assert a.holdout_metrics["accuracy"] != b.holdout_metrics["accuracy"]
+
+
+def test_long_reviews_are_read_whole_and_dev_checks_read_as_evaluate(sst, tmp_path):
+    train_csv = write_csv(tmp_path / "train.csv", long_reviews(sst, 120, 0))
+    dev_csv = write_csv(tmp_path / "dev.csv", long_reviews(sst, 40, 1))
+    logs = []
+    result = train(TrainConfig(train=str(train_csv), dev=str(dev_csv), out=str(tmp_path / "m"), epochs=1, seed=0,
+                               **QUIET), log=logs.append)
+    loaded = api.load_model(result.out)
+    assert loaded.config.long_text == "whole" and loaded.config.pooling == "max"
+    assert any("are read whole (picked: 100% of the training reviews are that long" in line for line in logs)
+    # evaluate with no reading given reads as the model was trained, and so as its dev checks did
+    scores = api.evaluate(dev_csv, model=loaded)
+    assert scores["accuracy"] == pytest.approx(result.dev_metrics["accuracy"], abs=1e-12)
+    assert scores["mae"] == pytest.approx(result.dev_metrics["mae"], abs=1e-6)
+    assert api.predict("a fine film . " * 30, model=loaded).read_as == "whole"
+
+
+def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
+    dev_csv = write_csv(tmp_path / "dev.csv", long_reviews(sst, 30, 2))
+    result = train(TrainConfig(train=str(sst / "train.txt"), dev=str(dev_csv), out=str(tmp_path / "m"), epochs=1,
+                               phrases=False, max_examples=200, seed=0, **QUIET), log=lambda s: None)
+    loaded = api.load_model(result.out)
+    assert loaded.config.long_text == "sentences" and loaded.config.pooling == "final"
+    config = json.loads((result.out / "config.json").read_text())
+    assert config["model"]["long_text"] == "sentences" and config["model"]["long_threshold"] == 60
+    scores = api.evaluate(dev_csv, model=loaded)
+    assert scores["accuracy"] == pytest.approx(result.dev_metrics["accuracy"], abs=1e-12)
+    assert api.predict("a fine film . " * 30, model=loaded).read_as == "sentences"
+    assert api.predict("a fine film . " * 30, model=loaded, long_text="whole").read_as == "whole"
