@@ -75,7 +75,7 @@ def test_long_reviews_are_read_whole_and_dev_checks_read_as_evaluate(sst, tmp_pa
     result = train(TrainConfig(train=str(train_csv), dev=str(dev_csv), out=str(tmp_path / "m"), epochs=1, seed=0,
                                **QUIET), log=logs.append)
     loaded = api.load_model(result.out)
-    assert loaded.config.long_text == "whole" and loaded.config.pooling == "max"
+    assert loaded.config.long_text == "whole" and loaded.config.pooling == "mean"
     assert any("are read whole (picked: " in line for line in logs)
     # evaluate with no reading given reads as the model was trained, and so as its dev checks did
     scores = api.evaluate(dev_csv, model=loaded)
@@ -96,3 +96,25 @@ def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
     assert scores["accuracy"] == pytest.approx(result.dev_metrics["accuracy"], abs=1e-12)
     assert api.predict("a fine film . " * 30, model=loaded).read_as == "sentences"
     assert api.predict("a fine film . " * 30, model=loaded, long_text="whole").read_as == "whole"
+
+
+def test_init_from_a_trained_model_copies_its_layer_head_and_shared_words(tiny_model, sst, tmp_path):
+    logs = []
+    # a learning rate too small to move anything: what is left is what was copied
+    result = train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "m"), phrases=False, max_examples=100,
+                               epochs=1, hidden=16, seed=5, lr=1e-12, init_from=str(tiny_model), progress=False),
+                   log=logs.append)
+    donor, child = api.load_model(tiny_model), api.load_model(result.out)
+    theirs, mine = donor.model.state_dict(), child.model.state_dict()
+    for name in theirs:
+        if not name.startswith("embedding"):
+            assert (mine[name] - theirs[name]).abs().max() < 1e-6, name
+    shared = [t for t in child.vocab.itos[2:] if t in donor.vocab.stoi][:50]
+    for t in shared:
+        a = child.model.embedding.weight[child.vocab.stoi[t]]
+        b = donor.model.embedding.weight[donor.vocab.stoi[t]]
+        assert (a - b).abs().max() < 1e-6, t
+    assert any(line.startswith(f"started from {tiny_model}") for line in logs)
+    with pytest.raises(ValueError, match="--init-from .*: no layer has the same shape"):
+        train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "n"), phrases=False, max_examples=50,
+                          epochs=1, hidden=12, init_from=str(tiny_model), progress=False), log=lambda s: None)

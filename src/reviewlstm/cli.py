@@ -99,10 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
     t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
     t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
-                   help="default auto: final for sentences, max over all steps when long texts are read whole")
+                   help="default auto: final for sentences, the mean over all steps when long texts are read whole")
     t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
                    help="how the model reads texts over 60 tokens, in training and ever after "
                         "(default auto: whole when a fifth of the training reviews are that long)")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="start from a trained model: 'bundled' or a model directory (its layer, head and shared words)")
     t.add_argument("--holdout", type=float,
                    help="share of training reviews set aside as an untouched validation slice, "
                         "scored once at the end (default 0.1; 0 for none)")
@@ -251,7 +253,7 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
         "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
-        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "phrases": args.phrases, "embeddings": args.embeddings,
+        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from, "phrases": args.phrases, "embeddings": args.embeddings,
         "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
         "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,

@@ -45,6 +45,7 @@ class TrainConfig:
     max_examples: int | None = None    # the first N training examples only (quick runs, tests)
     holdout: float = 0.1               # share of training reviews set aside, untouched, scored at the end
     long_text: str = "auto"            # how long texts are read: "sentences", "whole" or "auto" (from the data)
+    init_from: str | None = None       # start from a trained model ("bundled" or a model directory)
     # model
     cell: str = "lstm"
     hidden: int = 150
@@ -61,14 +62,14 @@ class TrainConfig:
     min_freq: int = 1
     lowercase: bool = True
     # optimization
-    epochs: int = 6
+    epochs: int = 20                   # at most: training stops once dev stops improving (patience)
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
     clip: float = 5.0
     loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
     class_weights: bool = False
-    patience: int = 3                  # epochs without a better dev score before stopping
+    patience: int = 3                  # epochs with neither a better dev accuracy nor a better dev NLL: stop
     evals_per_epoch: int = 4           # dev evaluations per epoch: phrase-level training can peak mid-epoch
     seed: int = 0
     device: str = "auto"
@@ -149,8 +150,9 @@ LONG_THRESHOLD = 60
 # then learned from long texts read whole, and reading them cut into sentences would be new to it.
 LONG_SHARE = 0.2
 # Pooling for models that read long texts whole: the final state of a 150-word pass remembers its
-# last words best; pooling over every step reads them all (bench/recipe.py measures the choice).
-LONG_POOLING = "max"
+# last words best; the mean over every step reads them all (on the Amazon reviews it beat max and
+# final pooling on dev and on the slice: BENCHMARKS.md, "Users' own files").
+LONG_POOLING = "mean"
 
 
 def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
@@ -231,6 +233,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(matrix))
         log(str(coverage))
+    if cfg.init_from:
+        log(_init_from(model, vocab, cfg.init_from))
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
     model.to(device)
 
@@ -257,13 +261,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         weights = (freq.sum() / (len(freq) * freq.clamp(min=1))).to(device)
 
     # -- resume
-    start_epoch, best, best_epoch, stale, history = 1, -1.0, 0, 0, []
+    # best: (dev accuracy, -dev NLL) of the kept checkpoint. Accuracy alone ties for whole epochs on
+    # skewed data (every check "always 5 stars") and would stop training before it starts to learn;
+    # the NLL breaks ties and, improving, says training is still getting somewhere.
+    start_epoch, best, best_epoch, stale, history = 1, (-1.0, -math.inf), 0, 0, []
+    best_nll = math.inf
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "state.json").exists():
         state = _load_checkpoint(ckpt, model, optimizer)
-        start_epoch, best, best_epoch, stale, history = (state["epoch"] + 1, state["best"], state["best_epoch"],
+        start_epoch, best, best_epoch, stale, history = (state["epoch"] + 1, tuple(state["best"]), state["best_epoch"],
                                                          state["stale"], state["history"])
-        log(f"resuming after epoch {state['epoch']} (best dev accuracy {best:.1%} at epoch {best_epoch})")
+        best_nll = state.get("best_nll", -best[1])
+        log(f"resuming after epoch {state['epoch']} (best dev accuracy {best[0]:.1%} at epoch {best_epoch})")
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
 
@@ -299,7 +308,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             total += loss.item() * len(batch)
             seen += len(batch)
             bar.update(1)
-            bar.set_postfix_str(f"epoch {epoch} loss {total / seen:.3f}" + (f" best dev {best:.1%}" if best >= 0 else ""))
+            bar.set_postfix_str(f"epoch {epoch} loss {total / seen:.3f}" + (f" best dev {best[0]:.1%}" if best[0] >= 0 else ""))
             if step not in eval_at:
                 continue
             # -- evaluate, keep the best
@@ -309,26 +318,29 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             dev_metrics = _score(model, dev_ids, dev_ex, model_cfg) if dev_ex else None
             model.train()
             if dev_metrics:
-                row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"])
+                row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"], dev_nll=dev_metrics["nll"])
             history.append(row)
-            score = dev_metrics["accuracy"] if dev_metrics else at  # with no dev set the last is kept
+            # with no dev set the last is kept
+            score = (dev_metrics["accuracy"], -dev_metrics["nll"]) if dev_metrics else (at, 0.0)
             improved = score > best
+            progress = improved or (dev_metrics is not None and dev_metrics["nll"] < best_nll)
+            if dev_metrics:
+                best_nll = min(best_nll, dev_metrics["nll"])
+            stale = 0 if progress else stale + 1
             if improved:
-                best, best_epoch, stale = score, row["epoch"], 0
+                best, best_epoch = score, row["epoch"]
                 artifact.save(out, model, vocab, asdict(cfg),
                               {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
                                "seconds": round(time.perf_counter() - started, 1)})
-            else:
-                stale += 1
             bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                       (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
                       (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
             if dev_ex and stale >= cfg.patience * evals:
-                bar.write(f"no better dev score for {cfg.patience} epochs: stopping", file=sys.stderr)
+                bar.write(f"no better dev accuracy or NLL for {cfg.patience} epochs: stopping", file=sys.stderr)
                 stop = True
                 break
-        _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": best, "best_epoch": best_epoch,
-                                                  "stale": stale, "history": history})
+        _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
+                                                  "best_nll": best_nll, "stale": stale, "history": history})
         if stop:
             break
     bar.close()
@@ -375,6 +387,31 @@ def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[
     return long_text, pooling, why
 
 
+def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
+    """Start from a trained model: its recurrent layer and head where the shapes agree, and its
+    embedding of every word both vocabularies share (a sentiment model already knows which words
+    matter; a small file of one's own then only has to teach what is new)."""
+    from . import api
+    try:
+        donor = api.load_model(None if source == "bundled" else source)
+    except Exception as e:  # a missing or broken model: say which, in one line
+        raise ValueError(f"--init-from {source}: {e}") from None
+    own, theirs = model.state_dict(), donor.model.state_dict()
+    copied = [k for k, v in theirs.items() if not k.startswith("embedding") and k in own and own[k].shape == v.shape]
+    if not copied:
+        raise ValueError(f"--init-from {source}: no layer has the same shape (its cell {donor.config.cell}, "
+                         f"hidden {donor.config.hidden}, {'bi' if donor.config.bidirectional else 'uni'}directional)")
+    with torch.no_grad():
+        for k in copied:
+            own[k].copy_(theirs[k])
+        words = [(i, donor.vocab.stoi[t]) for i, t in enumerate(vocab.itos) if i > 1 and t in donor.vocab.stoi]
+        if words and donor.config.embed_dim == model.config.embed_dim:
+            mine, its = (torch.tensor(x) for x in zip(*words))
+            model.embedding.weight[mine] = donor.model.embedding.weight[its].to(model.embedding.weight.dtype)
+    return (f"started from {donor.path}: {len(copied)}/{len(own) - 1} tensors, "
+            f"{len(words)}/{len(vocab) - 2} word vectors")
+
+
 def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
     return metrics.score([e.rating for e in examples], [rating] * len(examples), [float(rating)] * len(examples),
                          cfg.ratings)
@@ -388,9 +425,13 @@ def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
 
 def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig) -> dict:
     probs = read_distributions(model, piece_ids)
+    truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     pred = (probs.argmax(1) + cfg.scale_min).tolist()
-    expected = (probs @ np.asarray(cfg.ratings, dtype=np.float32)).tolist()
-    return metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
+    expected = (probs @ np.asarray(cfg.ratings, dtype=np.float64)).tolist()
+    out = metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
+    # mean negative log-likelihood of the true rating (floored, so one certain miss is not infinite)
+    out["nll"] = float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], 1e-12)).mean()) if len(truth) else 0.0
+    return out
 
 
 def _length_buckets(id_lists, batch_size: int, seed: int):

@@ -1,0 +1,82 @@
+"""Recipe variants over seeds, each reported on dev and on the untouched validation slice.
+
+    python bench/recipe.py --data amazon --variants "pooling=final;pooling=max;pooling=mean" --seeds 0,1,2
+    python bench/recipe.py --data sst-phrases --variants "cell=lstm;cell=classic-lstm" --seeds 0,1,2
+
+A variant is `;`-separated sets of TrainConfig settings (`name=value,name=value`); everything else
+is the default recipe. A variant wins only if it wins on the slice too (dev chose its checkpoints,
+so dev flatters whichever variant had the luckiest checks). Data sets as in bench/peers.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from reviewlstm import api
+from reviewlstm.train import TrainConfig
+
+from peers import datasets
+
+
+def parse_variant(text: str) -> dict:
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    out = {}
+    for pair in filter(None, text.split(",")):
+        key, value = pair.split("=", 1)
+        kind = str(types[key])
+        out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind else int(value) if kind == "int"
+                    else float(value) if kind == "float" else value)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="amazon")
+    ap.add_argument("--variants", default="")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--sst", default="../shared/data/sst5")
+    ap.add_argument("--amazon", default="../shared/data/amazon-musical")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    train_path, dev_path, phrases = datasets(args)[args.data]
+    rows = []
+    print("| data | variant | seeds | dev acc | dev MAE | slice acc | slice MAE | slice macro-F1 | best epochs | s/run |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for variant in args.variants.split(";"):
+        settings = parse_variant(variant)
+        runs = []
+        for seed in map(int, args.seeds.split(",")):
+            with tempfile.TemporaryDirectory() as out:
+                t0 = time.perf_counter()
+                result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
+                                               seed=seed, threads=args.threads, progress=False, **settings),
+                                   log=lambda s: None)
+                ev = api.evaluate(dev_path, model=out)
+                runs.append({"seed": seed, "dev": ev, "slice": result.holdout_metrics, "best_epoch": result.best_epoch,
+                             "seconds": time.perf_counter() - t0})
+
+        def ms(part, key):
+            values = [r[part][key] for r in runs]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{statistics.mean(values):.3f} ± {sd:.3f}" if key != "accuracy" else \
+                f"{statistics.mean(values):.1%} ± {sd:.1%}"
+        print(f"| {args.data} | {variant or 'default'} | {len(runs)} | {ms('dev', 'accuracy')} | {ms('dev', 'mae')} "
+              f"| {ms('slice', 'accuracy')} | {ms('slice', 'mae')} | {ms('slice', 'macro_f1')} "
+              f"| {', '.join(str(r['best_epoch']) for r in runs)} | {statistics.mean(r['seconds'] for r in runs):.0f} |",
+              flush=True)
+        rows.append({"variant": variant, "settings": settings,
+                     "runs": [{k: (v if k not in ("dev", "slice") else {m: v[m] for m in ("accuracy", "mae", "macro_f1", "qwk")})
+                               for k, v in r.items()} for r in runs]})
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
