@@ -397,8 +397,10 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
     except Exception as e:  # a missing or broken model: say which, in one line
         raise ValueError(f"--init-from {source}: {e}") from None
     own, theirs = model.state_dict(), donor.model.state_dict()
-    copied = [k for k, v in theirs.items() if not k.startswith("embedding") and k in own and own[k].shape == v.shape]
-    if not copied:
+    # the recurrent layer and the head, whole or not at all (a lone bias of the same size would
+    # "fit" a model of another width)
+    copied = [k for k in theirs if k.startswith(("rnn.", "head.")) or k.startswith("attention.")]
+    if not all(k in own and own[k].shape == theirs[k].shape for k in copied):
         raise ValueError(f"--init-from {source}: no layer has the same shape (its cell {donor.config.cell}, "
                          f"hidden {donor.config.hidden}, {'bi' if donor.config.bidirectional else 'uni'}directional)")
     with torch.no_grad():
