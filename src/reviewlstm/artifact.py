@@ -129,30 +129,26 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         f"- {train.get('epochs', '?')} epochs at most, seed {train.get('seed', '?')}, best epoch {meta.get('best_epoch', '?')}",
         "", "## Scores (dev)", "",
     ]
+    majority = meta.get("majority_rating")
+
     def scores(m: dict) -> str:
         return (f"accuracy {m['accuracy']:.1%}, macro-F1 {m['macro_f1']:.3f}, MAE {m['mae']:.3f} stars, "
                 f"within ±1 star {m['within_one']:.1%}, QWK {m['qwk']:.3f}")
 
-    majority = meta.get("majority_rating")
-    if dev:
-        lines += [f"- {dev.get('n')} examples from {meta.get('dev_data', {}).get('path', '?')} "
-                  "(the checkpoint was chosen on them, so this figure is optimistic by the choosing)",
-                  f"- {scores(dev)}"]
-        if meta.get("dev_majority_metrics"):
-            lines.append(f"- always {majority} stars would score: {scores(meta['dev_majority_metrics'])}")
-    else:
-        lines.append("- no dev set was given")
-    held = meta.get("holdout_metrics")
+    def section(m: dict | None, about: str, baseline: dict | None, missing: str) -> list[str]:
+        if not m:
+            return [missing]
+        out = [f"- {m.get('n')} {about}", f"- {scores(m)}"]
+        return out + ([f"- always {majority} stars would score: {scores(baseline)}"] if baseline else [])
+
+    lines += section(dev, f"examples from {(meta.get('dev_data') or {}).get('path', '?')} (the checkpoint was chosen "
+                          "on them, so this figure is optimistic by the choosing)",
+                     meta.get("dev_majority_metrics"), "- no dev set was given")
     lines += ["", "## Scores (validation slice, untouched)", ""]
-    if held:
-        lines += [f"- {held.get('n')} training reviews set aside by a hash of their text before training, "
-                  "never used for any choice, scored once on the kept model",
-                  f"- {scores(held)}"]
-        if meta.get("holdout_majority_metrics"):
-            lines.append(f"- always {majority} stars would score: {scores(meta['holdout_majority_metrics'])}")
-    else:
-        lines.append("- no validation slice was set aside (holdout 0)" if "holdout_data" in meta
-                     else "- not scored yet")
+    lines += section(meta.get("holdout_metrics"), "training reviews set aside by a hash of their text before "
+                     "training, never used for any choice, scored once on the kept model",
+                     meta.get("holdout_majority_metrics"),
+                     "- no validation slice was set aside (holdout 0)" if "holdout_data" in meta else "- not scored yet")
     if meta.get("reading"):
         lines += ["", "## Reading", "", f"- {meta['reading']}"]
     lines += ["", "## Limits", "",

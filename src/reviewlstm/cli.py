@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the model reads texts over 60 tokens, in training and ever after "
                         "(default auto: whole when a fifth of the training reviews are that long)")
     t.add_argument("--init-from", metavar="MODEL",
-                   help="start from a trained model: 'bundled' or a model directory (its layer, head and shared words)")
+                   help="start from a trained model: 'bundled', a model directory (its layer, head and shared "
+                        "words), 'none', or 'auto' (default: the bundled model for reviews read whole on 1-5 stars)")
     t.add_argument("--holdout", type=float,
                    help="share of training reviews set aside as an untouched validation slice, "
                         "scored once at the end (default 0.1; 0 for none)")
@@ -262,6 +263,8 @@ def cmd_train(args) -> int:
         "max_examples": args.max_examples, "device": args.device, "threads": args.threads,
         "format": args.format, "text_column": args.text_column, "rating_column": args.rating_column,
     }.items() if v is not None}
+    if overrides.get("init_from") == "none":
+        overrides["init_from"] = None
     if args.skip_bad_rows:
         overrides["skip_bad_rows"] = True
     if args.resume:

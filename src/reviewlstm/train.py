@@ -45,7 +45,11 @@ class TrainConfig:
     max_examples: int | None = None    # the first N training examples only (quick runs, tests)
     holdout: float = 0.1               # share of training reviews set aside, untouched, scored at the end
     long_text: str = "auto"            # how long texts are read: "sentences", "whole" or "auto" (from the data)
-    init_from: str | None = None       # start from a trained model ("bundled" or a model directory)
+    # start from a trained model: "bundled", a model directory, None (from scratch), or "auto": the
+    # bundled SST-5 model for reviews read whole on a 1-5 scale when the shapes agree (it knows which
+    # words carry sentiment; measured on the Amazon reviews, BENCHMARKS.md), else from scratch.
+    # Never for data read sentence by sentence: that is SST's own kind, and the bundled model saw SST.
+    init_from: str | None = "auto"
     # model
     cell: str = "lstm"
     hidden: int = 150
@@ -233,8 +237,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(matrix))
         log(str(coverage))
-    if cfg.init_from:
-        log(_init_from(model, vocab, cfg.init_from))
+    init_from = _pick_init(cfg, model_cfg, long_text)
+    if init_from:
+        log(_init_from(model, vocab, init_from) + (" (picked: reviews read whole, 1-5 stars)"
+                                                   if cfg.init_from == "auto" else ""))
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
     model.to(device)
 
@@ -385,6 +391,19 @@ def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[
     if truncated and long_text == "whole":
         why += f"; {truncated} training review(s) over {cfg.max_length} tokens are read up to token {cfg.max_length}"
     return long_text, pooling, why
+
+
+def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str | None:
+    if cfg.init_from != "auto":
+        return cfg.init_from
+    from .api import default_model_path
+    try:  # the bundled model's shape, from its config alone (its weights load only if they are used)
+        bundled = json.loads((default_model_path() / "config.json").read_text())["model"]
+    except (OSError, ValueError, KeyError):
+        return None
+    same_shape = all(getattr(model_cfg, k) == bundled.get(k) for k in
+                     ("cell", "hidden", "num_layers", "bidirectional", "embed_dim", "scale_min", "scale_max"))
+    return "bundled" if long_text == "whole" and same_shape and cfg.embeddings == "glove" else None
 
 
 def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
