@@ -130,3 +130,21 @@ def test_auto_starts_long_review_models_from_the_bundled_one(sst, tmp_path):
     train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "s"), epochs=1, phrases=False, max_examples=40,
                       progress=False, extra_glove_words=0), log=logs.append)
     assert not any(line.startswith("started from") for line in logs)
+
+
+def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
+    import torch
+    from reviewlstm.train import average_weights
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor([3], dtype=torch.int64)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor([5], dtype=torch.int64)}
+    c = {"w": torch.tensor([2.0, 1.0]), "n": torch.tensor([4], dtype=torch.int64)}
+    mean = average_weights([a, b, c])
+    assert torch.equal(mean["w"], torch.tensor([2.0, 3.0])) and mean["n"].item() == 4 and mean["n"].dtype == torch.int64
+    dev = write_csv(tmp_path / "dev.csv", [(e.text, e.rating) for e in read_examples(sst / "dev.txt")][:80])
+    result = train(TrainConfig(train=str(sst / "train.txt"), dev=str(dev), out=str(tmp_path / "m"), phrases=False,
+                               max_examples=200, epochs=2, average_best=3, seed=0, **QUIET), log=lambda s: None)
+    meta = json.loads((result.out / "metadata.json").read_text())
+    assert meta["best_epoch"] == "average of the 3 best dev checks"
+    assert "dev_metrics" in meta["single_best"] and "holdout_metrics" in meta["single_best"]
+    # the kept (averaged) model is what evaluate scores
+    assert api.evaluate(dev, model=result.out)["accuracy"] == pytest.approx(meta["dev_metrics"]["accuracy"], abs=1e-12)

@@ -75,6 +75,10 @@ class TrainConfig:
     class_weights: bool = False
     patience: int = 3                  # epochs with neither a better dev accuracy nor a better dev NLL: stop
     evals_per_epoch: int = 4           # dev evaluations per epoch: phrase-level training can peak mid-epoch
+    # >1: the kept model is the average of the weights of the K best dev checks (fewer, smoother
+    # choices than one best check out of many; bench/recipe.py measures it against the single best,
+    # which the metadata keeps as "single_best"); not carried across --resume
+    average_best: int = 0
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -157,6 +161,12 @@ LONG_SHARE = 0.2
 # last words best; the mean over every step reads them all (on the Amazon reviews it beat max and
 # final pooling on dev and on the slice: BENCHMARKS.md, "Users' own files").
 LONG_POOLING = "mean"
+
+
+def average_weights(states: list[dict]) -> dict:
+    """The element-wise mean of several state dicts of one model (in float64, then back to each
+    tensor's own dtype)."""
+    return {k: torch.stack([s[k].double() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
 
 
 def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
@@ -260,7 +270,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
     # dev is read exactly as predict and evaluate will read it: the checkpoint is chosen on that
     dev_ids = [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
-               for t in dev_tokens]
+               for t in dev_tokens]  # (the same as ids_of below)
     weights = None
     if cfg.class_weights:  # inverse frequency, so rare ratings count as much as common ones
         freq = torch.bincount(train_y, minlength=len(model_cfg.ratings)).float()
@@ -296,6 +306,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     evals = cfg.evals_per_epoch if dev_ex else 1  # without a dev set there is nothing to choose mid-epoch
     eval_at = {round(batches_per_epoch * k / evals) for k in range(1, evals + 1)}
     bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress)
+    top: list = []  # (score, weights) of the best dev checks, for average_best
     stop = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.train()
@@ -333,6 +344,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             if dev_metrics:
                 best_nll = min(best_nll, dev_metrics["nll"])
             stale = 0 if progress else stale + 1
+            if dev_metrics and cfg.average_best > 1:
+                top.append((score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
+                top = sorted(top, key=lambda t: t[0], reverse=True)[:cfg.average_best]
             if improved:
                 best, best_epoch = score, row["epoch"]
                 artifact.save(out, model, vocab, asdict(cfg),
@@ -356,12 +370,28 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
+
+    def ids_of(token_lists):
+        return [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
+                for t in token_lists]
+
+    if len(top) > 1:
+        # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
+        single = {"best_epoch": meta["best_epoch"], "dev_metrics": meta.get("dev_metrics")}
+        if holdout_ex:
+            model.load_state_dict(top[0][1])
+            single["holdout_metrics"] = _score(model, ids_of(holdout_tokens), holdout_ex, model_cfg)
+        model.load_state_dict(average_weights([w for _, w in top]))
+        meta.update(dev_metrics=_score(model, dev_ids, dev_ex, model_cfg), single_best=single,
+                    best_epoch=f"average of the {len(top)} best dev checks")
+        artifact.save(out, model, vocab, asdict(cfg), meta)
+        log(f"kept the average of the {len(top)} best dev checks: dev accuracy {meta['dev_metrics']['accuracy']:.1%}, "
+            f"MAE {meta['dev_metrics']['mae']:.3f} (the single best: {single['dev_metrics']['accuracy']:.1%}, "
+            f"{single['dev_metrics']['mae']:.3f})")
     holdout_metrics = None
     if holdout_ex:
         kept = artifact.load(out)
-        ids = [[kept.vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
-               for t in holdout_tokens]
-        holdout_metrics = _score(kept.model, ids, holdout_ex, model_cfg)
+        holdout_metrics = _score(kept.model, ids_of(holdout_tokens), holdout_ex, model_cfg)
         meta["holdout_metrics"] = holdout_metrics
         meta["holdout_majority_metrics"] = _majority(holdout_ex, majority, model_cfg)
         log(f"validation slice ({len(holdout_ex)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
