@@ -195,3 +195,12 @@ def test_cell_bad_inputs():
         cell(torch.randn(2, 6), (torch.zeros(2, 5), torch.zeros(2, 4)))
     with pytest.raises(ValueError, match="unknown cell 'gru'"):
         Recurrent("gru", 6, 5)
+
+
+def test_use_identity_init_reads_the_kept_memory_through_tanh():
+    from reviewlstm.cells import LSTMCell, LSTMState
+    cell = LSTMCell(4, 3)
+    cell.init_use_identity()
+    new, gates = cell(torch.randn(2, 4), LSTMState(torch.randn(2, 3), torch.randn(2, 3)), return_gates=True)
+    torch.testing.assert_close(gates["U"], torch.tanh(gates["forget"]))  # U = tanh(I forget + 0)
+    torch.testing.assert_close(new.stm, torch.tanh(gates["forget"]) * gates["V"])

@@ -79,6 +79,7 @@ class TrainConfig:
     # choices than one best check out of many; bench/recipe.py measures it against the single best,
     # which the metadata keeps as "single_best"); not carried across --resume
     average_best: int = 0
+    use_init: str = "uniform"          # four-gate cell: "identity" starts W_u = I, b_u = 0 (LSTMCell.init_use_identity)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -90,7 +91,7 @@ class TrainConfig:
             raise ValueError("no training file: pass --train FILE")
         choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
                    "device": ("auto", "cpu", "cuda"), "long_text": ("auto", "sentences", "whole"),
-                   "pooling": ("auto", "final", "max", "mean", "attention")}
+                   "pooling": ("auto", "final", "max", "mean", "attention"), "use_init": ("uniform", "identity")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -237,6 +238,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                             lowercase=cfg.lowercase, max_length=cfg.max_length, long_text=long_text,
                             long_threshold=LONG_THRESHOLD)
     model = RatingModel(model_cfg)
+    if cfg.use_init == "identity" and cfg.cell == "lstm":
+        for cell in model.rnn.cells:
+            cell.init_use_identity()
     coverage = None
     if glove is not None:
         counts: dict[str, int] = {}

@@ -76,6 +76,14 @@ class LSTMCell(Cell):
         with torch.no_grad():
             self.bias[2 * H:3 * H].fill_(self.forget_bias)
 
+    def init_use_identity(self) -> None:
+        """W_u = I, b_u = 0: the use gate starts as U = tanh(forget), reading the kept long-term
+        memory as the classic cell reads its memory (tanh(ltm')), instead of through a random
+        (H, H) product that mixes and shrinks it (an initialization studied in bench/recipe.py)."""
+        with torch.no_grad():
+            self.weight_u.copy_(torch.eye(self.hidden_size, dtype=self.weight_u.dtype))
+            self.bias_u.zero_()
+
     def gate_parameters(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Each gate's (W, b) as in the equations: W acts on [stm, event], (H, H+E); W_u on forget, (H, H)."""
         H = self.hidden_size
