@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-from", metavar="MODEL",
                    help="start from a trained model: 'bundled', a model directory (its layer, head and shared "
                         "words), 'none', or 'auto' (default: the bundled model for reviews read whole on 1-5 stars)")
+    t.add_argument("--use-init", choices=("uniform", "identity"),
+                   help="four-gate cell: start W_u uniform (default) or as the identity (U = tanh(forget))")
     t.add_argument("--average-best", type=int, metavar="K",
                    help="keep the average of the K best dev checks' weights instead of the single best")
     t.add_argument("--holdout", type=float,
@@ -256,7 +258,7 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
         "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
-        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from, "average_best": args.average_best, "phrases": args.phrases, "embeddings": args.embeddings,
+        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from, "average_best": args.average_best, "use_init": args.use_init, "phrases": args.phrases, "embeddings": args.embeddings,
         "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
         "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,
