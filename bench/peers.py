@@ -61,9 +61,20 @@ def fasttext_supervised(texts, y):
     return lambda xs: [int(model.predict(x)[0][0].replace("__label__", "")) for x in xs]
 
 
+KEYS = ("n", "accuracy", "mae", "macro_f1", "qwk")
+
+
 def scores(true, pred) -> dict:
     s = score(list(true), list(pred), None, RATINGS)
-    return {k: s[k] for k in ("n", "accuracy", "mae", "macro_f1", "qwk")}
+    return {k: s[k] for k in KEYS}
+
+
+def add_data_args(ap: argparse.ArgumentParser) -> None:
+    """The data sets' folders and the run's settings, shared with bench/recipe.py."""
+    ap.add_argument("--sst", default="../shared/data/sst5")
+    ap.add_argument("--amazon", default="../shared/data/amazon-musical")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", default=None)
 
 
 def run(name, train_path, dev_path, phrases, args) -> list[dict]:
@@ -79,21 +90,19 @@ def run(name, train_path, dev_path, phrases, args) -> list[dict]:
     dev_y, held_y = [e.rating for e in dev], [e.rating for e in held]
     rows = []
 
-    def report(model, seconds, dev_pred, held_pred):
-        row = {"data": name, "model": model, "train_seconds": round(seconds, 1),
-               "dev": scores(dev_y, dev_pred), "slice": scores(held_y, held_pred)}
-        rows.append(row)
-        d, h = row["dev"], row["slice"]
+    def report(model, seconds, d, h, **extra):
+        rows.append({"data": name, "model": model, "train_seconds": round(seconds, 1), "dev": d, "slice": h, **extra})
         print(f"| {name} | {model} | {d['accuracy']:.1%} | {d['mae']:.3f} | {d['macro_f1']:.3f} | {d['qwk']:.3f} "
               f"| {h['accuracy']:.1%} | {h['mae']:.3f} | {h['macro_f1']:.3f} | {seconds:.0f} s |", flush=True)
 
     majority = int(np.bincount(train_y).argmax())
-    report("always the commonest rating", 0.0, [majority] * len(dev_y), [majority] * len(held_y))
+    report("always the commonest rating", 0.0, scores(dev_y, [majority] * len(dev_y)),
+           scores(held_y, [majority] * len(held_y)))
     for model, fit in (("TF-IDF 1-2-grams + logistic regression", tfidf_lr), ("fastText supervised", fasttext_supervised)):
         t0 = time.perf_counter()
         predict = fit(train_texts, train_y)
         seconds = time.perf_counter() - t0
-        report(model, seconds, predict(dev_texts), predict(held_texts))
+        report(model, seconds, scores(dev_y, predict(dev_texts)), scores(held_y, predict(held_texts)))
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
@@ -102,24 +111,17 @@ def run(name, train_path, dev_path, phrases, args) -> list[dict]:
         loaded = api.load_model(out)
         assert result.holdout_metrics["n"] == len(held), "the slice must be the same as the peers'"
         ev = api.evaluate(dev_path, model=loaded)  # read as the model was trained
-        rows.append({"data": name, "model": "reviewlstm default", "train_seconds": round(seconds, 1),
-                     "config": loaded.config.to_dict() | {"best_epoch": result.best_epoch},
-                     "dev": {k: ev[k] for k in ("n", "accuracy", "mae", "macro_f1", "qwk")},
-                     "slice": {k: result.holdout_metrics[k] for k in ("n", "accuracy", "mae", "macro_f1", "qwk")}})
-        d, h = rows[-1]["dev"], rows[-1]["slice"]
-        print(f"| {name} | reviewlstm default ({loaded.config.long_text}, {loaded.config.pooling} pooling, best epoch "
-              f"{result.best_epoch}) | {d['accuracy']:.1%} | {d['mae']:.3f} | {d['macro_f1']:.3f} | {d['qwk']:.3f} "
-              f"| {h['accuracy']:.1%} | {h['mae']:.3f} | {h['macro_f1']:.3f} | {seconds:.0f} s |", flush=True)
+        report(f"reviewlstm default ({loaded.config.long_text}, {loaded.config.pooling} pooling, best epoch "
+               f"{result.best_epoch})", seconds, {k: ev[k] for k in KEYS},
+               {k: result.holdout_metrics[k] for k in KEYS},
+               config=loaded.config.to_dict() | {"best_epoch": result.best_epoch})
     return rows
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="sst-sentences,sst-phrases,amazon")
-    ap.add_argument("--sst", default="../shared/data/sst5")
-    ap.add_argument("--amazon", default="../shared/data/amazon-musical")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
+    add_data_args(ap)
     args = ap.parse_args()
     sets = datasets(args)
     print("| data | model | dev acc | dev MAE | dev macro-F1 | dev QWK | slice acc | slice MAE | slice macro-F1 | train |")

@@ -20,7 +20,7 @@ from pathlib import Path
 from reviewlstm import api
 from reviewlstm.train import TrainConfig
 
-from peers import datasets
+from peers import add_data_args, datasets
 
 
 def parse_variant(text: str) -> dict:
@@ -39,10 +39,7 @@ def main() -> None:
     ap.add_argument("--data", default="amazon")
     ap.add_argument("--variants", default="")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--sst", default="../shared/data/sst5")
-    ap.add_argument("--amazon", default="../shared/data/amazon-musical")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", default=None)
+    add_data_args(ap)
     args = ap.parse_args()
     train_path, dev_path, phrases = datasets(args)[args.data]
     rows = []
@@ -73,10 +70,9 @@ def main() -> None:
         for label, group in ((variant or "default", runs), (f"{variant}: the single best check", singles)):
             if not group:
                 continue
-            runs_ = group
-            print(f"| {args.data} | {label} | {len(runs_)} | {ms(runs_, 'dev', 'accuracy')} | {ms(runs_, 'dev', 'mae')} "
-                  f"| {ms(runs_, 'slice', 'accuracy')} | {ms(runs_, 'slice', 'mae')} | {ms(runs_, 'slice', 'macro_f1')} "
-                  f"| {', '.join(str(r['best_epoch']) for r in runs_)} | {statistics.mean(r['seconds'] for r in runs_):.0f} |",
+            print(f"| {args.data} | {label} | {len(group)} | {ms(group, 'dev', 'accuracy')} | {ms(group, 'dev', 'mae')} "
+                  f"| {ms(group, 'slice', 'accuracy')} | {ms(group, 'slice', 'mae')} | {ms(group, 'slice', 'macro_f1')} "
+                  f"| {', '.join(str(r['best_epoch']) for r in group)} | {statistics.mean(r['seconds'] for r in group):.0f} |",
                   flush=True)
         rows.append({"variant": variant, "settings": settings,
                      "runs": [{k: (v if k not in ("dev", "slice") else {m: v[m] for m in ("accuracy", "mae", "macro_f1", "qwk")})

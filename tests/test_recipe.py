@@ -115,7 +115,7 @@ def test_init_from_a_trained_model_copies_its_layer_head_and_shared_words(tiny_m
         b = donor.model.embedding.weight[donor.vocab.stoi[t]]
         assert (a - b).abs().max() < 1e-6, t
     assert any(line.startswith(f"started from {tiny_model}") for line in logs)
-    with pytest.raises(ValueError, match="--init-from .*: no layer has the same shape"):
+    with pytest.raises(ValueError, match="--init-from .*: its layer and head do not fit this model"):
         train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "n"), phrases=False, max_examples=50,
                           epochs=1, hidden=12, init_from=str(tiny_model), progress=False), log=lambda s: None)
 

@@ -258,7 +258,9 @@ def cmd_train(args) -> int:
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
         "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
-        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from, "average_best": args.average_best, "use_init": args.use_init, "phrases": args.phrases, "embeddings": args.embeddings,
+        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from,
+        "average_best": args.average_best, "use_init": args.use_init, "phrases": args.phrases,
+        "embeddings": args.embeddings,
         "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
         "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,

@@ -13,7 +13,7 @@ exported with HTML in them and written fast, so before the PTB rules :func:`toke
 - unescapes HTML entities (``&amp;``, ``&#39;``) and drops tags (``<br />``, ``<p>``);
 - keeps URLs, e-mail addresses and emoticons (``:)``, ``:-(``, ``;)``) whole;
 - puts the missing space after a sentence's end (``affordable.I did`` -> ``affordable . I did``,
-  only between a lower-case word and a capital, so ``U.S.A``, ``e.g.The`` and ``3.5`` are left alone);
+  only between a lower-case word or a number and a capital or an opening bracket, so ``U.S.A``, ``e.g.The`` and ``3.5`` are left alone);
 - splits the full stop off every word that ends a sentence inside the text, as SST does at its
   end (``good. Service`` -> ``good . Service``), but not off abbreviations and initials, which SST
   keeps whole (``Mr.``, ``etc.``, ``U.S.``, ``J.``), nor off ``...``.
@@ -54,13 +54,15 @@ _CONTRACTION_WORDS = ["cannot", "gonna", "gotta", "wanna"]
 ABBREVIATIONS = frozenset("""
 mr mrs ms dr prof sr jr st mt vs etc al inc ltd co corp bros dept est approx appt apt ave blvd fig
 e.g i.e a.m p.m ca cf jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thurs
-fri sat sun gen gov sen rep sgt capt lt col rev vol vols pp ed eds no.s min max
+fri sat sun gen gov sen rep sgt capt lt col rev vol vols pp ed eds min max
 """.split())
 _TAG = re.compile(r"</?[A-Za-z][^<>]{0,200}>")
 _KEEP_WHOLE = re.compile(
     r"(?:https?://|www\.)\S+[^\s.,;:!?)\]}'\"]"          # URLs (a closing punctuation mark stays outside)
     r"|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"                    # e-mail addresses
     r"|(?<!\S)(?:[:;=xX][-o^']?[)(\]\[dDpP/\\|*3]+|[)(\]\[dDpP/\\|*][-o^']?[:;=]|<3|\^_?\^|-_-|o_O|O_o)(?!\S)")
+# what a _KEEP_WHOLE match contains (letter-only emoticons such as xD are one PTB token anyway)
+_MAY_KEEP_WHOLE = re.compile(r"[:;=@/<^_]|www\.")
 # a sentence's end with no space after it: a lower-case word's (or number's) [.!?] (and closing brackets or quotes),
 # then a capital starting a word, or an opening bracket
 _MISSING_SPACE = re.compile(r"(?<=[a-z0-9][a-z0-9])([.!?]+[)\]}\"']*)(?=[(\[{]|[A-Z][a-z\s'])")
@@ -109,8 +111,7 @@ def tokenize(text: str, lowercase: bool = False) -> list[str]:
     if "\\" in text:
         text = text.replace("\\/", "/").replace("\\*", "*")  # SST's escapes, if pasted from the treebank
     text = _clean(text)
-    if not (":" in text or ";" in text or "@" in text or "/" in text or "<" in text or "^" in text or "_" in text
-            or "=" in text):
+    if not _MAY_KEEP_WHOLE.search(text):  # most reviews: no URL, address or emoticon to look for
         tokens = _ptb(text)
     else:
         tokens, start = [], 0

@@ -272,9 +272,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
     train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
-    # dev is read exactly as predict and evaluate will read it: the checkpoint is chosen on that
-    dev_ids = [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
-               for t in dev_tokens]  # (the same as ids_of below)
+
+    def ids_of(token_lists):
+        """Each text's pieces as ids, read exactly as predict and evaluate will read them."""
+        return [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
+                for t in token_lists]
+
+    dev_ids = ids_of(dev_tokens)  # the checkpoint is chosen on dev read as it will be read
     weights = None
     if cfg.class_weights:  # inverse frequency, so rare ratings count as much as common ones
         freq = torch.bincount(train_y, minlength=len(model_cfg.ratings)).float()
@@ -373,12 +377,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
-    # -- the validation slice, scored once, on the kept model: nothing above ever read it
-
-    def ids_of(token_lists):
-        return [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
-                for t in token_lists]
-
     if len(top) > 1:
         # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
         single = {"best_epoch": meta["best_epoch"], "dev_metrics": meta.get("dev_metrics")}
@@ -392,6 +390,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         log(f"kept the average of the {len(top)} best dev checks: dev accuracy {meta['dev_metrics']['accuracy']:.1%}, "
             f"MAE {meta['dev_metrics']['mae']:.3f} (the single best: {single['dev_metrics']['accuracy']:.1%}, "
             f"{single['dev_metrics']['mae']:.3f})")
+    # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if holdout_ex:
         kept = artifact.load(out)
@@ -441,8 +440,8 @@ def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str 
 
 
 def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
-    """Start from a trained model: its recurrent layer and head where the shapes agree, and its
-    embedding of every word both vocabularies share (a sentiment model already knows which words
+    """Start from a trained model: its recurrent layer and head (they must have this model's
+    shapes), and its embedding of every word both vocabularies share (a sentiment model already knows which words
     matter; a small file of one's own then only has to teach what is new)."""
     from . import api
     try:
@@ -454,8 +453,9 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
     # "fit" a model of another width)
     copied = [k for k in theirs if k.startswith(("rnn.", "head.")) or k.startswith("attention.")]
     if not all(k in own and own[k].shape == theirs[k].shape for k in copied):
-        raise ValueError(f"--init-from {source}: no layer has the same shape (its cell {donor.config.cell}, "
-                         f"hidden {donor.config.hidden}, {'bi' if donor.config.bidirectional else 'uni'}directional)")
+        raise ValueError(f"--init-from {source}: its layer and head do not fit this model (its cell "
+                         f"{donor.config.cell}, hidden {donor.config.hidden}, "
+                         f"{'bi' if donor.config.bidirectional else 'uni'}directional)")
     with torch.no_grad():
         for k in copied:
             own[k].copy_(theirs[k])
@@ -463,8 +463,7 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
         if words and donor.config.embed_dim == model.config.embed_dim:
             mine, its = (torch.tensor(x) for x in zip(*words))
             model.embedding.weight[mine] = donor.model.embedding.weight[its].to(model.embedding.weight.dtype)
-    return (f"started from {donor.path}: {len(copied)}/{len(own) - 1} tensors, "
-            f"{len(words)}/{len(vocab) - 2} word vectors")
+    return f"started from {donor.path}: its layer and head ({len(copied)} tensors), {len(words)}/{len(vocab) - 2} word vectors"
 
 
 def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
