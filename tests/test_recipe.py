@@ -148,3 +148,13 @@ def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
     assert "dev_metrics" in meta["single_best"] and "holdout_metrics" in meta["single_best"]
     # the kept (averaged) model is what evaluate scores
     assert api.evaluate(dev, model=result.out)["accuracy"] == pytest.approx(meta["dev_metrics"]["accuracy"], abs=1e-12)
+
+
+def test_a_slice_that_takes_everything_is_one_line(tmp_path):
+    from conftest import run_cli
+    data = write_csv(tmp_path / "t.csv", [("great", 5), ("bad", 1)])
+    proc = run_cli("train", "--train", data, "--out", tmp_path / "m", "--holdout", 0.99, "--no-progress")
+    message = "t.csv: no training examples left after setting 2 aside as the validation slice (holdout 0.99)"
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    bad = run_cli("train", "--train", data, "--out", tmp_path / "m", "--average-best", -3)
+    assert bad.returncode == 2 and "average_best must be >= 0, got -3" in bad.stderr

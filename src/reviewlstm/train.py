@@ -100,6 +100,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.average_best < 0:
+            raise ValueError(f"average_best must be >= 0, got {self.average_best}")
         if not 0 <= self.holdout < 1:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.lr <= 0:
@@ -211,6 +213,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.max_examples:
         train_ex = train_ex[:cfg.max_examples]
     train_ex, holdout_ex = split_holdout(train_ex, cfg.holdout)
+    if not train_ex:
+        raise ValueError(f"{cfg.train}: no training examples" + (
+            f" left after setting {len(holdout_ex)} aside as the validation slice (holdout {cfg.holdout}): "
+            "lower --holdout, or --holdout 0" if holdout_ex else ""))
     dev_ex = _load(cfg.dev, cfg, scale, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
