@@ -17,8 +17,12 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from reviewlstm import api
-from reviewlstm.train import TrainConfig
+import numpy as np
+
+from reviewlstm import api, metrics
+from reviewlstm.data import read_examples
+from reviewlstm.predict import Predictor
+from reviewlstm.train import TrainConfig, split_holdout
 
 from peers import add_data_args, datasets
 
@@ -28,9 +32,29 @@ def parse_variant(text: str) -> dict:
     out = {}
     for pair in filter(None, text.split(",")):
         key, value = pair.split("=", 1)
-        kind = str(types[key])
-        out[key] = (value.lower() in ("1", "true", "yes") if "bool" in kind else int(value) if kind == "int"
+        kind = str(types[key]).split(" |")[0]  # "float | None" -> float
+        out[key] = (value.lower() in ("1", "true", "yes") if kind == "bool" else int(value) if kind == "int"
                     else float(value) if kind == "float" else value)
+    return out
+
+
+def seed_ensemble(model_dirs, train_path, dev_path, phrases, max_examples=None) -> dict:
+    """One model out of several runs: the mean of their distributions, on dev and on the slice (the
+    same reviews each run set aside: the slice is a hash of the text, no seed moves it)."""
+    loaded = [api.load_model(d) for d in model_dirs]
+    cfg = loaded[0].config
+    train_ex = list(read_examples(train_path, scale=(cfg.scale_min, cfg.scale_max), require_rating=True,
+                                  phrases=phrases))[:max_examples]
+    parts = {"dev": list(read_examples(dev_path, scale=(cfg.scale_min, cfg.scale_max), require_rating=True)),
+             "slice": split_holdout(train_ex, TrainConfig.holdout)[1]}
+    out = {"seed": "+".join(d.rsplit("seed", 1)[1] for d in model_dirs), "best_epoch": "-", "seconds": 0.0}
+    for part, examples in parts.items():
+        probs = np.mean([[p.probabilities for p in Predictor(m).predict([e.text for e in examples],
+                                                                        [e.tokens for e in examples])]
+                         for m in loaded], axis=0)  # (models, N, K) -> (N, K)
+        ratings = np.asarray(cfg.ratings, dtype=np.float64)
+        out[part] = metrics.score([e.rating for e in examples], (probs.argmax(1) + cfg.scale_min).tolist(),
+                                  (probs @ ratings).tolist(), cfg.ratings)
     return out
 
 
@@ -39,6 +63,8 @@ def main() -> None:
     ap.add_argument("--data", default="amazon")
     ap.add_argument("--variants", default="")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also score each variant's seeds as one model (their distributions averaged)")
     add_data_args(ap)
     args = ap.parse_args()
     train_path, dev_path, phrases = datasets(args)[args.data]
@@ -48,33 +74,40 @@ def main() -> None:
     for variant in args.variants.split(";"):
         settings = parse_variant(variant)
         runs, singles = [], []
+        keep = tempfile.TemporaryDirectory()
         for seed in map(int, args.seeds.split(",")):
-            with tempfile.TemporaryDirectory() as out:
-                t0 = time.perf_counter()
-                result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
-                                               seed=seed, threads=args.threads, progress=False, **settings),
-                                   log=lambda s: None)
-                ev = api.evaluate(dev_path, model=out)
-                runs.append({"seed": seed, "dev": ev, "slice": result.holdout_metrics, "best_epoch": result.best_epoch,
-                             "seconds": time.perf_counter() - t0})
-                single = json.loads((Path(out) / "metadata.json").read_text()).get("single_best")
-                if single:  # average_best: the same run's single best check, for comparison
-                    singles.append({"seed": seed, "dev": single["dev_metrics"], "slice": single["holdout_metrics"],
-                                    "best_epoch": single["best_epoch"], "seconds": 0.0})
+            out = f"{keep.name}/seed{seed}"
+            t0 = time.perf_counter()
+            result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
+                                           seed=seed, threads=args.threads, progress=False, **settings),
+                               log=lambda s: None)
+            ev = api.evaluate(dev_path, model=out)
+            runs.append({"seed": seed, "dev": ev, "slice": result.holdout_metrics, "best_epoch": result.best_epoch,
+                         "seconds": time.perf_counter() - t0})
+            single = json.loads((Path(out) / "metadata.json").read_text()).get("single_best")
+            if single:  # average_best: the same run's single best check, for comparison
+                singles.append({"seed": seed, "dev": single["dev_metrics"], "slice": single["holdout_metrics"],
+                                "best_epoch": single["best_epoch"], "seconds": 0.0})
 
         def ms(group, part, key):
             values = [r[part][key] for r in group]
             sd = statistics.stdev(values) if len(values) > 1 else 0.0
             return f"{statistics.mean(values):.3f} ± {sd:.3f}" if key != "accuracy" else \
                 f"{statistics.mean(values):.1%} ± {sd:.1%}"
-        for label, group in ((variant or "default", runs), (f"{variant}: the single best check", singles)):
+        ensemble = []
+        if args.ensemble:
+            ensemble = [seed_ensemble([f"{keep.name}/seed{r['seed']}" for r in runs], train_path, dev_path, phrases,
+                                      settings.get("max_examples"))]
+        keep.cleanup()
+        for label, group in ((variant or "default", runs), (f"{variant}: the single best check", singles),
+                             (f"{variant or 'default'}: the {len(runs)} seeds' distributions averaged", ensemble)):
             if not group:
                 continue
             print(f"| {args.data} | {label} | {len(group)} | {ms(group, 'dev', 'accuracy')} | {ms(group, 'dev', 'mae')} "
                   f"| {ms(group, 'slice', 'accuracy')} | {ms(group, 'slice', 'mae')} | {ms(group, 'slice', 'macro_f1')} "
                   f"| {', '.join(str(r['best_epoch']) for r in group)} | {statistics.mean(r['seconds'] for r in group):.0f} |",
                   flush=True)
-        rows.append({"variant": variant, "settings": settings,
+        rows.append({"variant": variant, "settings": settings, "ensemble": ensemble,
                      "runs": [{k: (v if k not in ("dev", "slice") else {m: v[m] for m in ("accuracy", "mae", "macro_f1", "qwk")})
                                for k, v in r.items()} for r in runs]})
     if args.json:

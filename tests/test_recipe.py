@@ -158,3 +158,23 @@ def test_a_slice_that_takes_everything_is_one_line(tmp_path):
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     bad = run_cli("train", "--train", data, "--out", tmp_path / "m", "--average-best", -3)
     assert bad.returncode == 2 and "average_best must be >= 0, got -3" in bad.stderr
+
+
+def test_event_dropout_is_its_own_setting_saved_with_the_model(sst, tmp_path):
+    import torch
+
+    from reviewlstm.model import ModelConfig, RatingModel
+    out = tmp_path / "m"
+    train(TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), phrases=False,
+                      epochs=1, hidden=8, max_examples=60, dropout=0.4, event_dropout=0.0, progress=False),
+          log=lambda s: None)
+    loaded = api.load_model(out)
+    assert loaded.config.event_dropout == 0.0 and loaded.config.dropout == 0.4
+    # None (and configs saved before the setting) means the events share the one dropout
+    model = RatingModel(ModelConfig(vocab_size=10, hidden=4, dropout=0.25)).train()
+    assert model.event_dropout.p == 0.25
+    events = torch.ones(2, 3, 50)
+    assert torch.equal(RatingModel(ModelConfig(vocab_size=10, hidden=4, event_dropout=0.0)).train()
+                       .event_dropout(events), events)
+    with pytest.raises(ValueError, match="event_dropout must be in"):
+        TrainConfig(train="x", event_dropout=1.5).validate()

@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
     t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
     t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
+    t.add_argument("--event-dropout", type=float,
+                   help="dropout on the word vectors alone (default: the same as --dropout)")
     t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
                    help="default auto: final for sentences, the mean over all steps when long texts are read whole")
     t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
@@ -257,7 +259,7 @@ def cmd_train(args) -> int:
     from .train import TrainConfig
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
-        "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout,
+        "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout, "event_dropout": args.event_dropout,
         "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from,
         "average_best": args.average_best, "use_init": args.use_init, "phrases": args.phrases,
         "embeddings": args.embeddings,

@@ -26,7 +26,8 @@ class ModelConfig:
     hidden: int = 150
     num_layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.5          # on the embeddings, between layers and before the head
+    dropout: float = 0.5          # between layers and before the head (and on the events unless event_dropout)
+    event_dropout: float | None = None  # on the events (embeddings) alone; None: the same as dropout
     pooling: str = "final"
     scale_min: int = 1
     scale_max: int = 5
@@ -61,6 +62,9 @@ class ModelConfig:
             raise ValueError(f"long_text must be sentences or whole, got {self.long_text!r}")
         if self.scale_max <= self.scale_min:
             raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty")
+        for name in ("dropout", "event_dropout"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length", "long_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -80,6 +84,7 @@ class RatingModel(nn.Module):
         width = self.rnn.output_size
         self.attention = nn.Linear(width, 1) if config.pooling == "attention" else None
         self.dropout = nn.Dropout(config.dropout)
+        self.event_dropout = nn.Dropout(config.dropout if config.event_dropout is None else config.event_dropout)
         self.head = nn.Linear(width, len(config.ratings))
 
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
@@ -90,7 +95,7 @@ class RatingModel(nn.Module):
         """(B, T, E) events -> (B, K) logits [, gates as in Recurrent]."""
         # pooling the final state reads no outputs: the layer need not assemble them
         need_outputs = return_gates or self.config.pooling != "final"
-        result = self.rnn(self.dropout(events), lengths, return_gates=return_gates, outputs=need_outputs)
+        result = self.rnn(self.event_dropout(events), lengths, return_gates=return_gates, outputs=need_outputs)
         outputs, state = result[0], result[1]  # (B, T, H*D), fields (L*D, B, H)
         pooled = self.pool(outputs, state, lengths)  # (B, H*D)
         logits = self.head(self.dropout(pooled))

@@ -56,6 +56,7 @@ class TrainConfig:
     num_layers: int = 1
     bidirectional: bool = True
     dropout: float = 0.3
+    event_dropout: float | None = None  # on the embeddings alone; None: the same as dropout (bench/recipe.py)
     pooling: str = "auto"              # final/max/mean/attention; "auto": final for sentences, LONG_POOLING for long texts
     max_length: int = 400
     # words
@@ -98,8 +99,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "hidden", "num_layers", "min_freq", "max_length", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "event_dropout"):
+            if getattr(self, name) is not None and not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.average_best < 0:
             raise ValueError(f"average_best must be >= 0, got {self.average_best}")
         if not 0 <= self.holdout < 1:
@@ -240,7 +242,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, extra=extra)
     model_cfg = ModelConfig(vocab_size=len(vocab), embed_dim=cfg.embed_dim, cell=cfg.cell, hidden=cfg.hidden,
                             num_layers=cfg.num_layers, bidirectional=cfg.bidirectional, dropout=cfg.dropout,
-                            pooling=pooling, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
+                            event_dropout=cfg.event_dropout, pooling=pooling, scale_min=cfg.scale_min, scale_max=cfg.scale_max,
                             lowercase=cfg.lowercase, max_length=cfg.max_length, long_text=long_text,
                             long_threshold=LONG_THRESHOLD)
     model = RatingModel(model_cfg)
