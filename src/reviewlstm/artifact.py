@@ -151,6 +151,21 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                      "- no validation slice was set aside (holdout 0)" if "holdout_data" in meta else "- not scored yet")
     if meta.get("reading"):
         lines += ["", "## Reading", "", f"- {meta['reading']}"]
+    if meta.get("distillation"):
+        d = meta["distillation"]
+        trained = d.get("teacher_trained") or {}
+        lines += ["", "## Distilled from a teacher", "",
+                  f"- teacher: {d.get('teacher_source')} fine-tuned on {trained.get('examples', '?')} training examples "
+                  f"({trained.get('epochs', '?')} epoch(s), lr {trained.get('lr', '?')}, at most "
+                  f"{d.get('teacher_max_length')} wordpieces; kept in {d.get('teacher')})"]
+        if d.get("teacher_dev_metrics"):
+            lines.append(f"- the teacher on dev: {scores(d['teacher_dev_metrics'])}")
+        lines += [f"- trained on {d.get('labelled_texts')} training texts with the teacher's logits and "
+                  f"{d.get('augmented_texts')} augmented texts (masking {d.get('mask_p')}, GloVe neighbours "
+                  f"{d.get('replace_p')}, n-grams {d.get('ngram_p')}) with the teacher's alone",
+                  f"- loss: {d.get('alpha')} x cross-entropy on the gold rating + {1 - d.get('alpha', 0):g} x "
+                  f"T^2 x KL(teacher || student), T = {d.get('temperature')}",
+                  f"- seconds per stage: {d.get('seconds')}"]
     lines += ["", "## Limits", "",
               "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
               "and very long texts read less well.",

@@ -82,63 +82,45 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
     e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
                    help="default: as the model was trained")
+    e.add_argument("--teacher", metavar="DIR",
+                   help="also score a distillation teacher (reviewlstm distill's WORK/teacher), side by side")
     _column_args(e)
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train a model on (review, rating) pairs",
                        description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
-    t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
-    t.add_argument("--train", dest="train_file", metavar="FILE")
-    t.add_argument("--dev", metavar="FILE")
-    t.add_argument("--out", metavar="DIR")
+    _train_args(t)
+    t.set_defaults(func=cmd_train)
+
+    dd = sub.add_parser("distill", help="train an LSTM on a fine-tuned transformer's ratings",
+                        description="Fine-tune a teacher (MiniLM-L6, or a local Hugging Face encoder) on --train, "
+                                    "label the training texts and augmented ones with its distributions (cached), "
+                                    "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
+    _train_args(dd)
+    from .distill import DistillConfig
     from .train import TrainConfig
     d = TrainConfig()
-    t.add_argument("--cell", choices=("lstm", "classic-lstm", "rnn"), help=f"default {d.cell}")
-    t.add_argument("--hidden", type=_positive(int), help=f"default {d.hidden}")
-    t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
-    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
-    t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
-    t.add_argument("--event-dropout", type=float,
-                   help="dropout on the word vectors alone (default: the same as --dropout)")
-    t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
-                   help="default auto: final for sentences, the mean over all steps when long texts are read whole")
-    t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
-                   help="how the model reads texts over 60 tokens, in training and ever after "
-                        "(default auto: whole when a fifth of the training reviews are that long)")
-    t.add_argument("--init-from", metavar="MODEL",
-                   help="start from a trained model: 'bundled', a model directory (its layer, head and shared "
-                        "words), 'none', or 'auto' (default: the bundled model for reviews read whole on 1-5 stars)")
-    t.add_argument("--use-init", choices=("uniform", "identity"),
-                   help="four-gate cell: start W_u uniform (default) or as the identity (U = tanh(forget))")
-    t.add_argument("--average-best", type=int, metavar="K",
-                   help="keep the average of the K best dev checks' weights instead of the single best")
-    t.add_argument("--holdout", type=float,
-                   help="share of training reviews set aside as an untouched validation slice, "
-                        "scored once at the end (default 0.1; 0 for none)")
-    t.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=None,
-                   help="SST: train on every labelled phrase (default) or sentences only")
-    t.add_argument("--embeddings", choices=("glove", "random"), help="default glove")
-    t.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
-    t.add_argument("--extra-glove-words", type=int, help="also know the N most frequent GloVe words")
-    t.add_argument("--min-freq", type=_positive(int))
-    t.add_argument("--epochs", type=_positive(int), help=f"default {d.epochs}")
-    t.add_argument("--batch-size", type=_positive(int), help=f"default {d.batch_size}")
-    t.add_argument("--lr", type=_positive(float), help=f"default {d.lr}")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--clip", type=_positive(float))
-    t.add_argument("--loss", choices=("ce", "ordinal"), help="cross-entropy, or with an order-aware term")
-    t.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
-    t.add_argument("--patience", type=_positive(int))
-    t.add_argument("--evals-per-epoch", type=_positive(int), help="dev evaluations per epoch (default 1)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
-    t.add_argument("--max-examples", type=_positive(int), help="use only the first N training examples")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--threads", type=_positive(int))
-    t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
-    t.add_argument("--no-progress", action="store_true")
-    _column_args(t)
-    t.set_defaults(func=cmd_train)
+    dc = DistillConfig(student=d)
+    dd.add_argument("--work", metavar="DIR", help="stage outputs: the teacher, its labels (default OUT.work)")
+    dd.add_argument("--teacher", help=f"'minilm' (default), a local Hugging Face encoder directory to fine-tune, "
+                                      "or an already fine-tuned teacher directory")
+    dd.add_argument("--teacher-epochs", type=_positive(float), help=f"default {dc.teacher_epochs:g}")
+    dd.add_argument("--teacher-lr", type=_positive(float), help=f"default {dc.teacher_lr:g}")
+    dd.add_argument("--teacher-batch-size", type=_positive(int), help=f"default {dc.teacher_batch_size}")
+    dd.add_argument("--teacher-max-length", type=_positive(int),
+                    help=f"wordpieces the teacher reads at once; longer texts are cut (default {dc.teacher_max_length})")
+    dd.add_argument("--teacher-max-examples", type=_positive(int),
+                    help="fine-tune the teacher on the first N training examples only")
+    dd.add_argument("--teacher-seed", type=int, help="default: --seed")
+    dd.add_argument("--augment", type=int, help=f"augmented texts per training review (default {dc.augment})")
+    dd.add_argument("--mask-p", type=float, help=f"per word: masked (default {dc.mask_p})")
+    dd.add_argument("--replace-p", type=float, help=f"per word: a GloVe neighbour (default {dc.replace_p})")
+    dd.add_argument("--ngram-p", type=float, help=f"per text: cut to an n-gram (default {dc.ngram_p})")
+    dd.add_argument("--alpha", type=float,
+                    help=f"weight of the gold ratings' cross-entropy; 1 - alpha on the teacher's (default {d.distill_alpha})")
+    dd.add_argument("--temperature", type=_positive(float), help=f"default {d.distill_temperature:g}")
+    dd.add_argument("--until", choices=("teacher", "label"), help="stop after this stage (--resume goes on)")
+    dd.set_defaults(func=cmd_distill)
 
     x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
                        description="The rating, the words colored by their contribution, and (with --html) a page "
@@ -237,14 +219,105 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _train_args(t) -> None:
+    """The training settings, shared by train and distill (whose student they describe)."""
+    from .train import TrainConfig
+    d = TrainConfig()
+    t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
+    t.add_argument("--train", dest="train_file", metavar="FILE")
+    t.add_argument("--dev", metavar="FILE")
+    t.add_argument("--out", metavar="DIR")
+    t.add_argument("--cell", choices=("lstm", "classic-lstm", "rnn"), help=f"default {d.cell}")
+    t.add_argument("--hidden", type=_positive(int), help=f"default {d.hidden}")
+    t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
+    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
+    t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
+    t.add_argument("--event-dropout", type=float,
+                   help="dropout on the word vectors alone (default: the same as --dropout)")
+    t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
+                   help="default auto: final for sentences, the mean over all steps when long texts are read whole")
+    t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
+                   help="how the model reads texts over 60 tokens, in training and ever after "
+                        "(default auto: whole when a fifth of the training reviews are that long)")
+    t.add_argument("--init-from", metavar="MODEL",
+                   help="start from a trained model: 'bundled', a model directory (its layer, head and shared "
+                        "words), 'none', or 'auto' (default: the bundled model for reviews read whole on 1-5 stars)")
+    t.add_argument("--use-init", choices=("uniform", "identity"),
+                   help="four-gate cell: start W_u uniform (default) or as the identity (U = tanh(forget))")
+    t.add_argument("--average-best", type=int, metavar="K",
+                   help="keep the average of the K best dev checks' weights instead of the single best")
+    t.add_argument("--holdout", type=float,
+                   help="share of training reviews set aside as an untouched validation slice, "
+                        "scored once at the end (default 0.1; 0 for none)")
+    t.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=None,
+                   help="SST: train on every labelled phrase (default) or sentences only")
+    t.add_argument("--embeddings", choices=("glove", "random"), help="default glove")
+    t.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--extra-glove-words", type=int, help="also know the N most frequent GloVe words")
+    t.add_argument("--min-freq", type=_positive(int))
+    t.add_argument("--epochs", type=_positive(int), help=f"default {d.epochs}")
+    t.add_argument("--batch-size", type=_positive(int), help=f"default {d.batch_size}")
+    t.add_argument("--lr", type=_positive(float), help=f"default {d.lr}")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--clip", type=_positive(float))
+    t.add_argument("--loss", choices=("ce", "ordinal"), help="cross-entropy, or with an order-aware term")
+    t.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
+    t.add_argument("--patience", type=_positive(int))
+    t.add_argument("--evals-per-epoch", type=_positive(int), help="dev evaluations per epoch (default 1)")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
+    t.add_argument("--max-examples", type=_positive(int), help="use only the first N training examples")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--threads", type=_positive(int))
+    t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
+    t.add_argument("--no-progress", action="store_true")
+    _column_args(t)
+
+
+def cmd_distill(args) -> int:
+    from .distill import DistillConfig, distill
+    student = _train_config(args)
+    from dataclasses import replace
+    if args.alpha is not None:
+        student = replace(student, distill_alpha=args.alpha)
+    if args.temperature is not None:
+        student = replace(student, distill_temperature=args.temperature)
+    settings = {k: v for k, v in {
+        "work": args.work, "teacher": args.teacher, "teacher_epochs": args.teacher_epochs, "teacher_lr": args.teacher_lr,
+        "teacher_batch_size": args.teacher_batch_size, "teacher_max_length": args.teacher_max_length,
+        "teacher_max_examples": args.teacher_max_examples, "teacher_seed": args.teacher_seed, "augment": args.augment,
+        "mask_p": args.mask_p, "replace_p": args.replace_p, "ngram_p": args.ngram_p, "until": args.until,
+    }.items() if v is not None}
+    result = distill(DistillConfig(student=student, **settings), log=lambda line: print(line, file=sys.stderr, flush=True))
+    if result.out is None:
+        print(f"stopped after {args.until}: the teacher is in {result.teacher}"
+              + (f", its labels in {result.transfer}" if result.transfer else "") + "; --resume goes on")
+        return 0
+    dev, held = result.student.dev_metrics, result.student.holdout_metrics
+    print(f"distilled model written to {result.out} (teacher in {result.teacher}"
+          + (f"; dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "")
+          + (f"; validation slice accuracy {held['accuracy']:.1%}, MAE {held['mae']:.3f}" if held else "")
+          + f"; seconds per stage {result.seconds})")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import json
     from . import api
     from .metrics import format_report
     result = api.evaluate(args.file, model=args.model, fmt=args.format, columns=_columns(args),
                           skip_bad_rows=args.skip_bad_rows, confusion_png=args.confusion_png, long_text=args.long_text)
+    teacher = None
+    if args.teacher:
+        from .distill import evaluate_teacher
+        teacher = evaluate_teacher(args.file, args.teacher, fmt=args.format, columns=_columns(args),
+                                   skip_bad_rows=args.skip_bad_rows)
+        teacher["model"] = str(args.teacher)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps({"model": result, "teacher": teacher} if teacher else result))
+    elif teacher:
+        from .metrics import format_side_by_side
+        print(format_side_by_side({"model": result, "teacher": teacher}))
     else:
         print(format_report(result))
         if result.get("bad_rows"):
@@ -254,8 +327,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_train(args) -> int:
-    from . import api
+def _train_config(args):
     from .train import TrainConfig
     overrides = {k: v for k, v in {
         "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
@@ -288,6 +360,12 @@ def cmd_train(args) -> int:
     cfg = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**overrides)
     if not cfg.out or cfg.out == "model" and "out" not in overrides and not args.config:
         raise UserError("--out DIR is required: where to write the model")
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from . import api
+    cfg = _train_config(args)
     result = api.train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     dev = result.dev_metrics
     held = result.holdout_metrics

@@ -66,6 +66,19 @@ def format_report(s: dict) -> str:
     return "\n".join(lines)
 
 
+def format_side_by_side(results: dict[str, dict]) -> str:
+    """Several models' metrics on one file, one column each (e.g. a distilled model and its teacher)."""
+    names = list(results)
+    rows = [("n", lambda m: f"{m['n']}"), ("accuracy", lambda m: f"{m['accuracy']:.1%}"),
+            ("macro-F1", lambda m: f"{m['macro_f1']:.3f}"), ("MAE (stars)", lambda m: f"{m['mae']:.3f}"),
+            ("within ±1", lambda m: f"{m['within_one']:.1%}"), ("QWK", lambda m: f"{m['qwk']:.3f}")]
+    width = max(12, *(len(n) for n in names))
+    lines = [" " * 12 + "".join(f"{n:>{width + 2}}" for n in names)]
+    lines += [f"{label:<12}" + "".join(f"{fmt(results[n]):>{width + 2}}" for n in names) for label, fmt in rows]
+    lines += ["", *(f"{n}: {results[n].get('model', '?')}" for n in names)]
+    return "\n".join(lines)
+
+
 def plot_confusion(s: dict, path: str | Path, title: str = "") -> None:
     import matplotlib
     matplotlib.use("Agg")

@@ -80,6 +80,13 @@ class TrainConfig:
     # choices than one best check out of many; bench/recipe.py measures it against the single best,
     # which the metadata keeps as "single_best"); not carried across --resume
     average_best: int = 0
+    # distillation (reviewlstm distill writes the transfer set): the teacher's logits for every
+    # training review plus augmented texts; the loss is distill_alpha x cross-entropy on the gold
+    # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
+    # augmented texts have no gold rating and learn from the teacher alone
+    transfer: str | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 1.0
     use_init: str = "uniform"          # four-gate cell: "identity" starts W_u = I, b_u = 0 (LSTMCell.init_use_identity)
     seed: int = 0
     device: str = "auto"
@@ -102,6 +109,10 @@ class TrainConfig:
         for name in ("dropout", "event_dropout"):
             if getattr(self, name) is not None and not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.distill_alpha <= 1:
+            raise ValueError(f"distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"distill_temperature must be > 0, got {self.distill_temperature}")
         if self.average_best < 0:
             raise ValueError(f"average_best must be >= 0, got {self.average_best}")
         if not 0 <= self.holdout < 1:
@@ -280,6 +291,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
     train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
     train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
+    targets_y, teacher_logits = train_y, None  # with a transfer set: gold ratings (-100: none) and the teacher's logits
+    if cfg.transfer:
+        train_ids, targets_y, teacher_logits, why_transfer = _transfer_set(cfg.transfer, train_tokens, train_ids, train_y,
+                                                                           vocab, cfg.max_length, len(model_cfg.ratings))
+        log(why_transfer)
 
     def ids_of(token_lists):
         """Each text's pieces as ids, read exactly as predict and evaluate will read them."""
@@ -329,11 +345,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         t0, total, seen = time.perf_counter(), 0.0, 0
         for step, batch in enumerate(_length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
             ids, lengths = pad_batch([train_ids[i] for i in batch])
-            y = train_y[batch].to(device)
+            y = targets_y[batch].to(device)
             logits = model(ids.to(device), lengths.to(device))
-            loss = F.cross_entropy(logits, y, weight=weights)
-            if cfg.loss == "ordinal":
-                loss = loss + ordinal_loss(logits, y)
+            if teacher_logits is None:
+                loss = F.cross_entropy(logits, y, weight=weights)
+                if cfg.loss == "ordinal":
+                    loss = loss + ordinal_loss(logits, y)
+            else:
+                loss = _distill_loss(logits, y, teacher_logits[batch].to(device), cfg, weights)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -412,6 +431,60 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta_path.write_text(json.dumps(meta, indent=1))
     (out / "MODEL_CARD.md").write_text(artifact.model_card(model_cfg, asdict(cfg), meta), encoding="utf-8")
     return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
+
+
+def _distill_loss(logits, y, teacher, cfg: TrainConfig, weights=None) -> torch.Tensor:
+    """alpha x CE(gold) + (1 - alpha) x T^2 x KL(teacher_T || student_T) per text, averaged; texts with
+    no gold rating (y = -100, augmented) take the teacher's term alone. T^2 keeps the soft term's
+    gradients the same size whatever the temperature (Hinton et al. 2015)."""
+    T, alpha = cfg.distill_temperature, cfg.distill_alpha
+    soft = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1), log_target=True,
+                    reduction="none").sum(1) * T * T  # (B,)
+    gold = y >= 0
+    hard = F.cross_entropy(logits, y.clamp(min=0), weight=weights, reduction="none")  # (B,), used where gold
+    loss = torch.where(gold, alpha * hard + (1 - alpha) * soft, soft).mean()
+    if cfg.loss == "ordinal" and gold.any():
+        loss = loss + alpha * ordinal_loss(logits[gold], y[gold]) * gold.float().mean()
+    return loss
+
+
+def _transfer_set(path, train_tokens, train_ids, train_y, vocab: Vocab, max_length: int, classes: int):
+    """The training reviews with the teacher's logits, then the augmented texts (no gold rating)."""
+    import gzip
+    opener = gzip.open if str(path).endswith(".gz") else open
+    labelled: dict[str, list[float]] = {}
+    augmented_ids, augmented_logits = [], []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                tokens, logits = row["tokens"], row["logits"]
+                if len(logits) != classes:
+                    raise ValueError(f"{len(logits)} logits for a {classes}-rating scale")
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{line_no}: not a transfer-set row ({e})") from None
+            if row.get("augmented"):
+                augmented_ids.append(vocab.encode(tokens[:max_length]))
+                augmented_logits.append(logits)
+            else:
+                labelled[TOKEN_SEP.join(tokens)] = logits
+    gold_logits = []
+    for i, tokens in enumerate(train_tokens):
+        found = labelled.get(TOKEN_SEP.join(tokens))
+        if found is None:
+            raise ValueError(f"{path}: no teacher logits for training example {i + 1} "
+                             f"({' '.join(tokens)[:60]!r}): the transfer set was made from other data; "
+                             "run reviewlstm distill again")
+        gold_logits.append(found)
+    ids = train_ids + augmented_ids
+    y = torch.cat([train_y, torch.full((len(augmented_ids),), -100, dtype=train_y.dtype)])
+    teacher = torch.tensor(gold_logits + augmented_logits, dtype=torch.float32)  # (N, K)
+    why = (f"distilling: the teacher's logits for all {len(train_ids)} training examples and "
+           f"{len(augmented_ids)} augmented texts ({path})")
+    return ids, y, teacher, why
+
+
+TOKEN_SEP = "\x1f"  # joins tokens into a lookup key (an SST token may hold a space)
 
 
 def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[str, str, str]:

