@@ -194,3 +194,14 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
     assert bad.returncode == 2 and "not a Hugging Face model directory" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--mask-p", 2)
     assert bad.returncode == 2 and "mask_p must be in [0, 1]" in bad.stderr
+
+
+def test_a_text_longer_than_the_teacher_reads_is_read_window_by_window(tiny_encoder):
+    teacher = Teacher.from_encoder(str(tiny_encoder), (1, 5), 12, seed=0)
+    text = "the first half of this review is glowing and warm but the second half turns sour and tired"
+    windows = teacher.windows([text])[0]
+    assert len(windows) > 1 and all(len(w) <= 12 for w in windows)
+    assert [i for w in windows for i in w[1:-1]] == teacher.tokenizer(text, add_special_tokens=False)["input_ids"]
+    each = np.stack([teacher(*teacher.batch([w], "cpu")).detach().numpy()[0] for w in windows])
+    expected = (each * np.array([len(w) for w in windows])[:, None]).sum(0) / sum(len(w) for w in windows)
+    assert np.allclose(teacher.logits([text, "short"])[0], expected, atol=1e-5)

@@ -330,6 +330,7 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
         np.save(tmp, values)
         tmp.replace(name)  # a chunk is whole or absent: a killed run leaves no half chunk
         out[start:start + len(part)] = values
+    bar.n = len(texts)  # the bar's fractional updates, rounded
     bar.close()
     log(f"label: {len(texts)} texts" + (f" ({reused} from the cache in {folder})" if reused else f", cached in {folder}"))
     return out

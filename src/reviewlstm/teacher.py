@@ -8,7 +8,8 @@ scale, fine-tuned on the training reviews (optional install: `pip install -e ".[
 
 The teacher reads what the student reads: the student's tokens joined by spaces (brackets as "(",
 the student's <mask> as the encoder's mask token), so an augmented text means the same to both.
-Texts over `max_length` wordpieces are cut (head only) and the cut is counted.
+In fine-tuning, texts over `max_length` wordpieces are cut (head only; the cut is counted); in
+labelling and evaluation they are read window by window.
 """
 from __future__ import annotations
 
@@ -152,20 +153,34 @@ class Teacher(nn.Module):
             mask[row, :len(seq)] = 1
         return ids.to(device), mask.to(device)
 
+    def windows(self, texts: list[str]) -> list[list[list[int]]]:
+        """Each text's wordpieces as windows of at most max_length ([CLS] ... [SEP] each): a text the
+        encoder cannot read at once is read in consecutive parts."""
+        body = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
+        width = self.info.max_length - 2
+        return [[[cls, *ids[i:i + width], sep] for i in range(0, max(len(ids), 1), width)] for ids in body]
+
     @torch.inference_mode()
     def logits(self, texts: list[str], batch_size: int = 64, bar=None) -> np.ndarray:
-        """(N, K) float32 logits, batches of similar length (little padding), in the texts' order."""
+        """(N, K) float32 logits, in the texts' order. A text longer than max_length is read window by
+        window and its logits averaged, weighted by each window's length; batches of similar length."""
         self.eval()
         device = next(self.parameters()).device
-        ids = self.encode(texts)
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
-        out = np.zeros((len(ids), self.head.out_features), dtype=np.float32)
+        pieces = [(t, w) for t, windows in enumerate(self.windows(texts)) for w in windows]
+        order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i][1]))
+        values = np.zeros((len(pieces), self.head.out_features), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            out[chunk] = self(*self.batch([ids[i] for i in chunk], device)).float().cpu().numpy()
-            if bar is not None:
-                bar.update(len(chunk))
-        return out
+            values[chunk] = self(*self.batch([pieces[i][1] for i in chunk], device)).double().cpu().numpy()
+            if bar is not None:  # the bar counts texts
+                bar.update(len(chunk) * len(texts) / len(pieces))
+        out = np.zeros((len(texts), self.head.out_features), dtype=np.float64)
+        weight = np.zeros(len(texts))
+        for (t, w), v in zip(pieces, values):
+            out[t] += len(w) * v
+            weight[t] += len(w)
+        return (out / weight[:, None]).astype(np.float32)
 
 
 @dataclass
