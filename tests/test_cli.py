@@ -111,7 +111,7 @@ def test_predict_scores_a_whole_file(tiny_model, tmp_path, ext):
     out = tmp_path / f"out.{ext}"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "scored 300 rows" in proc.stdout
+    assert "read 300 rows" in proc.stdout and "scored 300 in" in proc.stdout
     if ext == "csv":
         rows = list(csv.DictReader(open(out)))
     elif ext == "jsonl":
@@ -137,7 +137,7 @@ def test_file_scoring_in_worker_processes_matches_one_process(tiny_model, tmp_pa
         assert summary.rows == 2500
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", tmp_path / "cli.csv", "--no-progress",
                    "--workers", "2")
-    assert proc.returncode == 0 and "scored 2500 rows" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "scored 2500 in" in proc.stdout, proc.stderr
     one, two = list(csv.DictReader(open(outs["0"]))), list(csv.DictReader(open(outs["2"])))
     assert len(two) == 2500 and [r["id"] for r in two] == [str(i) for i in range(2500)]
     assert one == two
@@ -178,7 +178,7 @@ def test_skip_bad_rows_reports_the_count(tiny_model, tmp_path):
     out = tmp_path / "out.csv"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "scored 2 rows" in proc.stdout and "skipped 1 bad row" in proc.stdout
+    assert "read 3 rows" in proc.stdout and "scored 2 in" in proc.stdout and "skipped 1 bad row" in proc.stdout
 
 
 def test_config_files_yaml_and_errors(tmp_path):

@@ -3,6 +3,7 @@ only parse, validate and call these."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import sys
@@ -80,9 +81,9 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
 
 @dataclass
 class ScoreSummary:
-    rows: int
+    rows: int          # rows written
     output: Path
-    bad_rows: BadRows
+    bad_rows: BadRows  # rows skipped (with skip_bad_rows); bad_rows.rows: every row read
     seconds: float
 
 
@@ -110,6 +111,9 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         raise DataError(f"{output_path}: write predictions as .csv, .tsv, .jsonl or .parquet")
     if Path(input_path).resolve() == output_path.resolve():
         raise DataError(f"{output_path}: the output would overwrite the input")
+    if Path(input_path).name.startswith(f".{output_path.name}.part-") and \
+            Path(input_path).resolve().parent == output_path.resolve().parent:
+        raise DataError(f"{input_path}: this is another run's temporary output for {output_path}, not an input")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     start = time.perf_counter()
@@ -121,6 +125,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = _Writer(output_path, out_fmt)
+    expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
     pool = _scoring_pool(loaded.path, long_text, n_workers) if n_workers > 1 else None
     pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
@@ -149,6 +154,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         while pending:
             done, result = pending.popleft()
             write(done, result.result())
+        if n + bad.count != expected.rows:  # every row read is written or reported, never dropped
+            raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {bad.count}")
         ok = True
     finally:
         if pool is not None:
@@ -182,8 +189,23 @@ _worker_predictor: Predictor | None = None
 
 def _worker_init(model_path: str, long_text: str) -> None:
     global _worker_predictor
+    _die_with_parent()
     torch.set_num_threads(1)  # one core each: the workers are the parallelism
     _worker_predictor = Predictor(load_model(model_path), long_text=long_text)
+
+
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the process that started it dies, however it dies (even
+    kill -9), so no orphaned scorer keeps holding memory and the caller's output."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+        if os.getppid() == 1:  # the parent died before the call above
+            os._exit(1)
 
 
 def _worker_predict(texts: list[str], tokens: list) -> list[Prediction]:
@@ -222,43 +244,139 @@ def _count_rows(path: Path, fmt: str | None) -> int | None:
 
 
 class _Writer:
-    """Streaming CSV / TSV / JSONL / Parquet writer whose columns are fixed by the first chunk."""
+    """Streaming CSV / TSV / JSONL / Parquet writer (gzip-compressed when the name ends in .gz).
+
+    Rows go to a temporary file beside the output whose name is unique to this run (two runs never
+    share one), renamed to the output once every row is written. Columns: every key any row has, in
+    the order first seen (JSONL rows may differ): CSV and Parquet outputs that meet a new key late are
+    rewritten once at the end with the whole set, missing values empty."""
 
     def __init__(self, path: Path, fmt: str):
+        import uuid
         self.final, self.fmt = path, fmt
-        self.path = path.with_name(path.name + ".part")  # renamed to `path` once every row is written
+        self.gz = path.suffix.lower() == ".gz"
+        self.path = path.with_name(f".{path.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = None if fmt == "parquet" else open(self.path, "w", encoding="utf-8", newline="")
+        self.fh = None if fmt == "parquet" else self._open(self.path, "w")
+        self.columns: dict[str, None] = {}   # every key seen, in order
+        self.written: list[str] | None = None  # the header written (CSV) or the schema's names (Parquet)
         self.csv = None
+        self.spill = None                    # CSV: rows after a new key, as JSON lines
         self.pq = None
-        self.schema = None
+        self.parts: list[Path] = []          # Parquet: one file per schema, merged at the end
+
+    def _open(self, path: Path, mode: str):
+        import gzip
+        # backslashreplace: a lone surrogate from a JSON escape is written as its escape, not an error
+        if self.gz:
+            return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8", newline="", errors="backslashreplace")
+        return open(path, mode, encoding="utf-8", newline="", errors="backslashreplace")
 
     def write(self, rows: list[dict]) -> None:
+        for r in rows:
+            for k in r:
+                if k not in self.columns:
+                    self.columns[k] = None
+        try:
+            self._write(rows)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {self.final}: {e.strerror or e}; nothing was written there") from None
+
+    def _write(self, rows: list[dict]) -> None:
         if self.fmt == "jsonl":
             for r in rows:
                 self.fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
         elif self.fmt in ("csv", "tsv"):
             if self.csv is None:
-                self.csv = csv.DictWriter(self.fh, fieldnames=list(rows[0]), delimiter="\t" if self.fmt == "tsv" else ",")
+                self.written = list(self.columns)
+                self.csv = csv.DictWriter(self.fh, fieldnames=self.written, delimiter="\t" if self.fmt == "tsv" else ",")
                 self.csv.writeheader()
-            self.csv.writerows(rows)
+            if self.spill is None and list(self.columns) != self.written:
+                # a key the header lacks: the rows from here wait as JSON lines, merged in at the end
+                self.spill = self._open(self.path.with_name(self.path.name + ".spill"), "w")
+            if self.spill is None:
+                self.csv.writerows([_flat(r) for r in rows])
+            else:
+                for r in rows:
+                    self.spill.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
-            table = pa.Table.from_pylist(rows, schema=self.schema)
+            if self.pq is not None and list(self.columns) != self.written:  # new keys: a new part
+                self.pq.close()
+                self.pq = None
             if self.pq is None:
-                self.schema = table.schema
-                self.pq = pq.ParquetWriter(self.path, self.schema)
+                self.written = list(self.columns)
+                self.parts.append(self.path.with_name(self.path.name + f".{len(self.parts)}"))
+            table = pa.Table.from_pylist([{k: r.get(k) for k in self.written} for r in rows],
+                                         schema=self.pq.schema if self.pq is not None else None)
+            if self.pq is None:
+                self.pq = pq.ParquetWriter(self.parts[-1], table.schema)
             self.pq.write_table(table)
 
     def close(self, keep: bool = True) -> None:
-        if self.fh:
-            self.fh.close()
-        if self.pq:
-            self.pq.close()
-        if keep and self.fmt == "parquet" and self.pq is None:  # no rows: an empty file, not none
-            self.path.write_bytes(b"")
-        if keep and self.path.exists():
-            self.path.replace(self.final)
-        else:
-            self.path.unlink(missing_ok=True)
+        try:
+            if self.fh:
+                self.fh.close()
+            if self.spill:
+                self.spill.close()
+            if self.pq:
+                self.pq.close()
+            if keep:
+                self._finish()
+        except OSError as e:
+            keep = False
+            raise OSError(e.errno, f"cannot write {self.final}: {e.strerror or e}; nothing was written there") from None
+        finally:
+            if keep and self.path.exists():
+                self.path.replace(self.final)
+            else:
+                self.path.unlink(missing_ok=True)
+            for part in self.parts:
+                part.unlink(missing_ok=True)
+            self.path.with_name(self.path.name + ".spill").unlink(missing_ok=True)
+
+    def _finish(self) -> None:
+        if self.spill is not None:
+            # a key first met after the header was written: rewrite once with every column
+            full = self.path.with_name(self.path.name + ".full")
+            delim = "\t" if self.fmt == "tsv" else ","
+            with self._open(self.path, "r") as src, self._open(full, "w") as dst, \
+                    self._open(self.path.with_name(self.path.name + ".spill"), "r") as spill:
+                out = csv.DictWriter(dst, fieldnames=list(self.columns), delimiter=delim)
+                out.writeheader()
+                reader = csv.reader(src, delimiter=delim)
+                header = next(reader)
+                for fields in reader:
+                    out.writerow(dict(zip(header, fields)))
+                for line in spill:
+                    out.writerow(_flat(json.loads(line)))
+            full.replace(self.path)
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            if not self.parts:  # no rows: an empty file, not none
+                self.path.write_bytes(b"")
+                return
+            if len(self.parts) == 1:
+                self.parts[0].replace(self.path)
+                return
+            schemas = [pq.ParquetFile(p).schema_arrow for p in self.parts]
+            fields = {}
+            for schema in schemas:
+                for f in schema:
+                    if f.name not in fields or pa.types.is_null(fields[f.name].type):
+                        fields[f.name] = f
+            schema = pa.schema(list(fields.values()))
+            with pq.ParquetWriter(self.path, schema) as writer:
+                for part in self.parts:
+                    for batch in pq.ParquetFile(part).iter_batches():
+                        table = pa.Table.from_batches([batch])
+                        cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
+                                else pa.nulls(len(table), f.type) for f in schema]
+                        writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+
+
+def _flat(row: dict) -> dict:
+    """A row for CSV: nested values (JSONL objects and lists) written as JSON, not as Python reprs."""
+    return {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()}

@@ -194,7 +194,8 @@ def cmd_predict(args) -> int:
         s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
                            skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
                            workers=args.workers)
-        print(f"scored {s.rows} rows in {s.seconds:.1f}s ({s.rows / max(s.seconds, 1e-9):.0f}/s) -> {s.output}"
+        print(f"read {s.bad_rows.rows} rows from {args.input}; scored {s.rows} in {s.seconds:.1f}s "
+              f"({s.rows / max(s.seconds, 1e-9):.0f}/s) -> {s.output}"
               + (f"; {s.bad_rows.summary()}" if s.bad_rows.count else ""))
         return 0
     if args.output:
@@ -468,9 +469,17 @@ class UserError(Exception):
     """A problem with what the user gave us: printed as one line, exit code 2."""
 
 
+def _terminate(signum, frame):
+    # SIGTERM unwinds like Ctrl-C, so every `finally` runs: temporary outputs are removed, workers stopped
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the command line, not a caller's process
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (UserError, ValueError, OSError, RuntimeError) as e:

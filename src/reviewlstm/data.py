@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
+MAX_ROW_LINES = 1000  # a quoted field over this many lines is taken for a missing closing quote
 TEXT_COLUMNS = ("text", "review", "review_text", "content", "body", "sentence")
 RATING_COLUMNS = ("rating", "stars", "star", "label", "score")
 FORMATS = ("sst", "csv", "tsv", "jsonl", "parquet")
@@ -48,6 +49,7 @@ class BadRows:
     count: int = 0
     reasons: dict = field(default_factory=dict)
     first: list = field(default_factory=list)
+    rows: int = 0       # every row read, good and bad: the number the caller's output must account for
 
     def add(self, message: str, reason: str) -> None:
         self.count += 1
@@ -59,7 +61,9 @@ class BadRows:
         if not self.count:
             return "no bad rows"
         why = ", ".join(f"{n} {r}" for r, n in sorted(self.reasons.items(), key=lambda kv: -kv[1]))
-        return f"skipped {self.count} bad row(s): {why}; first: {self.first[0]}"
+        lines = "; ".join(self.first)
+        more = f" and {self.count - len(self.first)} more" if self.count > len(self.first) else ""
+        return f"skipped {self.count} bad row(s): {why}: {lines}{more}"
 
 
 # ----------------------------------------------------------------------------------------- SST
@@ -119,7 +123,7 @@ def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = Fals
     path = Path(path)
     seen: set[tuple[str, int]] = set()
     with _open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
+        for lineno, line in enumerate(_lines(path, f), 1):
             if not line.strip():
                 continue
             try:
@@ -236,26 +240,46 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
     else:
         rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings)
     n = 0
+    skipped = bad.count
     for ex in rows:
         n += 1
         yield ex
+    bad.rows += n + bad.count - skipped
     if n == 0 and bad.count == 0:
         raise DataError(f"{path}: no rows: the file is empty" + ("" if fmt == "sst" else " or holds only a header"))
 
 
 def _open_text(path: Path):
-    """UTF-8 text that keeps undecodable bytes as surrogates, so the bad row can be named, not the whole file."""
+    """UTF-8 text (a leading BOM dropped, gzip or not) that keeps undecodable bytes as surrogates, so
+    the bad row can be named, not the whole file."""
     if path.suffix == ".gz":
         import gzip
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="surrogateescape", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline="")
     return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _lines(path: Path, f) -> Iterator[str]:
+    """The file's lines; a corrupt or cut .gz is one DataError naming the file and the line reached."""
+    import gzip
+    import zlib
+    n = 0
+    try:
+        for line in f:
+            n += 1
+            yield line
+    except gzip.BadGzipFile:
+        raise DataError(f"{path}: not a gzip file (the name ends in .gz)") from None
+    except (EOFError, zlib.error, OSError) as e:
+        raise DataError(f"{path}:{n + 1}: the gzip data is corrupt or cut short ({e})") from None
 
 
 def _check_decoded(value: str, column: str | None = None) -> None:
     for ch in value:
-        if "\udc80" <= ch <= "\udcff":
+        if "\ud800" <= ch <= "\udfff":
             where = f" in column {column!r}" if column else ""
-            raise ValueError(f"undecodable byte 0x{ord(ch) - 0xdc00:02x}{where} (the file must be UTF-8)")
+            if "\udc80" <= ch <= "\udcff":
+                raise ValueError(f"undecodable byte 0x{ord(ch) - 0xdc00:02x}{where} (the file must be UTF-8)")
+            raise ValueError(f"a lone surrogate \\u{ord(ch):04x}{where} (not a character: the text is not valid Unicode)")
 
 
 def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -276,7 +300,7 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
         return
     with _open_text(path) as f:
         if fmt == "jsonl":
-            for lineno, line in enumerate(f, 1):
+            for lineno, line in enumerate(_lines(path, f), 1):
                 if not line.strip():
                     continue
                 try:
@@ -290,32 +314,62 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
                     continue
                 yield lineno, row, None
             return
-        reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
+        # strict: a quote left open is an error at the end of the file, not a field that swallows it
+        reader = csv.reader(_lines(path, f), delimiter="\t" if fmt == "tsv" else ",", strict=True)
         try:
             header = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
             raise DataError(f"{path}:1: cannot read the header: {e}") from None
-        header = [h.strip() for h in header]
+        header = unique_names([h.strip() for h in header])
         try:
             _check_decoded(",".join(header))
         except ValueError as e:
             raise DataError(f"{path}:1: {e}") from None
         while True:
+            began = reader.line_num + 1  # the line this row starts on
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                yield reader.line_num, None, f"not valid {fmt.upper()} ({e})"
+                if "end of data" in str(e) or "field limit" in str(e):
+                    # nothing after an open quote can be trusted: every later row would be part of it
+                    raise DataError(f"{path}:{began}: a quoted field starts on this line and "
+                                    + ("is never closed" if "end of data" in str(e) else
+                                       f"runs past {csv.field_size_limit():,} characters") + " (a missing closing quote?)") from None
+                yield began, None, f"not valid {fmt.upper()} ({e})"
                 continue
+            if reader.line_num - began >= MAX_ROW_LINES:
+                raise DataError(f"{path}:{began}: a quoted field starts on this line and runs over "
+                                f"{reader.line_num - began + 1} lines, to line {reader.line_num} (a missing closing quote?)")
             if not fields:  # a blank line; a quoted empty field ("") is a row, and is checked
                 continue
             if len(fields) != len(header):
-                yield reader.line_num, None, f"ragged row: {len(fields)} fields, the header has {len(header)}"
+                yield began, None, f"ragged row: {len(fields)} fields, the header has {len(header)}"
                 continue
-            yield reader.line_num, dict(zip(header, fields)), None
+            yield began, dict(zip(header, fields)), None
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique the way pandas does (a, a.1, a.2), so no column is lost."""
+    seen: dict[str, int] = {}
+    out = []
+    taken = set(names)
+    for name in names:
+        if name in seen:
+            k = seen[name]
+            while f"{name}.{k}" in taken:
+                k += 1
+            seen[name] = k + 1
+            new = f"{name}.{k}"
+            taken.add(new)
+            out.append(new)
+        else:
+            seen[name] = 1
+            out.append(name)
+    return out
 
 
 def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...], kind: str, path: Path,

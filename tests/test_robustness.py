@@ -1,0 +1,203 @@
+"""Nothing lost, nothing crashes: malformed files, killed processes, full disks, tampered artifacts.
+Each test is one way the project once lost data or answered with a traceback (issue 13)."""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_cli
+from reviewlstm import api
+from reviewlstm.data import DataError, read_examples
+
+
+def lines_of(path):
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+@pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
+def test_a_quote_never_closed_is_an_error_at_its_line(tiny_model, tmp_path, ext, sep):
+    src = tmp_path / f"x.{ext}"
+    src.write_text(f'id{sep}text\n1{sep}"never closed\n2{sep}fine\n3{sep}ok\n')
+    out = tmp_path / "y.csv"
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
+    assert proc.returncode == 2 and f"x.{ext}:2: a quoted field starts on this line and is never closed" in proc.stderr
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [f"x.{ext}"]
+    # even when bad rows are skipped: what follows an open quote cannot be trusted
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
+    assert proc.returncode == 2 and "never closed" in proc.stderr
+
+
+def test_a_quoted_field_over_many_lines_is_an_error(tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text('text\n"starts here\n' + "more\n" * 1200 + 'closed at last"\nfine\n')
+    with pytest.raises(DataError, match=r"x.csv:2: a quoted field starts on this line and runs over 1202 lines"):
+        list(read_examples(src, require_rating=False))
+    ok = tmp_path / "ok.csv"
+    ok.write_text('text\n"a review\nover three\nlines"\nnext\n')
+    assert [e.line for e in read_examples(ok, require_rating=False)] == [2, 5]
+
+
+def test_every_row_read_is_counted(tiny_model, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("text\ngood\n\"\"\nfine\n\"\"\n")
+    out = tmp_path / "out.csv"
+    s = api.score_file(src, out, model=tiny_model, skip_bad_rows=True, progress=False)
+    assert (s.rows, s.bad_rows.count, s.bad_rows.rows) == (2, 2, 4)
+    assert "in.csv:3: empty text" in s.bad_rows.summary() and "in.csv:5: empty text" in s.bad_rows.summary()
+
+
+def test_temporary_outputs_are_unique_and_inputs_are_never_touched(tiny_model, tmp_path):
+    out = tmp_path / "y.csv"
+    trap = tmp_path / ".y.csv.part-123-abcdef01"
+    trap.write_text("text\nkeep me\n")
+    with pytest.raises(DataError, match="another run's temporary output"):
+        api.score_file(trap, out, model=tiny_model, progress=False)
+    assert trap.read_text() == "text\nkeep me\n"
+    # two scorers into one output at once: each writes its own temporary file, the output is whole
+    src = tmp_path / "in.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        for i in range(3000):
+            w.writerow([f"review {i} was rather good ."])
+    procs = [subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+                               str(src), "--output", str(out), "--no-progress", "--workers", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    data = out.read_bytes()
+    assert b"\0" not in data and len(lines_of(out)) == 3001
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([src.name, out.name, trap.name])
+
+
+def test_columns_are_kept_duplicates_renamed_keys_united(tiny_model, tmp_path):
+    src = tmp_path / "dup.csv"
+    src.write_text("text,note,note\ngood film,a,b\n")
+    out = tmp_path / "dup-out.csv"
+    api.score_file(src, out, model=tiny_model, progress=False)
+    header = lines_of(out)[0].split(",")
+    assert header[:3] == ["text", "note", "note.1"] and lines_of(out)[1].startswith("good film,a,b,")
+    js = tmp_path / "in.jsonl"
+    js.write_text('{"text": "good", "a": 1}\n{"text": "bad", "b": {"x": [1, 2]}}\n')
+    for ext in ("csv", "jsonl", "parquet"):
+        target = tmp_path / f"union.{ext}"
+        api.score_file(js, target, model=tiny_model, progress=False, chunk_size=1)
+        if ext == "csv":
+            rows = list(csv.DictReader(open(target, newline="")))
+            assert list(rows[0])[:3] == ["text", "a", "predicted_rating"] and "b" in rows[0]
+            assert rows[0]["b"] == "" and json.loads(rows[1]["b"]) == {"x": [1, 2]} and rows[1]["a"] == ""
+        elif ext == "jsonl":
+            rows = [json.loads(line) for line in lines_of(target)]
+            assert rows[1]["b"] == {"x": [1, 2]} and "a" not in rows[1]
+        else:
+            import pyarrow.parquet as pq
+            table = pq.read_table(target).to_pylist()
+            assert table[0]["a"] == 1 and table[1]["a"] is None and table[1]["b"] == {"x": [1, 2]}
+
+
+def test_gz_output_is_compressed_and_gz_input_may_carry_a_bom(tiny_model, tmp_path):
+    src = tmp_path / "in.csv.gz"
+    with gzip.open(src, "wb") as f:
+        f.write("\ufefftext\ngood film\n".encode("utf-8"))
+    out = tmp_path / "out.csv.gz"
+    api.score_file(src, out, model=tiny_model, progress=False)
+    with gzip.open(out, "rt", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["text"] == "good film" and "predicted_rating" in rows[0]
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "train"])
+def test_corrupt_gzip_is_one_line_naming_the_file(tiny_model, tmp_path, command):
+    good = gzip.compress(("text,rating\n" + "a fine film,5\n" * 5000).encode())
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(good[:len(good) // 2])
+    fake = tmp_path / "fake.csv.gz"
+    fake.write_text("text,rating\ngood,5\n")
+    for path, message in ((cut, "cut.csv.gz:"), (fake, "fake.csv.gz: not a gzip file")):
+        args = {"predict": ["predict", "--model", tiny_model, "--input", path, "--output", tmp_path / "o.csv"],
+                "evaluate": ["evaluate", "--model", tiny_model, path],
+                "train": ["train", "--train", path, "--out", tmp_path / "m", "--epochs", 1, "--hidden", 4,
+                          "--embeddings", "random"]}[command]
+        proc = run_cli(*args, "--no-progress") if command != "evaluate" else run_cli(*args)
+        assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert "gzip" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_a_lone_surrogate_in_jsonl_is_a_bad_row(tiny_model, tmp_path):
+    src = tmp_path / "s.jsonl"
+    src.write_text('{"text": "good \\ud800 movie"}\n{"text": "fine", "note": "x\\ud800"}\n')
+    with pytest.raises(DataError, match=r"s.jsonl:1: a lone surrogate \\ud800 in column 'text'"):
+        api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, progress=False)
+    s = api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, progress=False, skip_bad_rows=True)
+    assert (s.rows, s.bad_rows.count) == (1, 1)
+    assert json.loads(lines_of(tmp_path / "o.jsonl")[0])["note"] == "x\ud800"  # written as its JSON escape
+
+
+def test_a_killed_scorer_leaves_no_workers_and_no_temporary_file(tiny_model, tmp_path):
+    src = tmp_path / "big.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        for i in range(400_000):
+            w.writerow([f"review {i} : the film was good , the ending less so and the music too loud ."])
+    out = tmp_path / "out.csv"
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model),
+                                 "--input", str(src), "--output", str(out), "--no-progress", "--workers", "2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(tmp_path.glob(".out.csv.part-*")):
+            time.sleep(0.2)
+        time.sleep(2)
+        children = _children(proc.pid)
+        assert children, "the scorer started no workers"
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.2)
+        assert not any(_alive(c) for c in children), f"workers outlived the scorer after {sig!r}"
+        if sig == signal.SIGTERM:
+            assert not list(tmp_path.glob(".out.csv.part-*")) and not out.exists()
+            assert "interrupted" in proc.stderr.read()
+        for stale in tmp_path.glob(".out.csv.part-*"):  # kill -9 runs no cleanup: nothing can
+            stale.unlink()
+
+
+def _children(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_full_disk_names_the_output_and_leaves_nothing(tiny_model, tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("text\n" + "a good film and a fine cast .\n" * 20000)
+    out = tmp_path / "out.csv"
+
+    def small_files():  # writes past 64 kB fail with EFBIG, as a full disk fails with ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+                           str(src), "--output", str(out), "--no-progress", "--workers", "0"],
+                          capture_output=True, text=True, preexec_fn=small_files, timeout=300)
+    assert proc.returncode == 2 and f"cannot write {out}" in proc.stderr and "Traceback" not in proc.stderr
+    assert ".part" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
