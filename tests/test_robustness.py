@@ -201,3 +201,136 @@ def test_a_full_disk_names_the_output_and_leaves_nothing(tiny_model, tmp_path):
     assert proc.returncode == 2 and f"cannot write {out}" in proc.stderr and "Traceback" not in proc.stderr
     assert ".part" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+# ------------------------------------------------------------------------------- models, checkpoints
+
+
+def train_args(sst, out, *extra):
+    return ("train", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out, "--no-phrases",
+            "--max-examples", 150, "--hidden", 8, "--no-progress", *extra)
+
+
+def test_a_retrain_killed_at_any_moment_leaves_a_model_that_loads(sst, tiny_model, tmp_path):
+    import shutil
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    for delay in (2.5, 3.5, 4.5, 6.0):
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", *map(str, train_args(sst, out, "--epochs", 20))],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        try:
+            loaded = api.load_model(out)
+        except Exception as e:  # only the one moment between the two renames, and then it says where
+            assert "the previous model is in" in str(e), e
+            left = sorted(tmp_path.glob(".m.old-*"))[-1]
+            left.rename(out)
+            loaded = api.load_model(out)
+        assert len(loaded.vocab) == loaded.config.vocab_size
+        for stale in tmp_path.glob(".m.new-*"):  # kill -9 runs no cleanup: a half-written copy, never the model
+            shutil.rmtree(stale)
+    assert not list(tmp_path.glob(".m.old-*"))
+
+
+def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path):
+    out = tmp_path / "m"
+    assert run_cli(*train_args(sst, out, "--epochs", 1)).returncode == 0
+    other = tmp_path / "other.txt"
+    other.write_text("".join((sst / "train.txt").read_text().splitlines(keepends=True)[200:400]))
+    proc = run_cli("train", "--train", other, "--dev", sst / "dev.txt", "--out", out, "--no-phrases",
+                   "--max-examples", 150, "--hidden", 8, "--no-progress", "--resume", "--epochs", 2)
+    assert proc.returncode == 2 and "trained on other data" in proc.stderr and "Traceback" not in proc.stderr
+    ckpt = out / "checkpoint"
+    good = {p.name: p.read_bytes() for p in ckpt.iterdir()}
+    state = json.loads(good["state.json"])
+    damage = {
+        "model.safetensors": [good["model.safetensors"][:1000], b"garbage"],
+        "optimizer.safetensors": [b"\0" * 64],
+        "state.json": [b"[1, 2]", json.dumps({**state, "epoch": "one"}).encode(), b"{\"epoch\": 1}",
+                       json.dumps({k: v for k, v in state.items() if k != "best"}).encode(), b"{not json"],
+    }
+    for name, variants in damage.items():
+        for bad in variants:
+            for n, data in good.items():
+                (ckpt / n).write_bytes(data)
+            (ckpt / name).write_bytes(bad)
+            proc = run_cli(*train_args(sst, out, "--resume", "--epochs", 2))
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr, (name, bad[:20], proc.stderr[-500:])
+            assert "checkpoint" in proc.stderr and len(proc.stderr.strip().splitlines()) <= 6, proc.stderr
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("hidden", 150.0, "hidden must be an int, got 150.0"), ("cell", ["lstm"], 'cell must be a str, got ["lstm"]'),
+    ("dropout", "x", 'dropout must be a float, got "x"'), ("bidirectional", "false", 'bidirectional must be a bool'),
+    ("hidden", 6000, "config.json describes head.weight of shape"),
+])
+def test_a_config_of_wrong_types_is_refused_before_anything_is_built(tiny_model, tmp_path, field, value, message):
+    import shutil
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    config = json.loads((out / "config.json").read_text())
+    config["model"][field] = value
+    (out / "config.json").write_text(json.dumps(config))
+    meta = json.loads((out / "metadata.json").read_text())
+    del meta["sha256"]  # as an older artifact (the checksum would refuse the edit first)
+    (out / "metadata.json").write_text(json.dumps(meta))
+    proc = run_cli("predict", "--model", out, "good")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_tampered_and_non_finite_weights_are_refused(tiny_model, tmp_path):
+    import shutil
+    from safetensors.torch import load_file, save_file
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    vocab = json.loads((out / "vocab.json").read_text())
+    vocab[2], vocab[3] = vocab[3], vocab[2]  # the same size, another order
+    (out / "vocab.json").write_text(json.dumps(vocab))
+    proc = run_cli("predict", "--model", out, "a gorgeous, witty movie.")
+    assert proc.returncode == 2 and "vocab.json: its sha256 does not match" in proc.stderr
+    shutil.rmtree(out)
+    shutil.copytree(tiny_model, out)
+    tensors = load_file(str(out / "model.safetensors"))
+    tensors["head.bias"][0] = float("nan")
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "reviewlstm-model"})
+    assert "model.safetensors: its sha256 does not match" in run_cli("predict", "--model", out, "good").stderr
+    meta = json.loads((out / "metadata.json").read_text())
+    del meta["sha256"]
+    (out / "metadata.json").write_text(json.dumps(meta))
+    proc = run_cli("predict", "--model", out, "good")
+    assert proc.returncode == 2 and "hold NaN or infinity (head.bias)" in proc.stderr
+
+
+def test_command_line_values_out_of_range(sst, tiny_model, tmp_path):
+    for port in ("99999", "-5", "http"):
+        proc = run_cli("serve", "--model", tiny_model, "--port", port)
+        assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli(*train_args(sst, tmp_path / "m", "--scale", "10-1"))
+    assert proc.returncode == 2 and "--scale 10-1" in proc.stderr
+    bad = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--json",
+                          b"good \xff movie"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "TEXT 1 is not valid UTF-8" in bad.stderr and "\\udcff" not in bad.stdout
+
+
+def test_a_single_class_training_file_warns(tmp_path):
+    src = tmp_path / "one.csv"
+    src.write_text("text,rating\n" + "".join(f"review {i} is fine,4\n" for i in range(60)))
+    proc = run_cli("train", "--train", src, "--out", tmp_path / "m", "--epochs", 1, "--hidden", 4, "--no-progress",
+                   "--embeddings", "random", "--holdout", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: every training review is rated 4" in proc.stderr
+
+
+def test_listening_beyond_this_machine_warns(tiny_model):
+    from test_service import free_port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(tiny_model), "--host",
+                             "0.0.0.0", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        assert "warning: listening on 0.0.0.0" in line and "no authentication" in line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

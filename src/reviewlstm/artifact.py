@@ -8,7 +8,9 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import platform
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,20 +45,77 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
+CHECKED = ("model.safetensors", "config.json", "vocab.json")  # their sha256 is in metadata.json
+
+
 def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: dict, metadata: dict) -> Path:
+    """Write the artifact into a new directory beside `out_dir`, then swap it into place: a crash at
+    any moment leaves the previous model whole (in `out_dir`, or, between the two renames, in
+    `.NAME.old-*` beside it, which `load` points to). Anything else in `out_dir` (a training
+    checkpoint) moves into the new one."""
+    import shutil
+    import uuid
     from safetensors.torch import save_file
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": FORMAT})
-    config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
-              "train": train_config}
-    (out / "config.json").write_text(json.dumps(config, indent=1))
-    vocab.save(out / "vocab.json")
-    metadata = {**metadata, "versions": versions()}
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=1))
-    (out / "MODEL_CARD.md").write_text(model_card(model.config, train_config, metadata))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    new = out.parent / f".{out.name}.new-{tag}"
+    new.mkdir()
+    try:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(tensors, str(new / "model.safetensors"), metadata={"format": FORMAT})
+        config = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model.config.to_dict(),
+                  "train": train_config}
+        (new / "config.json").write_text(json.dumps(config, indent=1))
+        vocab.save(new / "vocab.json")
+        metadata = {**metadata, "versions": versions(), "sha256": {f: _sha256(new / f) for f in CHECKED}}
+        (new / "metadata.json").write_text(json.dumps(metadata, indent=1))
+        (new / "MODEL_CARD.md").write_text(model_card(model.config, train_config, metadata))
+        for f in new.iterdir():
+            _fsync(f)
+        if out.exists():
+            for child in out.iterdir():
+                if child.name not in (*FILES, "MODEL_CARD.md"):
+                    child.rename(new / child.name)
+            old = out.parent / f".{out.name}.old-{tag}"
+            out.rename(old)
+            new.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            new.rename(out)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
     return out
+
+
+def write_metadata(out_dir: str | Path, metadata: dict, card: str | None = None) -> None:
+    """Replace metadata.json (and the card) of a saved model, each file whole or not at all."""
+    out = Path(out_dir)
+    try:  # the checked files are unchanged: their recorded sums stay those of the files on disk
+        metadata = {**metadata, "sha256": json.loads((out / "metadata.json").read_text())["sha256"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    for name, text in (("metadata.json", json.dumps(metadata, indent=1)), ("MODEL_CARD.md", card)):
+        if text is None:
+            continue
+        tmp = out / f".{name}.tmp-{os.getpid()}"
+        tmp.write_text(text, encoding="utf-8")
+        _fsync(tmp)
+        tmp.replace(out / name)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def _read_json(path: Path):
@@ -74,6 +133,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     from safetensors.torch import load_file
     path = Path(path)
     if not path.is_dir():
+        left = sorted(path.parent.glob(f".{path.name}.old-*")) if not path.exists() else []
+        if left:
+            raise ArtifactError(f"{path}: no such model directory; a save was interrupted and the previous model "
+                                f"is in {left[-1]}: rename it to {path}")
         raise ArtifactError(f"{path}: no such model directory" if not path.exists() else
                             f"{path}: a model is a directory (with {', '.join(FILES)}), not a file")
     missing = [f for f in FILES if not (path / f).is_file()]
@@ -90,6 +153,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         model_config.validate()
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path / 'config.json'}: bad model config: {e}") from None
+    metadata = _read_json(path / "metadata.json")
+    sums = metadata.get("sha256") if isinstance(metadata, dict) else None
+    if isinstance(sums, dict):  # models saved before checksums were recorded load unchecked
+        for name in CHECKED:
+            if name in sums and _sha256(path / name) != sums[name]:
+                raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
+                                    "when the model was saved: the file was changed or damaged")
     try:
         vocab = Vocab.load(path / "vocab.json")
     except json.JSONDecodeError as e:
@@ -100,10 +170,28 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         raise ArtifactError(f"{path}: vocab.json has {len(vocab)} tokens but the model was built for "
                             f"{model_config.vocab_size}")
     try:
+        from safetensors import safe_open
+        with safe_open(str(path / "model.safetensors"), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ArtifactError(f"{path / 'model.safetensors'}: cannot read the weights ({str(e).splitlines()[0]}): "
+                            "the file is corrupt, truncated or not safetensors") from None
+    # the config's sizes checked against the file's shapes before anything is allocated
+    want = {"embedding.weight": (model_config.vocab_size, model_config.embed_dim),
+            "head.weight": (len(model_config.ratings), model_config.hidden * (2 if model_config.bidirectional else 1))}
+    for name, shape in want.items():
+        if shapes.get(name) != shape:
+            raise ArtifactError(f"{path}: config.json describes {name} of shape {shape}, model.safetensors holds "
+                                f"{shapes.get(name, 'none')}: the files do not belong together")
+    try:
         tensors = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ArtifactError(f"{path / 'model.safetensors'}: cannot read the weights ({str(e).splitlines()[0]}): "
                             "the file is corrupt, truncated or not safetensors") from None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ArtifactError(f"{path / 'model.safetensors'}: {len(bad)} weight tensor(s) hold NaN or infinity "
+                            f"({', '.join(bad[:3])}): the model cannot rate anything")
     model = RatingModel(model_config)
     try:
         model.load_state_dict(tensors, strict=True)
@@ -111,7 +199,6 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise ArtifactError(f"{path / 'model.safetensors'}: the weights do not fit the config ({first})") from None
     model.to(device).eval()
-    metadata = _read_json(path / "metadata.json")
     return LoadedModel(model, vocab, model_config, config.get("train", {}), metadata, path)
 
 

@@ -25,6 +25,16 @@ def _cells(text: str) -> tuple[str, ...]:
     return cells
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {value}")
+    return value
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -137,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "/docs, and the page at /.")
     _model_arg(s)
     s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
-    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--port", type=_port, default=8000, help="default 8000")
     s.add_argument("--max-text-chars", type=_positive(int), default=20_000)
     s.add_argument("--max-batch", type=_positive(int), default=64)
     s.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000)
@@ -210,6 +220,8 @@ def cmd_predict(args) -> int:
     for i, t in enumerate(texts):
         if not t.strip():
             raise UserError(f"TEXT {i + 1} is empty")
+        if any("\udc80" <= ch <= "\udcff" for ch in t):  # bytes the shell passed that are not UTF-8
+            raise UserError(f"TEXT {i + 1} is not valid UTF-8")
     loaded = api.load_model(args.model)
     preds = api.predict(texts, model=loaded, long_text=args.long_text)
     for text, p in zip(texts, preds):
@@ -357,6 +369,8 @@ def _train_config(args):
             lo, hi = (int(x) for x in args.scale.split("-"))
         except ValueError:
             raise UserError(f"--scale must look like 1-5, got {args.scale!r}") from None
+        if hi <= lo:
+            raise UserError(f"--scale {args.scale}: the lowest rating comes first and the highest must be above it (e.g. 1-5)")
         overrides["scale_min"], overrides["scale_max"] = lo, hi
     cfg = TrainConfig.from_file(args.config, **overrides) if args.config else TrainConfig(**overrides)
     if not cfg.out or cfg.out == "model" and "out" not in overrides and not args.config:
@@ -434,6 +448,9 @@ def cmd_serve(args) -> int:
     if args.model is not None:
         from . import api
         api.load_model(args.model)  # a bad --model fails here, as one line, before the server starts
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"reviewlstm serve: warning: listening on {args.host}: the service has no authentication, and "
+              "anyone who can reach this machine can use it", file=sys.stderr)
     serve(args.model, host=args.host, port=args.port,
           limits=Limits(max_text_chars=args.max_text_chars, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes))
     return 0

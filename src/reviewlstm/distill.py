@@ -358,9 +358,8 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
         "mask_p": cfg.mask_p, "replace_p": cfg.replace_p, "ngram_p": cfg.ngram_p,
         "alpha": cfg.student.distill_alpha, "temperature": cfg.student.distill_temperature, "seconds": seconds,
         **cfg.extra}
-    meta_path.write_text(json.dumps(meta, indent=1))
     loaded = artifact.load(out)
-    (out / "MODEL_CARD.md").write_text(artifact.model_card(loaded.config, loaded.train_config, meta), encoding="utf-8")
+    artifact.write_metadata(out, meta, artifact.model_card(loaded.config, loaded.train_config, meta))
 
 
 def config_dict(cfg: DistillConfig) -> dict:

@@ -5,6 +5,7 @@ into events, :meth:`RatingModel.from_embeddings` runs the rest (and returns ever
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -49,10 +50,21 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        if not isinstance(d, dict):
+            raise ValueError(f"the model config must be a JSON object, got {type(d).__name__}")
+        types = {f.name: str(f.type) for f in fields(cls)}
+        unknown = set(d) - set(types)
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        for name, value in d.items():  # types checked before anything is built from them
+            kind, optional = types[name].split(" |")[0], "None" in types[name]
+            ok = (value is None and optional) or {
+                "int": isinstance(value, int) and not isinstance(value, bool),
+                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(kind, True)
+            if not ok:
+                raise ValueError(f"{name} must be {'a ' + kind if kind != 'int' else 'an int'}"
+                                 f"{' or null' if optional else ''}, got {json.dumps(value)}")
         return cls(**d)
 
     def validate(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -119,6 +120,9 @@ class TrainConfig:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.scale_max <= self.scale_min:
+            raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty: the highest rating must be "
+                             "above the lowest")
         if self.embeddings == "glove" and self.embed_dim != 50:
             raise ValueError("GloVe vectors are 50-d: use embed_dim 50 or --embeddings random")
 
@@ -315,16 +319,39 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     start_epoch, best, best_epoch, stale, history = 1, (-1.0, -math.inf), 0, 0, []
     best_nll = math.inf
     ckpt = out / "checkpoint"
+    # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
+    data_id = {"train_sha256": _file_meta(cfg.train, len(train_ex))["sha256"], "examples": len(train_ex),
+               "vocab": len(vocab), "transfer_sha256": _file_meta(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
     if cfg.resume and (ckpt / "state.json").exists():
-        state = _load_checkpoint(ckpt, model, optimizer)
-        start_epoch, best, best_epoch, stale, history = (state["epoch"] + 1, tuple(state["best"]), state["best_epoch"],
-                                                         state["stale"], state["history"])
-        best_nll = state.get("best_nll", -best[1])
+        try:
+            saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+        except ValueError as e:
+            raise ValueError(f"{ckpt / 'state.json'}: cannot resume from this checkpoint (not valid JSON: {e}): it is "
+                             "damaged; remove it or train without --resume") from None
+        if not isinstance(saved, dict) or saved.get("data") != data_id:
+            raise ValueError(f"{ckpt}: this checkpoint was trained on other data (or another vocabulary) than "
+                             f"{cfg.train}, or its record of them is missing: resume with the same training file, "
+                             "or remove it or train without --resume")
+        try:
+            state = _load_checkpoint(ckpt, model, optimizer)
+            start_epoch, best, best_epoch, stale, history = (int(state["epoch"]) + 1, tuple(map(float, state["best"])),
+                                                             state["best_epoch"], int(state["stale"]), list(state["history"]))
+            best_nll = float(state.get("best_nll", -best[1]))
+        except Exception as e:  # any damage: one line, never a traceback (the checkpoint is ours to judge)
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{ckpt}: cannot resume from this checkpoint ({reason[:200]}): it is damaged; "
+                             "remove it or train without --resume") from None
         log(f"resuming after epoch {state['epoch']} (best dev accuracy {best[0]:.1%} at epoch {best_epoch})")
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
 
     majority = int(torch.bincount(train_y).argmax()) + cfg.scale_min  # the always-the-commonest baseline
+    present = sorted({e.rating for e in train_ex})
+    if len(present) == 1:
+        log(f"warning: every training review is rated {present[0]}: the model can only learn to predict {present[0]}")
+    elif len(present) < len(model_cfg.ratings):
+        log(f"warning: no training review is rated {', '.join(str(r) for r in model_cfg.ratings if r not in present)}: "
+            "the model will rarely if ever predict that")
     data_meta = {"train_data": _file_meta(cfg.train, len(train_ex)),
                  "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
                  "holdout_data": {"examples": len(holdout_ex), "fraction": cfg.holdout,
@@ -395,7 +422,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 stop = True
                 break
         _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
-                                                  "best_nll": best_nll, "stale": stale, "history": history})
+                                                  "best_nll": best_nll, "stale": stale, "history": history,
+                                                  "data": data_id})
         if stop:
             break
     bar.close()
@@ -428,8 +456,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
             f"(always {majority} stars: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
             f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
-    meta_path.write_text(json.dumps(meta, indent=1))
-    (out / "MODEL_CARD.md").write_text(artifact.model_card(model_cfg, asdict(cfg), meta), encoding="utf-8")
+    artifact.write_metadata(out, meta, artifact.model_card(model_cfg, asdict(cfg), meta))
     return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
 
 
@@ -597,10 +624,14 @@ def _bar(total: int, enabled: bool):
     return tqdm(total=total, disable=None if enabled else True, unit="batch", file=sys.stderr, dynamic_ncols=True)
 
 
-def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
-    """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled."""
+def _save_checkpoint(final: Path, model, optimizer, state: dict) -> None:
+    """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled.
+    Written beside and swapped in, so a run killed while saving keeps the previous checkpoint."""
+    import shutil
     from safetensors.torch import save_file
-    path.mkdir(parents=True, exist_ok=True)
+    path = final.with_name(f".{final.name}.new-{os.getpid()}")
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
     opt = optimizer.state_dict()
     tensors, scalars = {}, {}
@@ -615,6 +646,11 @@ def _save_checkpoint(path: Path, model, optimizer, state: dict) -> None:
     rng = torch.get_rng_state()
     (path / "state.json").write_text(json.dumps({**state, "param_groups": opt["param_groups"], "scalars": scalars,
                                                  "torch_rng": rng.tolist()}))
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    if final.exists():
+        final.rename(old)
+    path.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_checkpoint(path: Path, model, optimizer) -> dict:
