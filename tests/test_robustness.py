@@ -334,3 +334,124 @@ def test_listening_beyond_this_machine_warns(tiny_model):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# ------------------------------------------------------------------------------------- the service
+
+
+@pytest.fixture(scope="module")
+def hardened(tiny_model):
+    from test_service import start_server
+    proc, url = start_server(tiny_model, "--max-body-bytes", 20_000)
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def raw(url, request: bytes, timeout=30) -> bytes:
+    import socket
+    host, port = url.rsplit("//", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            try:
+                block = s.recv(65536)
+            except socket.timeout:
+                break
+            if not block:
+                break
+            data += block
+            if b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                length = [int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")]
+                if length and len(rest) >= length[0]:
+                    break
+        return data
+
+
+def status_of(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def test_body_limits_hold_whatever_the_headers_say(hardened):
+    big = json.dumps({"texts": ["a fine film"] * 3000}).encode()  # ~45 kB, over the 20 kB limit
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(big[i:i + 4096]), big[i:i + 4096]) for i in range(0, len(big), 4096))
+    smuggle = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3\r\n"
+               b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n")
+    assert status_of(raw(hardened, smuggle)) == 400
+    plain = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + chunked + b"0\r\n\r\n")
+    answer = raw(hardened, plain)
+    assert status_of(answer) == 413 and b"max_body_bytes" in answer
+    small = json.dumps({"text": "a fine film"}).encode()
+    ok = (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+          + b"%x\r\n%s\r\n0\r\n\r\n" % (len(small), small))
+    assert status_of(raw(hardened, ok)) == 200
+
+
+@pytest.mark.parametrize("body,message", [
+    (b'{"text": "good \xff movie"}', "not valid UTF-8"),
+    (b"[" * 9_000 + b"]" * 9_000, "nests too deep"),
+    (b'{"text": "good", "n": ' + b"9" * 5000 + b"}", "number too long"),
+    (b'{"text": "good \\ud800 movie"}', "lone surrogate \\\\ud800"),
+])
+def test_malformed_bodies_are_422_naming_the_problem(hardened, body, message):
+    import httpx
+    r = httpx.post(hardened + "/predict", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 422 and message.replace("\\\\", "\\") in r.json()["detail"], r.text
+    r = httpx.post(hardened + "/explain", content=body, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 422, r.text
+
+
+def test_health_answers_at_once_while_explanations_queue_and_are_bounded(tiny_model):
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+    from test_service import start_server
+    proc, url = start_server(tiny_model)
+    text = " ".join(["the film was good but the ending was weak and long ."] * 60)  # ~3,000 characters
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            answers = [pool.submit(httpx.post, url + "/explain", json={"text": text}, timeout=300) for _ in range(12)]
+            time.sleep(1.0)
+            worst = 0.0
+            for _ in range(20):
+                t0 = time.perf_counter()
+                assert httpx.get(url + "/health", timeout=10).status_code == 200
+                assert httpx.get(url + "/ready", timeout=10).status_code == 200
+                worst = max(worst, time.perf_counter() - t0)
+                time.sleep(0.05)
+            codes = [a.result().status_code for a in answers]
+        # (before: 12 s with 45 explanations queued; the bound is loose for a busy 2-core CI machine)
+        assert worst < 2.0, f"/health and /ready took {worst:.2f} s under /explain load"
+        assert codes.count(200) >= 1 and codes.count(503) >= 1 and set(codes) <= {200, 503}
+        busy = next(a.result() for a in answers if a.result().status_code == 503)
+        assert busy.headers["retry-after"] == "5" and "max_explain_queue" in busy.json()["detail"]
+        full = next(a.result().json() for a in answers if a.result().status_code == 200)
+        assert len(full["tokens"]) > 300 and full["gate_units_tokens"] == 300
+        assert all(len(g["units"]) == 300 and len(g["mean"]) == len(full["tokens"]) for g in full["gates"].values())
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_a_short_request_is_not_stuck_behind_a_huge_batch(tiny_model):
+    import httpx
+    from concurrent.futures import ThreadPoolExecutor
+    from test_service import start_server
+    proc, url = start_server(tiny_model, "--max-body-bytes", 2_000_000)
+    huge = {"texts": [" ".join(["a long and winding review of a film ."] * 400)] * 64}  # 64 x ~15,000 characters
+    try:
+        httpx.post(url + "/predict", json={"text": "warm up"}, timeout=60)
+        with ThreadPoolExecutor(2) as pool:
+            t0 = time.perf_counter()
+            big = pool.submit(lambda: (httpx.post(url + "/predict", json=huge, timeout=300), time.perf_counter() - t0))
+            time.sleep(0.05)
+            small = pool.submit(lambda: (httpx.post(url + "/predict", json={"text": "short"}, timeout=300),
+                                         time.perf_counter() - t0))
+            (rb, tb), (rs, ts) = big.result(), small.result()
+        assert rb.status_code == 200 and rs.status_code == 200 and len(rb.json()["predictions"]) == 64
+        assert ts < tb / 2, f"the short request took {ts:.2f} s, the huge batch {tb:.2f} s"
+    finally:
+        proc.terminate()
+        proc.wait(30)

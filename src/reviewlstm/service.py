@@ -33,6 +33,10 @@ class Limits:
     max_batch: int = 64               # texts in one /predict request
     max_body_bytes: int = 1_000_000   # bytes in one request body
     max_explain_chars: int = 5_000    # characters in one /explain text (explanations cost ~40 passes)
+    max_explain_queue: int = 4        # /explain requests waiting or running; more get 503 + Retry-After
+    max_gate_tokens: int = 300        # /explain: per-unit gate values for the first N tokens (means for all)
+    max_pass_chars: int = 100_000     # characters one /predict pass reads: a huge batch is read in parts,
+                                      # short requests that arrive meanwhile go in between
 
 
 class PredictRequest(BaseModel):
@@ -69,12 +73,14 @@ class ExplainRequest(BaseModel):
 
 class Batcher:
     """Micro-batching: requests that arrive while the model is busy are scored together in the next
-    batch. One forward pass over 50 short texts costs about what one over a single text costs (the
+    pass. One forward pass over 50 short texts costs about what one over a single text costs (the
     recurrent loop's per-step overhead dominates), so under load this multiplies throughput, with no
-    added wait when idle. A text's answer does not depend on its batch-mates (padding is masked)."""
+    added wait when idle. A pass reads at most `max_chars` characters, shortest requests first, so a
+    huge batch is read over several passes and a short request is never stuck behind all of it. A
+    text's answer does not depend on its batch-mates (padding is masked)."""
 
-    def __init__(self, predict, max_texts: int = 512):
-        self.predict, self.max_texts = predict, max_texts
+    def __init__(self, predict, max_texts: int = 512, max_chars: int = 100_000):
+        self.predict, self.max_texts, self.max_chars = predict, max_texts, max_chars
         self.queue: asyncio.Queue | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="model")
 
@@ -83,38 +89,129 @@ class Batcher:
             self.queue = asyncio.Queue()
             asyncio.get_running_loop().create_task(self._run())
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((texts, long_text, future))
+        await self.queue.put(_Job(texts, long_text, future))
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        jobs: list[_Job] = []
         while True:
-            items = [await self.queue.get()]
-            n = len(items[0][0])
-            while not self.queue.empty() and n < self.max_texts:
-                items.append(self.queue.get_nowait())
-                n += len(items[-1][0])
-            for mode in {it[1] for it in items}:
-                group = [it for it in items if it[1] == mode]
-                texts = [t for it in group for t in it[0]]
-                try:
-                    preds = await loop.run_in_executor(self.executor, self.predict, texts, mode)
-                except Exception as e:  # every waiting request hears of it; the loop goes on
-                    for it in group:
-                        if not it[2].done():
-                            it[2].set_exception(e)
+            if not jobs:
+                jobs.append(await self.queue.get())
+            while not self.queue.empty():
+                jobs.append(self.queue.get_nowait())
+            jobs.sort(key=lambda j: j.left_chars)  # shortest first: a huge batch waits its turn in parts
+            mode = jobs[0].long_text
+            taken, texts, chars = [], [], 0
+            for job in jobs:
+                if job.long_text != mode:
                     continue
-                k = 0
-                for texts_i, _, future in group:
-                    if not future.done():
-                        future.set_result(preds[k:k + len(texts_i)])
-                    k += len(texts_i)
+                while job.next < len(job.texts) and len(texts) < self.max_texts and \
+                        (not texts or chars + len(job.texts[job.next]) <= self.max_chars):
+                    chars += len(job.texts[job.next])
+                    texts.append(job.texts[job.next])
+                    taken.append(job)
+                    job.next += 1
+            try:
+                preds = await loop.run_in_executor(self.executor, self.predict, texts, mode)
+            except Exception as e:  # every request in the pass hears of it; the loop goes on
+                for job in set(taken):
+                    if not job.future.done():
+                        job.future.set_exception(e)
+                jobs = [j for j in jobs if j not in set(taken)]
+                continue
+            for job, pred in zip(taken, preds):
+                job.done.append(pred)
+            for job in set(taken):
+                if job.next == len(job.texts) and not job.future.done():
+                    job.future.set_result(job.done)
+            jobs = [j for j in jobs if j.next < len(j.texts) and not j.future.done()]
+
+
+class _Job:
+    def __init__(self, texts, long_text, future):
+        self.texts, self.long_text, self.future = texts, long_text, future
+        self.next, self.done = 0, []
+
+    @property
+    def left_chars(self) -> int:
+        return sum(len(t) for t in self.texts[self.next:])
+
+
+class BodyLimit:
+    """ASGI middleware: the request body counted as it arrives, whatever the headers say, and read no
+    further than max_body_bytes (413); Content-Length with Transfer-Encoding is a 400 (a request
+    smuggling shape). JSON bodies that are not UTF-8, nest too deep or hold a number too long to read
+    are a 422 naming what is wrong, as every other malformed request is."""
+
+    def __init__(self, app, limits: Limits):
+        self.app, self.limits = app, limits
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        limit = self.limits.max_body_bytes
+        if "content-length" in headers and "transfer-encoding" in headers:
+            return await _answer(send, 400, "Content-Length and Transfer-Encoding together: send one of them")
+        size = headers.get("content-length")
+        if size is not None and (not size.strip().isdigit()):
+            return await _answer(send, 400, f"Content-Length {size!r} is not a number")
+        if size is not None and int(size) > limit:
+            return await _answer(send, 413, f"request body is {size} bytes; the limit max_body_bytes is {limit}")
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                return await _answer(send, 413, f"request body is over {limit} bytes (max_body_bytes)")
+        if "json" in headers.get("content-type", "") and body:
+            problem = _json_problem(bytes(body))
+            if problem:
+                return await _answer(send, 422, problem)
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+        return await self.app(scope, replay, send)
+
+
+def _json_problem(body: bytes) -> str | None:
+    import json
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"the request body is not valid UTF-8 (byte {e.start})"
+    try:
+        json.loads(text)
+    except RecursionError:
+        return "the request body's JSON nests too deep"
+    except ValueError as e:
+        if "digits" in str(e):
+            return "the request body holds a number too long to read"
+        return None  # malformed JSON: FastAPI's own 422 says where
+    return None
+
+
+async def _answer(send, status: int, detail: str, headers: list | None = None) -> None:
+    import json
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close"), *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(model: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     state: dict = {"loaded": None, "error": None}
-    lock = threading.Lock()
 
     def load() -> None:
         try:
@@ -125,26 +222,17 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
             state["error"] = f"{type(e).__name__}: {e}"
 
-    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode))
+    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode),
+                      max_chars=limits.max_pass_chars)
+    explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")  # one at a time: memory stays bounded
+    explaining = {"n": 0}
     app = FastAPI(title="reviewlstm", version=_version(),
                   description="Predict a review's star rating and see why: word contributions and LSTM gate traces.")
+    app.add_middleware(BodyLimit, limits=limits)
 
     @app.on_event("startup")
     def _start() -> None:
         threading.Thread(target=load, daemon=True, name="load-model").start()
-
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            return JSONResponse(status_code=413, content={
-                "detail": f"request body is {size} bytes; the limit max_body_bytes is {limits.max_body_bytes}"})
-        if request.method == "POST" and size is None:  # chunked: count what arrives
-            body = await request.body()
-            if len(body) > limits.max_body_bytes:
-                return JSONResponse(status_code=413, content={
-                    "detail": f"request body is over {limits.max_body_bytes} bytes (max_body_bytes)"})
-        return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -162,6 +250,9 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
     def check_text(text: str, field: str, limit: int, name: str) -> None:
         if not text.strip():
             raise HTTPException(422, detail=f"{field} is empty")
+        bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+        if bad is not None:
+            raise HTTPException(422, detail=f"{field} holds a lone surrogate \\u{ord(bad):04x}: not valid Unicode")
         if len(text) > limit:
             raise HTTPException(422, detail=f"{field} is {len(text)} characters; the limit {name} is {limit}")
 
@@ -175,13 +266,14 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
             raise HTTPException(404, detail="not found")
         return FileResponse(WEB / name)
 
+    # health and readiness are coroutines: they never wait for a worker thread, whatever the load
     @app.get("/health")
-    def health():
+    async def health():
         """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/ready")
-    def ready():
+    async def ready():
         """Readiness: 200 once the model is loaded, 503 before (or if it failed to load)."""
         if state["loaded"] is None:
             return JSONResponse(status_code=503, content={"ready": False, "detail": state["error"] or "loading"})
@@ -212,14 +304,35 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         return out[0] if req.text is not None else PredictBatch(predictions=out)
 
     @app.post("/explain")
-    def explain(req: ExplainRequest):
-        """Rating, per-word contributions, gate traces and the prediction after each word."""
+    async def explain(req: ExplainRequest):
+        """Rating, per-word contributions, gate traces and the prediction after each word. Per-unit gate
+        values come for the first max_gate_tokens tokens (means over units for every token)."""
         m = model_or_503()
         check_text(req.text, "text", limits.max_explain_chars, "max_explain_chars")
-        with lock:  # explanations run autograd on the shared model: one at a time keeps memory bounded
-            return explain_text(m, req.text, method=req.method).to_dict()
+        if explaining["n"] >= limits.max_explain_queue:
+            raise HTTPException(503, detail=f"{explaining['n']} explanations are already waiting or running "
+                                            f"(max_explain_queue {limits.max_explain_queue}): try again shortly",
+                                headers={"Retry-After": "5"})
+        explaining["n"] += 1
+        try:
+            out = await asyncio.get_running_loop().run_in_executor(
+                explainer, lambda: explain_text(m, req.text, method=req.method).to_dict())
+        finally:
+            explaining["n"] -= 1
+        return _cap_gates(out, limits.max_gate_tokens)
 
     return app
+
+
+def _cap_gates(out: dict, tokens: int) -> dict:
+    """Keep the answer proportionate: per-unit gate values for the first `tokens` tokens only."""
+    cut = False
+    for gate in out.get("gates", {}).values():
+        if isinstance(gate, dict) and len(gate.get("units", ())) > tokens:
+            gate["units"] = gate["units"][:tokens]
+            cut = True
+    out["gate_units_tokens"] = min(tokens, len(out.get("tokens", ()))) if cut else len(out.get("tokens", ()))
+    return out
 
 
 def _version() -> str:
@@ -230,4 +343,5 @@ def _version() -> str:
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: Limits | None = None) -> None:
     import uvicorn
-    uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info")
+    # keep-alive connections idle over 5 s are closed (uvicorn's default, said here so it cannot drift)
+    uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5)
