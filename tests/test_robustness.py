@@ -455,3 +455,22 @@ def test_a_short_request_is_not_stuck_behind_a_huge_batch(tiny_model):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_slow_request_head_is_cut_off(tiny_model):
+    import socket
+    from test_service import start_server
+    proc, url = start_server(tiny_model, "--header-timeout", 2)
+    host, port = url.rsplit("//", 1)[1].split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line that ends the head
+            t0 = time.perf_counter()
+            assert s.recv(1024) == b""  # closed by the server
+            assert time.perf_counter() - t0 < 10
+        with socket.create_connection((host, int(port)), timeout=30) as s:  # a whole head is answered
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert s.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        proc.terminate()
+        proc.wait(30)

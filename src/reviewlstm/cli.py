@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-text-chars", type=_positive(int), default=20_000)
     s.add_argument("--max-batch", type=_positive(int), default=64)
     s.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000)
+    s.add_argument("--header-timeout", type=_positive(float), default=10.0,
+                   help="seconds a new connection has to send its request head (default 10)")
     s.set_defaults(func=cmd_serve)
 
     dl = sub.add_parser("download-sst5", help="fetch SST-5 (needs a network), check its MD5, cache it")
@@ -451,7 +453,7 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"reviewlstm serve: warning: listening on {args.host}: the service has no authentication, and "
               "anyone who can reach this machine can use it", file=sys.stderr)
-    serve(args.model, host=args.host, port=args.port,
+    serve(args.model, host=args.host, port=args.port, header_timeout=args.header_timeout,
           limits=Limits(max_text_chars=args.max_text_chars, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes))
     return 0
 

@@ -341,7 +341,33 @@ def _version() -> str:
 
 
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
-          limits: Limits | None = None) -> None:
+          limits: Limits | None = None, header_timeout: float = 10.0) -> None:
     import uvicorn
-    # keep-alive connections idle over 5 s are closed (uvicorn's default, said here so it cannot drift)
-    uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5)
+    # keep-alive connections idle over 5 s are closed (uvicorn's default, said here so it cannot drift);
+    # a connection that has not sent a whole request head within header_timeout is closed too
+    uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5,
+                http=_with_header_timeout(header_timeout))
+
+
+def _with_header_timeout(seconds: float):
+    """uvicorn's HTTP protocol, closing a connection whose first request head is not in after
+    `seconds` (uvicorn has no such setting: a client sending its headers a byte at a time would hold
+    the socket open for as long as it liked)."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as Base
+
+    class HeaderTimeout(Base):
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._head_timer = self.loop.call_later(seconds, self._head_late)
+
+        def _head_late(self):
+            if self.cycle is None and not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_lost(self, exc):
+            self._head_timer.cancel()
+            super().connection_lost(exc)
+    return HeaderTimeout
