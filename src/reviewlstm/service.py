@@ -342,7 +342,11 @@ def _version() -> str:
 
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: Limits | None = None, header_timeout: float = 10.0) -> None:
+    import sys
     import uvicorn
+    # the event loop shares the interpreter with the model and explain threads: a shorter switch
+    # interval (default 5 ms) lets it answer /health between their Python steps
+    sys.setswitchinterval(0.001)
     # keep-alive connections idle over 5 s are closed (uvicorn's default, said here so it cannot drift);
     # a connection that has not sent a whole request head within header_timeout is closed too
     uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5,
