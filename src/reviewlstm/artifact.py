@@ -68,7 +68,7 @@ def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: di
                   "train": train_config}
         (new / "config.json").write_text(json.dumps(config, indent=1))
         vocab.save(new / "vocab.json")
-        metadata = {**metadata, "versions": versions(), "sha256": {f: _sha256(new / f) for f in CHECKED}}
+        metadata = {**metadata, "versions": versions(), "sha256": {f: file_sha256(new / f) for f in CHECKED}}
         (new / "metadata.json").write_text(json.dumps(metadata, indent=1))
         (new / "MODEL_CARD.md").write_text(model_card(model.config, train_config, metadata))
         for f in new.iterdir():
@@ -105,7 +105,7 @@ def write_metadata(out_dir: str | Path, metadata: dict, card: str | None = None)
         tmp.replace(out / name)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -157,7 +157,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     sums = metadata.get("sha256") if isinstance(metadata, dict) else None
     if isinstance(sums, dict):  # models saved before checksums were recorded load unchecked
         for name in CHECKED:
-            if name in sums and _sha256(path / name) != sums[name]:
+            if name in sums and file_sha256(path / name) != sums[name]:
                 raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
                                     "when the model was saved: the file was changed or damaged")
     try:

@@ -320,7 +320,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     best_nll = math.inf
     ckpt = out / "checkpoint"
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
-    data_id = {"train_sha256": _file_meta(cfg.train, len(train_ex))["sha256"], "examples": len(train_ex),
+    train_meta = _file_meta(cfg.train, len(train_ex))  # hashed once: the checkpoint's key and the card's record
+    data_id = {"train_sha256": train_meta["sha256"], "examples": len(train_ex),
                "vocab": len(vocab), "transfer_sha256": _file_meta(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
     if cfg.resume and (ckpt / "state.json").exists():
         try:
@@ -352,7 +353,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     elif len(present) < len(model_cfg.ratings):
         log(f"warning: no training review is rated {', '.join(str(r) for r in model_cfg.ratings if r not in present)}: "
             "the model will rarely if ever predict that")
-    data_meta = {"train_data": _file_meta(cfg.train, len(train_ex)),
+    data_meta = {"train_data": train_meta,
                  "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
                  "holdout_data": {"examples": len(holdout_ex), "fraction": cfg.holdout,
                                   "rule": "sha256 of the review text below the fraction"} if holdout_ex else None,
@@ -612,11 +613,7 @@ def _length_buckets(id_lists, batch_size: int, seed: int):
 
 
 def _file_meta(path, n: int) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": str(path), "sha256": h.hexdigest(), "examples": n}
+    return {"path": str(path), "sha256": artifact.file_sha256(Path(path)), "examples": n}
 
 
 def _bar(total: int, enabled: bool):
