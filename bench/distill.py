@@ -45,7 +45,7 @@ def main() -> None:
     rows = []
     for seed in map(int, args.seeds.split(",")):
         out = work / f"student-seed{seed}"
-        st = TrainConfig(train=str(train_path), dev=str(dev_path), out=str(out), phrases=phrases, seed=seed,
+        st = TrainConfig(overwrite=True, train=str(train_path), dev=str(dev_path), out=str(out), phrases=phrases, seed=seed,
                          threads=args.threads, progress=False, distill_alpha=args.alpha,
                          distill_temperature=args.temperature, resume=args.resume)
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)

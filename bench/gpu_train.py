@@ -31,7 +31,7 @@ def main() -> None:
     for name, triton in (("Triton kernel", "on"), ("step loop", "off")):
         os.environ["REVIEWLSTM_TRITON"] = triton
         with tempfile.TemporaryDirectory() as out:
-            cfg = TrainConfig(train=str(Path(args.sst) / "train.txt"), dev=str(Path(args.sst) / "dev.txt"), out=out,
+            cfg = TrainConfig(overwrite=True, train=str(Path(args.sst) / "train.txt"), dev=str(Path(args.sst) / "dev.txt"), out=out,
                               phrases=False, epochs=args.epochs, embeddings="random", device=args.device,
                               max_examples=args.max_examples,
                               evals_per_epoch=1, progress=False, seed=0)

@@ -105,7 +105,7 @@ def run(name, train_path, dev_path, phrases, args) -> list[dict]:
         report(model, seconds, scores(dev_y, predict(dev_texts)), scores(held_y, predict(held_texts)))
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
+        result = api.train(TrainConfig(overwrite=True, train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
                                        threads=args.threads, progress=False), log=lambda s: None)
         seconds = time.perf_counter() - t0
         loaded = api.load_model(out)

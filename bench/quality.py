@@ -50,7 +50,7 @@ def main() -> None:
         rows = []
         for seed in seeds:
             out = Path(args.out) / f"{name}-s{seed}"
-            cfg = TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), seed=seed,
+            cfg = TrainConfig(overwrite=True, train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), seed=seed,
                               progress=False, threads=args.threads, **{**BASE, **CONFIGS[name]})
             r = api.train(cfg, log=lambda line: None)
             loaded = api.load_model(out)

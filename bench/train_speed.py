@@ -21,7 +21,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from reviewlstm import api
 from reviewlstm.train import TrainConfig
-cfg = TrainConfig(train=sys.argv[1], out=sys.argv[2], phrases=sys.argv[3] == "phrases", epochs=1, seed=0,
+cfg = TrainConfig(overwrite=True, train=sys.argv[1], out=sys.argv[2], phrases=sys.argv[3] == "phrases", epochs=1, seed=0,
                   progress=False)
 r = api.train(cfg, log=lambda line: None)
 print(json.dumps({"train_seconds": r.seconds, "wall": time.perf_counter() - t0}))

@@ -111,7 +111,7 @@ def test_predict_scores_a_whole_file(tiny_model, tmp_path, ext):
     out = tmp_path / f"out.{ext}"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "read 300 rows" in proc.stdout and "scored 300 in" in proc.stdout
+    assert "read 300 rows" in proc.stdout and "rated 300 in" in proc.stdout
     if ext == "csv":
         rows = list(csv.DictReader(open(out)))
     elif ext == "jsonl":
@@ -137,7 +137,7 @@ def test_file_scoring_in_worker_processes_matches_one_process(tiny_model, tmp_pa
         assert summary.rows == 2500
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", tmp_path / "cli.csv", "--no-progress",
                    "--workers", "2")
-    assert proc.returncode == 0 and "scored 2500 in" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "rated 2500 in" in proc.stdout, proc.stderr
     one, two = list(csv.DictReader(open(outs["0"]))), list(csv.DictReader(open(outs["2"])))
     assert len(two) == 2500 and [r["id"] for r in two] == [str(i) for i in range(2500)]
     assert one == two
@@ -147,7 +147,7 @@ def test_file_scoring_in_worker_processes_matches_one_process(tiny_model, tmp_pa
     (["evaluate", "{model}", "nope.csv"], "nope.csv: no such file"),
     (["predict", "--model", "{tmp}", "hello"], "not a reviewlstm model: missing"),
     (["predict", "--model", "{model}", ""], "TEXT 1 is empty"),
-    (["predict", "--model", "{model}", "--input", "{bad}", "--output", "{tmp}/o.csv"], "bad.csv:3: empty text"),
+    (["predict", "--model", "{model}", "--input", "{tmp}/missing.csv", "--output", "{tmp}/o.csv"], "missing.csv: no such file"),
     (["train", "--train", "{bad}", "--out", "{tmp}/m", "--embeddings", "random"], "bad.csv:3: empty text"),
     (["train", "--train", "{bad}", "--out", "{tmp}/m", "--config", "{tmp}/missing.toml"], "missing.toml: cannot read"),
 ])
@@ -165,10 +165,10 @@ def test_bad_input_is_one_line_and_exit_2(tiny_model, tmp_path, args, message):
 
 def test_a_bad_row_leaves_no_half_written_output(tiny_model, tmp_path):
     src = tmp_path / "in.csv"
-    src.write_text("text\n" + "fine\n" * 5000 + '""\n')
+    src.write_text("text\n" + "fine\n" * 5000 + '"never closed\n')  # a row with an empty text gets an error column
     out = tmp_path / "out.csv"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
-    assert proc.returncode == 2 and "in.csv:5002: empty text" in proc.stderr
+    assert proc.returncode == 2 and "in.csv:5002: a quoted field starts on this line" in proc.stderr
     assert list(tmp_path.iterdir()) == [src]
 
 
@@ -178,7 +178,7 @@ def test_skip_bad_rows_reports_the_count(tiny_model, tmp_path):
     out = tmp_path / "out.csv"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "read 3 rows" in proc.stdout and "scored 2 in" in proc.stdout and "skipped 1 bad row" in proc.stdout
+    assert "read 3 rows" in proc.stdout and "rated 2 in" in proc.stdout and "skipped 1 bad row" in proc.stderr
 
 
 def test_config_files_yaml_and_errors(tmp_path):

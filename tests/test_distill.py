@@ -128,6 +128,7 @@ def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_pat
     assert meta["distillation"]["augmented_texts"] > 0 and meta["holdout_metrics"]["n"] > 0
     card = (out / "MODEL_CARD.md").read_text()
     assert "Distilled from a teacher" in card and "the teacher on dev" in card
+    assert "![training curves](curves.png)" in card and (out / "curves.png").stat().st_size > 5_000
     pred = api.predict("a gorgeous , witty movie .", model=out)
     assert 1 <= pred.rating <= 5 and abs(sum(pred.probabilities) - 1) < 1e-6
     cli = run_cli("predict", "--model", out, "--json", "a gorgeous , witty movie .")

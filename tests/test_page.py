@@ -38,20 +38,61 @@ def test_page_rates_a_review_and_shows_why(browser_page):
     assert page.inner_text("#rating") in {"1", "2", "3", "4", "5"}
     words = page.locator("#heatmap span")
     assert words.count() == 13  # the PTB tokens of the review
-    assert page.locator("canvas[data-gate]").count() == 4  # learn, forget gate, remember, use
+    gates = page.locator(".gate[data-gate]")
+    assert gates.count() == 5  # learn, forget (LTM⊙f), forget gate f, remember, use
+    names = [n.strip() for n in page.locator(".gate .name").all_inner_texts()]
+    assert names == ["learn", "forget", "forget gate f", "remember", "use"]  # the seed's names, not identifiers
+    assert "_" not in " ".join(page.locator(".gate .what").all_inner_texts())
     assert page.locator("#trajectory circle").count() == 13
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "page.png"), full_page=True)
     assert (ARTIFACTS / "page.png").stat().st_size > 10_000
 
 
+def test_gate_maps_a_person_can_read(browser_page):
+    page, url = browser_page
+    page.goto(url + "/")
+    page.fill("#text", "A gorgeous, witty, seductive movie, but far too long.")
+    page.click("#go")
+    page.wait_for_selector(".gate[data-gate='learn'] canvas", timeout=30_000)
+    learn = page.locator(".gate[data-gate='learn']")
+    # a colour scale with its values (the forget gate's runs 0..1, the others symmetric about 0)
+    lo, hi = learn.locator(".scale span").nth(0).inner_text(), learn.locator(".scale span").nth(2).inner_text()
+    assert float(lo) == -float(hi) and float(hi) > 0
+    f = page.locator(".gate[data-gate='forget_gate'] .scale span")
+    assert (f.nth(0).inner_text(), f.nth(2).inner_text()) == ("0.00", "1.00")
+    # the units that changed most, a few at a time; "show all" draws every unit
+    canvas = learn.locator("canvas")
+    shown = page.evaluate("JSON.parse(document.querySelector(\".gate[data-gate='learn'] canvas\").dataset.rows).length")
+    assert shown == 12
+    learn.locator("button.all").click()
+    every = page.evaluate("JSON.parse(document.querySelector(\".gate[data-gate='learn'] canvas\").dataset.rows).length")
+    assert every == 16 and "show the 12" in learn.locator("button.all").inner_text()
+    learn.locator("button.all").click()
+    # hovering a cell reads out its unit, word and value; words label the columns (drawn on the canvas)
+    box = canvas.bounding_box()
+    cell = page.evaluate("JSON.parse(document.querySelector(\".gate[data-gate='learn'] canvas\").dataset.cell)")
+    scale_x = box["width"] / page.evaluate("document.querySelector(\".gate[data-gate='learn'] canvas\").width")
+    page.mouse.move(box["x"] + (cell["left"] + cell["cw"] * 1.5) * scale_x, box["y"] + cell["ch"] * 0.5 * scale_x)
+    readout = learn.locator(".readout").inner_text()
+    first_unit = page.evaluate("JSON.parse(document.querySelector(\".gate[data-gate='learn'] canvas\").dataset.rows)[0]")
+    assert readout.startswith(f"unit {first_unit} · word 2 “gorgeous” · "), readout
+    float(readout.rsplit("· ", 1)[1])
+    learn.screenshot(path=str(ARTIFACTS / "gate-map.png"))
+
+
 def test_page_shows_errors(browser_page):
     page, url = browser_page
     page.goto(url + "/")
-    page.fill("#text", "far too long " * 500)
+    page.fill("#text", "far too long . " * 500)  # over max_explain_chars: rated whole, explained in part
     page.click("#go")
-    page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
-    assert "max_explain_chars" in page.inner_text("#error")
+    page.wait_for_selector("#explained", timeout=60_000)
+    assert "7,500 characters" in page.inner_text("#explained") and "first 4,99" in page.inner_text("#explained")
+    assert page.inner_text("#error") == ""
+    page.fill("#text", "これは素晴らしい映画です")
+    page.click("#go")
+    page.wait_for_selector("#warning", timeout=30_000)
+    assert "mostly a guess" in page.inner_text("#warning")
     page.fill("#text", "   ")
     page.click("#go")
     page.wait_for_function("document.getElementById('error').textContent.includes('first')", timeout=10_000)

@@ -136,8 +136,11 @@ def test_corrupt_gzip_is_one_line_naming_the_file(tiny_model, tmp_path, command)
 def test_a_lone_surrogate_in_jsonl_is_a_bad_row(tiny_model, tmp_path):
     src = tmp_path / "s.jsonl"
     src.write_text('{"text": "good \\ud800 movie"}\n{"text": "fine", "note": "x\\ud800"}\n')
-    with pytest.raises(DataError, match=r"s.jsonl:1: a lone surrogate \\ud800 in column 'text'"):
-        api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, progress=False)
+    s = api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, progress=False)
+    first = json.loads(lines_of(tmp_path / "o.jsonl")[0])
+    assert s.errors == 1 and first["predicted_rating"] is None
+    assert first["error"] == "a lone surrogate \\ud800 in column 'text' (not a character: the text is not valid Unicode)"
+    assert "s.jsonl:1: a lone surrogate \\ud800 in column 'text'" in s.bad_rows.first[0]
     s = api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, progress=False, skip_bad_rows=True)
     assert (s.rows, s.bad_rows.count) == (1, 1)
     assert json.loads(lines_of(tmp_path / "o.jsonl")[0])["note"] == "x\ud800"  # written as its JSON escape
@@ -216,7 +219,7 @@ def test_a_retrain_killed_at_any_moment_leaves_a_model_that_loads(sst, tiny_mode
     out = tmp_path / "m"
     shutil.copytree(tiny_model, out)
     for delay in (2.5, 3.5, 4.5, 6.0):
-        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", *map(str, train_args(sst, out, "--epochs", 20))],
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", *map(str, train_args(sst, out, "--epochs", 20, "--overwrite"))],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.kill()

@@ -51,6 +51,9 @@ def test_health_ready_model_docs(server):
     m = httpx.get(server + "/model").json()
     assert m["config"]["hidden"] == 16 and m["card"].startswith("# reviewlstm model card")
     assert m["limits"]["max_batch"] == 8
+    assert m["path"] == "tiny" and "/" not in m["path"]  # the model's name, not where this server keeps it
+    p = httpx.post(server + "/predict", json={"text": "これは素晴らしい映画です"}).json()
+    assert p["known_share"] == 0.0 and "mostly a guess" in p["warning"]
     spec = httpx.get(server + "/openapi.json").json()
     assert {"/predict", "/explain", "/health", "/ready", "/model"} <= set(spec["paths"])
     assert httpx.get(server + "/docs").status_code == 200
@@ -101,7 +104,7 @@ def test_malformed_json_and_oversized_body(server):
     r = httpx.post(server + "/predict", json={"text": "y" * 60_000})
     assert r.status_code == 413 and "max_body_bytes is 50000" in r.json()["detail"]
     r = httpx.post(server + "/explain", json={"text": "z" * 6000})
-    assert r.status_code == 422 and "max_explain_chars" in r.json()["detail"]
+    assert r.status_code == 422 and "max_text_chars is 2000" in r.json()["detail"]
 
 
 def test_concurrent_clients_get_their_own_answers(server):

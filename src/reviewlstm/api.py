@@ -1,4 +1,4 @@
-"""The library's front door: train, evaluate, predict, score a file. The CLI and the web service
+"""The library's front door: train, evaluate, predict, explain, score a file. The CLI and the web service
 only parse, validate and call these."""
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import torch
 from . import artifact, metrics
 from .artifact import ArtifactError, LoadedModel
 from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
+from .explain import EXPLAIN_MAX_CHARS, Explanation
+from .explain import explain as _explain
 from .predict import Prediction, Predictor
 from .train import TrainConfig, TrainResult
 from .train import train as _train
@@ -46,14 +48,123 @@ def train(config: TrainConfig | None = None, log: Callable[[str], None] = print,
     return _train(cfg, log=log)
 
 
-def predict(texts: str | Iterable[str], model: str | Path | LoadedModel | None = None,
-            long_text: str | None = None) -> Prediction | list[Prediction]:
-    """The rating of one text (a Prediction) or of each of several (a list)."""
-    single = isinstance(texts, str)
-    batch = [texts] if single else list(texts)
+def predict(texts, model: str | Path | LoadedModel | None = None, long_text: str | None = None,
+            text_column: str | None = None):
+    """The rating of one text (a Prediction), of each of several (a list), or of every row of a table.
+
+    texts: a string; a list (or any iterable) of strings; a pandas Series or pyarrow Array of
+    strings (returns a pandas DataFrame of the prediction columns, on the Series' index); or a pandas
+    DataFrame with `text_column` (default: the first of text, review, content, ... it has), returned
+    with the prediction columns added. The rule for a text that cannot be rated is the CLI's and the
+    service's: a string or list with an empty (or non-string) text is refused with a ValueError naming
+    it; a table keeps every row, and the rows that could not be rated get an `error`, as
+    `reviewlstm predict --input` does.
+    """
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    out = Predictor(loaded, long_text=long_text).predict(batch)
+    predictor = Predictor(loaded, long_text=long_text)
+    table = _as_table(texts, text_column)
+    if table is not None:
+        return _predict_table(predictor, *table)
+    if text_column is not None:
+        raise TypeError("text_column goes with a pandas DataFrame")
+    single = isinstance(texts, str)
+    if not single and (isinstance(texts, (bytes, dict)) or not isinstance(texts, Iterable)):
+        raise TypeError(f"predict takes a string, a list of strings, or a pandas DataFrame / Series; "
+                        f"got {type(texts).__name__}")
+    batch = [texts] if single else list(texts)
+    for i, t in enumerate(batch):
+        problem = text_problem(t)
+        if problem:
+            raise ValueError(f"text {i + 1} {problem}" if not single else f"the text {problem}")
+    out = predictor.predict(batch)
     return out[0] if single else out
+
+
+def text_problem(text) -> str | None:
+    """Why a text cannot be rated (None if it can): the one rule of the API, the CLI and the service."""
+    if text is None or (isinstance(text, float) and text != text):  # None, or pandas' NaN for a missing cell
+        return "is missing"
+    if not isinstance(text, str):
+        return f"is not a string ({type(text).__name__})"
+    if not text.strip():
+        return "is empty"
+    bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+    if bad is not None:
+        return f"holds a lone surrogate \\u{ord(bad):04x} (not valid Unicode)"
+    return None
+
+
+def _as_table(texts, text_column: str | None):
+    """(frame or None, texts, index) for pandas / pyarrow inputs, else None."""
+    kind = type(texts).__module__.split(".")[0]
+    if kind == "pyarrow":
+        import pyarrow as pa
+        if isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            return None, texts.to_pylist(), None
+        if isinstance(texts, pa.Table):
+            texts = texts.to_pandas()
+            kind = "pandas"
+    if kind != "pandas":
+        return None
+    import pandas as pd
+    if isinstance(texts, pd.Series):
+        return None, texts.tolist(), texts.index
+    if isinstance(texts, pd.DataFrame):
+        from .data import TEXT_COLUMNS
+        column = text_column
+        if column is None:
+            lower = {str(c).lower(): c for c in texts.columns}
+            column = next((lower[c] for c in TEXT_COLUMNS if c in lower), None)
+            if column is None:
+                raise ValueError(f"no text column: expected one of {', '.join(TEXT_COLUMNS)} (or name it with "
+                                 f"text_column=); the columns are {', '.join(map(str, texts.columns))}")
+        elif column not in texts.columns:
+            raise ValueError(f"no text column {column!r}; the columns are {', '.join(map(str, texts.columns))}")
+        return texts, texts[column].tolist(), texts.index
+    raise TypeError(f"predict takes a pandas DataFrame or Series, got {type(texts).__name__}")
+
+
+def _predict_table(predictor: Predictor, frame, texts: list, index):
+    import pandas as pd
+    problems = [text_problem(t) for t in texts]
+    good = [i for i, p in enumerate(problems) if p is None]
+    preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
+    ratings = predictor.config.ratings
+    rows = [_prediction_columns(preds.get(i), ratings, None if p is None else f"text {p}")
+            for i, p in enumerate(problems)]
+    out = pd.DataFrame(rows, index=index)
+    out["predicted_rating"] = out["predicted_rating"].astype("Int64")  # missing where the row has an error
+    if frame is None:
+        return out
+    taken = [c for c in out.columns if c in frame.columns]
+    if taken:
+        raise ValueError(f"the DataFrame already has column(s) {', '.join(taken)}: rename them first")
+    return pd.concat([frame, out], axis=1)
+
+
+def _prediction_columns(p: Prediction | None, ratings: list[int], error: str | None) -> dict:
+    """The columns a scored row gets: the same in file scoring and in DataFrames."""
+    row = {"predicted_rating": p.rating if p else None,
+           "expected_rating": round(p.expected_rating, 4) if p else None}
+    for k, r in enumerate(ratings):
+        row[f"p_{r}"] = round(p.probabilities[k], 5) if p else None
+    row["known_share"] = p.known_share if p else None
+    row["error"] = error  # why the row has no prediction; None when it has one
+    return row
+
+
+def explain(text: str, model: str | Path | LoadedModel | None = None, method: str = "integrated_gradients",
+            max_chars: int | None = EXPLAIN_MAX_CHARS, long_text: str | None = None, on_piece=None) -> Explanation:
+    """Why the model rates `text` as it does: each word's contribution, the gates word by word, the
+    prediction after each word (see reviewlstm.explain). At most `max_chars` characters are explained
+    (None: all; cost grows with length): `explained_chars` says how many were."""
+    problem = text_problem(text)
+    if problem:
+        raise ValueError(f"the text {problem}")
+    if max_chars is not None and max_chars < 1:
+        raise ValueError(f"max_chars must be >= 1 (or None for no limit), got {max_chars}")
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    return _explain(loaded, text, method=method, max_chars=max_chars, long_text=long_text, on_piece=on_piece)
 
 
 def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
@@ -81,10 +192,17 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
 
 @dataclass
 class ScoreSummary:
-    rows: int          # rows written
+    rows: int          # rows written, with a prediction or an error
     output: Path
-    bad_rows: BadRows  # rows skipped (with skip_bad_rows); bad_rows.rows: every row read
-    seconds: float
+    bad_rows: BadRows  # rows with an error (or, with skip_bad_rows, skipped); bad_rows.rows: every row read
+    seconds: float     # reading, scoring and writing
+    skipped: bool = False       # bad rows were left out (skip_bad_rows), not written with an error
+    build_seconds: float = 0.0  # compiling the fast kernel (first run on a machine), not in `seconds`
+
+    @property
+    def errors(self) -> int:
+        """Rows written with an error instead of a prediction."""
+        return 0 if self.skipped else self.bad_rows.count
 
 
 def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
@@ -92,8 +210,12 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
                chunk_size: int = 4096, progress: bool = True, long_text: str | None = None,
                workers: int | None = None) -> ScoreSummary:
     """Score every row of a file and write it back with its predictions, streaming: memory stays flat
-    in the file's size. Output columns: every input column, then predicted_rating, expected_rating
-    and p_<rating> for each rating on the scale.
+    in the file's size. Output columns: every input column, then predicted_rating, expected_rating,
+    p_<rating> for each rating on the scale, known_share (the share of its words the model knows) and
+    error. Every row read is written, in order: one that cannot be rated (an empty text, bytes that
+    are not UTF-8, a ragged CSV row) gets its `error` and no prediction; skip_bad_rows leaves such
+    rows out instead (and counts them). A file that cannot be read past some line (an unclosed quote,
+    a corrupt .gz) is an error, and nothing is written.
 
     workers: processes that tokenize and read the chunks, one thread each (this process reads and
     writes the file, in order). None: one per CPU for files of 20,000 rows or more, else none (a
@@ -116,10 +238,15 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         raise DataError(f"{input_path}: this is another run's temporary output for {output_path}, not an input")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
+    from . import kernels
+    fresh, build = not kernels.tried(), time.perf_counter()
+    kernels.load()  # a first run on this machine compiles the kernel: timed apart from the scoring
+    build_seconds = time.perf_counter() - build if fresh and kernels.built_now() else 0.0
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                         require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False)
+                         require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False,
+                         keep_bad_rows=not skip_bad_rows)
     total = _count_rows(Path(input_path), fmt)
     n_workers = _worker_count(workers, total, loaded)
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
@@ -132,7 +259,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
 
     def write(chunk, preds):
         nonlocal n
-        writer.write([_output_row(e, p, cfg.ratings) for e, p in zip(chunk, preds)])
+        preds = iter(preds)  # one per row without an error, in order
+        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings) for e in chunk])
         n += len(chunk)
         bar.update(len(chunk))
 
@@ -142,7 +270,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
             if ex is not None:
                 chunk.append(ex)
             if chunk and (ex is None or len(chunk) >= chunk_size):
-                texts, tokens = [e.text for e in chunk], [e.tokens for e in chunk]
+                rated = [e for e in chunk if e.error is None]
+                texts, tokens = [e.text for e in rated], [e.tokens for e in rated]
                 if pool is None:
                     write(chunk, predictor.predict(texts, tokens))
                 else:
@@ -154,15 +283,16 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         while pending:
             done, result = pending.popleft()
             write(done, result.result())
-        if n + bad.count != expected.rows:  # every row read is written or reported, never dropped
-            raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {bad.count}")
+        skipped = bad.count if skip_bad_rows else 0
+        if n + skipped != expected.rows:  # every row read is written or reported, never dropped
+            raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {skipped}")
         ok = True
     finally:
         if pool is not None:
             pool.shutdown(wait=ok, cancel_futures=not ok)
         writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
         bar.close()
-    return ScoreSummary(n, output_path, bad, time.perf_counter() - start)
+    return ScoreSummary(n, output_path, bad, time.perf_counter() - start, skip_bad_rows, build_seconds)
 
 
 def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
@@ -218,12 +348,9 @@ def _chained(rows):
     yield None
 
 
-def _output_row(e: Example, p: Prediction, ratings: list[int]) -> dict:
+def _output_row(e: Example, p: Prediction | None, ratings: list[int]) -> dict:
     row = dict(e.row) if e.row is not None else {"text": e.text, "rating": e.rating}
-    row["predicted_rating"] = p.rating
-    row["expected_rating"] = round(p.expected_rating, 4)
-    for r, prob in zip(ratings, p.probabilities):
-        row[f"p_{r}"] = round(prob, 5)
+    row.update(_prediction_columns(p, ratings, e.error))
     return row
 
 

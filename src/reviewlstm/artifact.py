@@ -253,6 +253,13 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                   f"- loss: {d.get('alpha')} x cross-entropy on the gold rating + {1 - d.get('alpha', 0):g} x "
                   f"T^2 x KL(teacher || student), T = {d.get('temperature')}",
                   f"- seconds per stage: {d.get('seconds')}"]
+    if meta.get("curves"):
+        lines += ["", "## Training curves", "",
+                  f"![training curves]({meta['curves']['png']})", "",
+                  f"The loss, dev accuracy and MAE at every check, the kept checkpoint marked; the numbers are in "
+                  f"[{meta['curves']['json']}]({meta['curves']['json']})."]
+    if meta.get("warnings"):
+        lines += ["", "## Warnings", ""] + [f"- {w}" for w in meta["warnings"]]
     lines += ["", "## Limits", "",
               "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
               "and very long texts read less well.",

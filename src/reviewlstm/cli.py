@@ -68,16 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"reviewlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("predict", help="rate reviews", description="Rate the given texts, or every row of --input.")
+    p = sub.add_parser("predict", help="rate reviews",
+                       description="Rate the given texts; with no TEXT, the lines of standard input (one review a "
+                                   "line); or every row of --input FILE, written to --output FILE.")
     _model_arg(p)
-    p.add_argument("texts", nargs="*", metavar="TEXT", help="review texts")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="review texts (none: read standard input, one a line)")
     p.add_argument("--json", action="store_true", help="one JSON object per text")
     p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST)")
     p.add_argument("--output", help="where to write the rows with their predictions (with --input)")
     p.add_argument("--long-text", choices=("sentences", "whole"), default=None,
                    help="long reviews: read sentence by sentence and average, or in one pass "
                         "(default: as the model was trained, its config's long_text)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while scoring --input")
     p.add_argument("--workers", type=int, default=None,
                    help="processes scoring --input in parallel (default: one per CPU for 20,000+ rows; 0: none)")
     _column_args(p)
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Accuracy, macro-F1, MAE, within ±1 star, QWK, per-class precision and recall "
                                    "and the confusion matrix.")
     _model_arg(e)
-    e.add_argument("file", metavar="FILE")
+    e.add_argument("file", metavar="FILE", help="labelled reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
     e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
@@ -132,14 +134,21 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--until", choices=("teacher", "label"), help="stop after this stage (--resume goes on)")
     dd.set_defaults(func=cmd_distill)
 
+    from .explain import EXPLAIN_MAX_CHARS
     x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
                        description="The rating, the words colored by their contribution, and (with --html) a page "
                                    "with the word heat map, the gate heat maps and the prediction after each word.")
     _model_arg(x)
-    x.add_argument("text", metavar="TEXT")
-    x.add_argument("--method", choices=("integrated_gradients", "occlusion"), default="integrated_gradients")
+    x.add_argument("text", metavar="TEXT", help="the review to explain")
+    x.add_argument("--method", choices=("integrated_gradients", "occlusion"), default="integrated_gradients",
+                   help="word contributions by integrated gradients (default) or by leaving each word out")
     x.add_argument("--json", action="store_true", help="print the whole explanation as one JSON object")
     x.add_argument("--html", metavar="FILE", help="write a self-contained page (no network needed to view it)")
+    x.add_argument("--max-chars", type=int, default=EXPLAIN_MAX_CHARS, metavar="N",
+                   help=f"explain at most the first N characters, to a word's end; the whole text is still rated "
+                        f"(default {EXPLAIN_MAX_CHARS:,}; 0: no limit: cost grows with length)")
+    x.add_argument("--show-words", type=int, default=200, metavar="N",
+                   help="print the colored text when it has at most N words (default 200)")
     x.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("serve", help="the REST service and web page",
@@ -148,16 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(s)
     s.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
     s.add_argument("--port", type=_port, default=8000, help="default 8000")
-    s.add_argument("--max-text-chars", type=_positive(int), default=20_000)
-    s.add_argument("--max-batch", type=_positive(int), default=64)
-    s.add_argument("--max-body-bytes", type=_positive(int), default=1_000_000)
+    from dataclasses import fields
+    from .service import LIMIT_HELP, Limits
+    for f in fields(Limits):
+        s.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=_positive(int), default=f.default,
+                       help=f"{LIMIT_HELP[f.name]} (default {f.default:,})")
     s.add_argument("--header-timeout", type=_positive(float), default=10.0,
                    help="seconds a new connection has to send its request head (default 10)")
     s.set_defaults(func=cmd_serve)
 
     dl = sub.add_parser("download-sst5", help="fetch SST-5 (needs a network), check its MD5, cache it")
     dl.add_argument("--cache", help="cache directory (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm)")
-    dl.add_argument("--url", default=None)
+    dl.add_argument("--url", default=None, help="where to fetch the archive (default: Stanford's own copy)")
     dl.set_defaults(func=cmd_download)
 
     g = sub.add_parser("gradients", help="the vanishing-gradient study: RNN against LSTM on the adding problem",
@@ -169,9 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lengths", type=_int_list, default=(25, 100), help="sequence lengths to train on (default: 25,100)")
     g.add_argument("--gradient-length", type=_positive(int), default=200, help="length at which gradient norms are measured (default: 200)")
     g.add_argument("--steps", type=_positive(int), default=1500, help="training steps at most per cell and length (default: 1500)")
-    g.add_argument("--hidden", type=_positive(int), default=32)
-    g.add_argument("--lr", type=_positive(float), default=1e-2)
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--hidden", type=_positive(int), default=32, help="units per cell (default: 32)")
+    g.add_argument("--lr", type=_positive(float), default=1e-2, help="Adam learning rate (default: 0.01)")
+    g.add_argument("--seed", type=int, default=0, help="default: 0")
     g.set_defaults(func=cmd_gradients)
 
     k = sub.add_parser("build-kernel", help="compile the fast LSTM kernel now (otherwise done on first use)",
@@ -193,6 +204,8 @@ def _print_prediction(text: str, p, ratings: list[int]) -> None:
     note = {"sentences": " (read sentence by sentence)", "truncated": " (truncated)"}.get(p.read_as, "")
     shown = text if len(text) <= 70 else text[:67] + "..."
     print(f"{stars}  {p.rating}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
+    if p.warning:
+        print(f"  warning: {p.warning}")
 
 
 def cmd_predict(args) -> int:
@@ -206,24 +219,37 @@ def cmd_predict(args) -> int:
         s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
                            skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
                            workers=args.workers)
-        print(f"read {s.bad_rows.rows} rows from {args.input}; scored {s.rows} in {s.seconds:.1f}s "
-              f"({s.rows / max(s.seconds, 1e-9):.0f}/s) -> {s.output}"
-              + (f"; {s.bad_rows.summary()}" if s.bad_rows.count else ""))
+        rated = s.rows - s.errors
+        print(f"read {s.bad_rows.rows} rows from {args.input}; rated {rated} in {s.seconds:.1f}s "
+              f"({rated / max(s.seconds, 1e-9):.0f}/s"
+              + (f"; compiling the kernel took {s.build_seconds:.0f}s more, once for this machine" if s.build_seconds else "")
+              + f") -> {s.output}")
+        if s.bad_rows.count:
+            if s.skipped:
+                print(s.bad_rows.summary(), file=sys.stderr)
+            else:
+                print(f"{s.errors} row(s) could not be rated and have an error column instead of a prediction: "
+                      + "; ".join(s.bad_rows.first)
+                      + (f" and {s.errors - len(s.bad_rows.first)} more" if s.errors > len(s.bad_rows.first) else ""),
+                      file=sys.stderr)
         return 0
     if args.output:
         raise UserError("--output goes with --input FILE")
     from . import kernels
     kernels.allow_build(False)  # a few texts: the Python loop answers before a build would finish
-    texts = args.texts
+    texts, where = args.texts, "TEXT"
     if not texts:
         if sys.stdin is None or sys.stdin.isatty():
-            raise UserError("give at least one TEXT, or --input FILE")
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+            raise UserError("give at least one TEXT, texts on standard input (one a line), or --input FILE")
+        texts, where = [line.rstrip("\r\n") for line in sys.stdin], "line"
+        if not any(t.strip() for t in texts):
+            raise UserError("standard input holds no text: give one review a line, or TEXT arguments")
     for i, t in enumerate(texts):
-        if not t.strip():
-            raise UserError(f"TEXT {i + 1} is empty")
         if any("\udc80" <= ch <= "\udcff" for ch in t):  # bytes the shell passed that are not UTF-8
-            raise UserError(f"TEXT {i + 1} is not valid UTF-8")
+            raise UserError(f"{where} {i + 1} is not valid UTF-8")
+        problem = api.text_problem(t)
+        if problem:
+            raise UserError(f"{where} {i + 1} {problem}" + (" (standard input: one review a line)" if where == "line" else ""))
     loaded = api.load_model(args.model)
     preds = api.predict(texts, model=loaded, long_text=args.long_text)
     for text, p in zip(texts, preds):
@@ -234,58 +260,79 @@ def cmd_predict(args) -> int:
     return 0
 
 
+# The training flags: (flag, TrainConfig field, argparse settings, help). The help's default is
+# read from TrainConfig itself, so the two cannot drift; _train_config maps the flags back by field.
+_BOOL = argparse.BooleanOptionalAction
+TRAIN_FLAGS = [
+    ("--train", "train", {"metavar": "FILE"}, "training reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees"),
+    ("--dev", "dev", {"metavar": "FILE"}, "reviews to choose the kept checkpoint on (none: the last is kept)"),
+    ("--out", "out", {"metavar": "DIR"}, "where the model is written (an existing model there needs --overwrite)"),
+    ("--cell", "cell", {"choices": ("lstm", "classic-lstm", "rnn")}, "lstm is the four-gate cell"),
+    ("--hidden", "hidden", {"type": _positive(int)}, "units per direction"),
+    ("--layers", "num_layers", {"type": _positive(int)}, "stacked recurrent layers"),
+    ("--bidirectional", "bidirectional", {"action": _BOOL}, "read each text both ways"),
+    ("--dropout", "dropout", {"type": float}, "on the word vectors, between layers and before the head"),
+    ("--event-dropout", "event_dropout", {"type": float}, "dropout on the word vectors alone (none: the same as --dropout)"),
+    ("--pooling", "pooling", {"choices": ("auto", "final", "max", "mean", "attention")},
+     "auto: final for sentences, the mean over all steps when long texts are read whole"),
+    ("--long-text", "long_text", {"choices": ("auto", "sentences", "whole")},
+     "how the model reads texts over 60 tokens, in training and ever after (auto: whole when a fifth of "
+     "the training reviews are that long)"),
+    ("--init-from", "init_from", {"metavar": "MODEL"},
+     "start from a trained model: 'bundled', a model directory (its layer, head and shared words), 'none', or "
+     "'auto' (the bundled model for reviews read whole on 1-5 stars)"),
+    ("--use-init", "use_init", {"choices": ("uniform", "identity")},
+     "four-gate cell: start W_u uniform or as the identity (U = tanh(forget))"),
+    ("--average-best", "average_best", {"type": int, "metavar": "K"},
+     "keep the average of the K best dev checks' weights instead of the single best (0: the single best)"),
+    ("--holdout", "holdout", {"type": float},
+     "share of training reviews set aside as an untouched validation slice, scored once at the end (0: none)"),
+    ("--phrases", "phrases", {"action": _BOOL}, "SST trees: train on every labelled phrase, or sentences only"),
+    ("--embeddings", "embeddings", {"choices": ("glove", "random")}, "word vectors to start from"),
+    ("--freeze-embeddings", "freeze_embeddings", {"action": _BOOL}, "keep the word vectors fixed"),
+    ("--extra-glove-words", "extra_glove_words", {"type": int, "metavar": "N"},
+     "also know the N most frequent GloVe words unseen in training"),
+    ("--min-freq", "min_freq", {"type": _positive(int)}, "a word must occur this often in training to be known"),
+    ("--max-length", "max_length", {"type": _positive(int)}, "tokens read in one pass; longer passes are cut"),
+    ("--epochs", "epochs", {"type": _positive(int)}, "at most: training stops once dev stops improving"),
+    ("--batch-size", "batch_size", {"type": _positive(int)}, "texts per step"),
+    ("--lr", "lr", {"type": _positive(float)}, "AdamW learning rate"),
+    ("--weight-decay", "weight_decay", {"type": float}, "AdamW weight decay"),
+    ("--clip", "clip", {"type": _positive(float)}, "gradient norm clipping"),
+    ("--loss", "loss", {"choices": ("ce", "ordinal")}, "cross-entropy, or with an order-aware term"),
+    ("--class-weights", "class_weights", {"action": _BOOL}, "weight ratings by the inverse of their frequency"),
+    ("--patience", "patience", {"type": _positive(int)}, "epochs with neither a better dev accuracy nor NLL before stopping"),
+    ("--evals-per-epoch", "evals_per_epoch", {"type": _positive(int)}, "dev checks per epoch"),
+    ("--seed", "seed", {"type": int}, "the same seed, data and settings give the same model"),
+    ("--max-examples", "max_examples", {"type": _positive(int), "metavar": "N"}, "use only the first N training examples"),
+    ("--device", "device", {"choices": ("auto", "cpu", "cuda")}, "auto: CUDA when there is one"),
+    ("--threads", "threads", {"type": _positive(int)}, "CPU threads (none: torch's default, one per core)"),
+]
+
+
+def _default_text(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _train_args(t) -> None:
     """The training settings, shared by train and distill (whose student they describe)."""
     from .train import TrainConfig
     d = TrainConfig()
     t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
-    t.add_argument("--train", dest="train_file", metavar="FILE")
-    t.add_argument("--dev", metavar="FILE")
-    t.add_argument("--out", metavar="DIR")
-    t.add_argument("--cell", choices=("lstm", "classic-lstm", "rnn"), help=f"default {d.cell}")
-    t.add_argument("--hidden", type=_positive(int), help=f"default {d.hidden}")
-    t.add_argument("--layers", dest="num_layers", type=_positive(int), help=f"default {d.num_layers}")
-    t.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None, help="default on")
-    t.add_argument("--dropout", type=float, help=f"default {d.dropout}")
-    t.add_argument("--event-dropout", type=float,
-                   help="dropout on the word vectors alone (default: the same as --dropout)")
-    t.add_argument("--pooling", choices=("auto", "final", "max", "mean", "attention"),
-                   help="default auto: final for sentences, the mean over all steps when long texts are read whole")
-    t.add_argument("--long-text", choices=("auto", "sentences", "whole"),
-                   help="how the model reads texts over 60 tokens, in training and ever after "
-                        "(default auto: whole when a fifth of the training reviews are that long)")
-    t.add_argument("--init-from", metavar="MODEL",
-                   help="start from a trained model: 'bundled', a model directory (its layer, head and shared "
-                        "words), 'none', or 'auto' (default: the bundled model for reviews read whole on 1-5 stars)")
-    t.add_argument("--use-init", choices=("uniform", "identity"),
-                   help="four-gate cell: start W_u uniform (default) or as the identity (U = tanh(forget))")
-    t.add_argument("--average-best", type=int, metavar="K",
-                   help="keep the average of the K best dev checks' weights instead of the single best")
-    t.add_argument("--holdout", type=float,
-                   help="share of training reviews set aside as an untouched validation slice, "
-                        "scored once at the end (default 0.1; 0 for none)")
-    t.add_argument("--phrases", action=argparse.BooleanOptionalAction, default=None,
-                   help="SST: train on every labelled phrase (default) or sentences only")
-    t.add_argument("--embeddings", choices=("glove", "random"), help="default glove")
-    t.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=None)
-    t.add_argument("--extra-glove-words", type=int, help="also know the N most frequent GloVe words")
-    t.add_argument("--min-freq", type=_positive(int))
-    t.add_argument("--epochs", type=_positive(int), help=f"default {d.epochs}")
-    t.add_argument("--batch-size", type=_positive(int), help=f"default {d.batch_size}")
-    t.add_argument("--lr", type=_positive(float), help=f"default {d.lr}")
-    t.add_argument("--weight-decay", type=float)
-    t.add_argument("--clip", type=_positive(float))
-    t.add_argument("--loss", choices=("ce", "ordinal"), help="cross-entropy, or with an order-aware term")
-    t.add_argument("--class-weights", action=argparse.BooleanOptionalAction, default=None)
-    t.add_argument("--patience", type=_positive(int))
-    t.add_argument("--evals-per-epoch", type=_positive(int), help="dev evaluations per epoch (default 1)")
-    t.add_argument("--seed", type=int)
+    for flag, name, kwargs, text in TRAIN_FLAGS:
+        default = getattr(d, name)
+        shown = "" if name in ("train", "dev", "out") else f" (default {_default_text(default)})"
+        if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") is None:
+            kwargs = {**kwargs, "metavar": flag[2:].upper().replace("-", "_")}
+        t.add_argument(flag, dest=f"cfg_{name}", default=None, help=text + shown, **kwargs)
     t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
-    t.add_argument("--max-examples", type=_positive(int), help="use only the first N training examples")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    t.add_argument("--threads", type=_positive(int))
+    t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
-    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar (the log lines stay)")
     _column_args(t)
 
 
@@ -344,26 +391,15 @@ def cmd_evaluate(args) -> int:
 
 def _train_config(args):
     from .train import TrainConfig
-    overrides = {k: v for k, v in {
-        "train": args.train_file, "dev": args.dev, "out": args.out, "cell": args.cell, "hidden": args.hidden,
-        "num_layers": args.num_layers, "bidirectional": args.bidirectional, "dropout": args.dropout, "event_dropout": args.event_dropout,
-        "pooling": args.pooling, "long_text": args.long_text, "holdout": args.holdout, "init_from": args.init_from,
-        "average_best": args.average_best, "use_init": args.use_init, "phrases": args.phrases,
-        "embeddings": args.embeddings,
-        "freeze_embeddings": args.freeze_embeddings, "extra_glove_words": args.extra_glove_words,
-        "min_freq": args.min_freq, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "clip": args.clip, "loss": args.loss,
-        "class_weights": args.class_weights, "patience": args.patience,
-        "evals_per_epoch": args.evals_per_epoch, "seed": args.seed,
-        "max_examples": args.max_examples, "device": args.device, "threads": args.threads,
-        "format": args.format, "text_column": args.text_column, "rating_column": args.rating_column,
-    }.items() if v is not None}
+    overrides = {name: getattr(args, f"cfg_{name}") for _, name, _, _ in TRAIN_FLAGS
+                 if getattr(args, f"cfg_{name}") is not None}
+    overrides.update({k: v for k, v in {"format": args.format, "text_column": args.text_column,
+                                         "rating_column": args.rating_column}.items() if v is not None})
     if overrides.get("init_from") == "none":
         overrides["init_from"] = None
-    if args.skip_bad_rows:
-        overrides["skip_bad_rows"] = True
-    if args.resume:
-        overrides["resume"] = True
+    for flag, name in (("skip_bad_rows", "skip_bad_rows"), ("resume", "resume"), ("overwrite", "overwrite")):
+        if getattr(args, flag):
+            overrides[name] = True
     if args.no_progress:
         overrides["progress"] = False
     if args.scale:
@@ -411,33 +447,53 @@ def _colored(tokens, contributions) -> str:
 
 def cmd_explain(args) -> int:
     import json
-    from . import api
-    from .explain import explain
+    from tqdm import tqdm
+    from . import api, kernels
     from .html import explanation_page
-    from . import kernels
     kernels.allow_build(False)  # one text: never worth a build
-    if not args.text.strip():
-        raise UserError("TEXT is empty")
+    problem = api.text_problem(args.text)
+    if problem:
+        raise UserError(f"TEXT {problem}")
     loaded = api.load_model(args.model)
-    e = explain(loaded, args.text, method=args.method)
+    bar = tqdm(total=None, unit="sentence", desc="explaining", file=sys.stderr, leave=False,
+               disable=None if not args.json else True)
+
+    def on_piece(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+    try:
+        e = api.explain(args.text, model=loaded, method=args.method, max_chars=args.max_chars or None,
+                        on_piece=on_piece)
+    finally:
+        bar.close()
+    whole = api.predict(args.text, model=loaded) if e.explained_chars < e.text_chars else None
     if args.html:
         from pathlib import Path
-        Path(args.html).write_text(explanation_page(e), encoding="utf-8")
+        Path(args.html).write_text(explanation_page(e, whole), encoding="utf-8")
     if args.json:
-        print(json.dumps(e.to_dict()))
+        print(json.dumps({**e.to_dict(), "prediction": whole.to_dict() if whole else None}))
         return 0
     ratings = loaded.config.ratings
-    stars = STARS[:e.rating - ratings[0] + 1] + "☆" * (ratings[-1] - e.rating)
-    print(f"{stars}  {e.rating}  expected {e.expected_rating:.2f}  "
-          + "  ".join(f"{r}:{p:.2f}" for r, p in zip(ratings, e.probabilities)))
-    print(_colored(e.tokens, e.contributions))
+    p = whole or e
+    stars = STARS[:p.rating - ratings[0] + 1] + "☆" * (ratings[-1] - p.rating)
+    print(f"{stars}  {p.rating}  expected {p.expected_rating:.2f}  "
+          + "  ".join(f"{r}:{q:.2f}" for r, q in zip(ratings, p.probabilities)))
+    if whole:
+        print(f"note: the text has {e.text_chars:,} characters; the first {e.explained_chars:,} are explained "
+              f"below (rated {e.rating} there; --max-chars N explains more, at about 40 passes over it)")
+    # the words that moved the rating most come first; the whole text, colored, after
     ranked = sorted(zip(e.contributions, e.tokens), reverse=True)
-    up = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[:3] if c > 0) or "none"
-    down = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[::-1][:3] if c < 0) or "none"
-    print(f"pushed up: {up}; pushed down: {down}  ({e.method.replace('_', ' ')}, stars of expected rating)")
+    up = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[:5] if c > 0) or "none"
+    down = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[::-1][:5] if c < 0) or "none"
+    print(f"pushed up: {up}")
+    print(f"pushed down: {down}  ({e.method.replace('_', ' ')}, stars of expected rating)")
+    if len(e.tokens) <= args.show_words:
+        print(_colored(e.tokens, e.contributions))
+    else:
+        print(f"({len(e.tokens):,} words: --json or --html shows every word's contribution)")
     if e.read_as == "sentences":
         print(f"note: read sentence by sentence ({len(e.sentences)} sentences, averaged by length), as predict does "
-              f"for texts over 60 tokens")
+              f"for texts over {loaded.config.long_threshold} tokens")
     if e.truncated:
         print(f"note: a piece longer than {e.max_length} tokens was cut there (the prediction's rule)")
     if args.html:
@@ -453,8 +509,9 @@ def cmd_serve(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"reviewlstm serve: warning: listening on {args.host}: the service has no authentication, and "
               "anyone who can reach this machine can use it", file=sys.stderr)
+    from dataclasses import fields
     serve(args.model, host=args.host, port=args.port, header_timeout=args.header_timeout,
-          limits=Limits(max_text_chars=args.max_text_chars, max_batch=args.max_batch, max_body_bytes=args.max_body_bytes))
+          limits=Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)}))
     return 0
 
 
@@ -500,7 +557,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the command line, not a caller's process
         signal.signal(signal.SIGTERM, _terminate)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that went away (| head) is met here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader of our output stopped reading (`| head -1`): not an error of ours; stdout goes to
+        # /dev/null so the interpreter's own flush at exit does not complain again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # what a shell reports for a process ended by SIGPIPE
     except (UserError, ValueError, OSError, RuntimeError) as e:
         if os.environ.get("REVIEWLSTM_DEBUG"):
             raise

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import sys
+import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Example:
     tokens: list[str] | None = None    # already tokenized (SST), else None: the model tokenizes
     line: int = 0                      # 1-based line (or row) in its file, for messages
     row: dict | None = None            # every column of the input row, for writing it back
+    error: str | None = None           # keep_bad_rows: why this row cannot be rated (it has no text then)
 
 
 @dataclass
@@ -114,7 +116,7 @@ def parse_tree(line: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
 
 
 def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = False,
-             bad: BadRows | None = None) -> Iterator[Example]:
+             bad: BadRows | None = None, keep_bad_rows: bool = False) -> Iterator[Example]:
     """SST-5 trees, one a line; labels 0..4 become ratings 1..5.
 
     phrases=False: one example per sentence (its root). phrases=True: every labelled subtree, each
@@ -131,9 +133,11 @@ def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = Fals
                 label, tokens, subtrees = parse_tree(line)
             except (ValueError, IndexError) as e:
                 msg = f"{path}:{lineno}: not an SST tree: {e}"
-                if not skip_bad_rows:
+                if not (skip_bad_rows or keep_bad_rows):
                     raise DataError(msg) from None
-                (bad or BadRows()).add(msg, "not an SST tree")
+                (bad if bad is not None else BadRows()).add(msg, "not an SST tree")
+                if keep_bad_rows:
+                    yield Example(text="", rating=None, line=lineno, row={}, error=f"not an SST tree: {e}")
                 continue
             pairs = subtrees[::-1] if phrases else [(label, tokens)]  # root first
             for lab, toks in pairs:
@@ -160,13 +164,19 @@ def download_sst5(cache_dir: str | Path | None = None, url: str = SST5_URL, md5:
     archive = cache / "trainDevTestTrees_PTB.zip"
     if not archive.exists() or _md5(archive) != md5:
         partial = archive.with_suffix(".part")
-        with urllib.request.urlopen(url, timeout=60) as resp, open(partial, "wb") as f:
-            total = int(resp.headers.get("Content-Length") or 0)
-            bar = _progress(total, f"downloading {url}", progress)
-            while chunk := resp.read(1 << 16):
-                f.write(chunk)
-                bar.update(len(chunk))
-            bar.close()
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(partial, "wb") as f:
+                total = int(resp.headers.get("Content-Length") or 0)
+                bar = _progress(total, f"downloading {url}", progress)
+                while chunk := resp.read(1 << 16):
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                bar.close()
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+            partial.unlink(missing_ok=True)
+            why = getattr(e, "reason", None) or e
+            raise DataError(f"{url}: cannot download ({why}): no network here? Fetch the archive on a machine that "
+                            f"has one and put it at {archive} (its MD5 is checked), or pass --url") from None
         got = _md5(partial)
         if got != md5:
             partial.unlink()
@@ -222,10 +232,13 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
                   scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
-                  skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True) -> Iterator[Example]:
+                  skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True,
+                  keep_bad_rows: bool = False) -> Iterator[Example]:
     """Stream the examples of any supported file (ratings=False: ignore any rating column, as when
-    scoring a file). Raises DataError on the first bad row unless
-    skip_bad_rows, in which case bad rows are counted in `bad`. An empty file is an error."""
+    scoring a file). Raises DataError on the first bad row unless skip_bad_rows, in which case bad
+    rows are counted in `bad`, or keep_bad_rows (scoring: every row comes back), in which case a bad
+    row is yielded with its `error` and counted in `bad` too. A file that cannot be read past a row
+    (an unclosed quote, a corrupt .gz) is an error either way. An empty file is an error."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -236,15 +249,17 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
     if fmt == "sst":
         if scale != (1, 5):
             raise DataError(f"{path}: SST-5 trees are rated 1..5, not {scale[0]}..{scale[1]}")
-        rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad)
+        rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad, keep_bad_rows=keep_bad_rows)
     else:
-        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings)
+        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings,
+                           keep_bad_rows)
     n = 0
     skipped = bad.count
     for ex in rows:
         n += 1
         yield ex
-    bad.rows += n + bad.count - skipped
+    flagged = bad.count - skipped  # bad rows met here: yielded (keep_bad_rows) or skipped
+    bad.rows += n if keep_bad_rows else n + flagged
     if n == 0 and bad.count == 0:
         raise DataError(f"{path}: no rows: the file is empty" + ("" if fmt == "sst" else " or holds only a header"))
 
@@ -390,7 +405,7 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
 
 
 def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
-                skip_bad_rows: bool, bad: BadRows, ratings: bool = True) -> Iterator[Example]:
+                skip_bad_rows: bool, bad: BadRows, ratings: bool = True, keep_bad_rows: bool = False) -> Iterator[Example]:
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
@@ -404,6 +419,10 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
         if problem is not None:
             reason = problem.split(" (")[0].split(":")[0]
             msg = f"{path}:{line}: {problem}"
+            if keep_bad_rows:
+                bad.add(msg, reason)
+                yield Example(text="", rating=None, line=line, row=row if row is not None else {}, error=problem)
+                continue
             if not skip_bad_rows:
                 raise DataError(msg)
             bad.add(msg, reason)
@@ -432,7 +451,11 @@ def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[
     rating = _as_rating(value)
     lo, hi = scale
     if rating is None or not lo <= rating <= hi:
-        return f"rating {value!r} in column {rating_col!r} is not an integer in {lo}..{hi}"
+        hint = ""
+        if rating is not None and (lo, hi) == (1, 5):
+            hint = " (ratings on another scale: pass --scale, e.g. --scale 1-10" + \
+                   (" or --scale 0-4" if rating == 0 else "") + ")"
+        return f"rating {value!r} in column {rating_col!r} is not an integer in {lo}..{hi}{hint}"
     return None
 
 

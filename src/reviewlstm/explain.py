@@ -28,9 +28,23 @@ from .predict import LONG_TEXT_MODES, pad_batch, reading_pieces
 from .text import text_tokens
 
 METHODS = ("integrated_gradients", "occlusion")
+# An explanation costs about 40 passes over the text (integrated gradients' steps, the gates, every
+# prefix), and its memory grows with the square of a piece's length (the prefixes): so every surface
+# explains at most this many characters of a text by default (settable: `max_chars`, `reviewlstm
+# explain --max-chars`, `serve --max-explain-chars`) and says where it stopped.
+EXPLAIN_MAX_CHARS = 5_000
 # which of the cell's gate outputs answer to the four names, per cell
 GATE_NAMES = {"lstm": ("learn", "forget", "remember", "use"), "classic-lstm": ("learn", "forget", "remember", "use"),
               "rnn": ("stm",)}
+# how a person reads each trace: the seed's names for the four gates, and what the values are
+GATE_LABELS = {
+    "learn": "learn gate: N⊙i, what this word adds to the memory",
+    "forget": "forget gate: LTM⊙f, the memory kept from before",
+    "forget_gate": "forget gate f: the share of each memory unit kept (0 forgets, 1 keeps)",
+    "remember": "remember gate: LTM, the long-term memory after this word",
+    "use": "use gate: STM = U⊙V, what the cell outputs after this word",
+    "stm": "STM: the RNN's state after this word",
+}
 
 
 @dataclass
@@ -53,6 +67,9 @@ class Explanation:
     total_tokens: int = 0
     read_as: str = "whole"               # "whole", "sentences" or "truncated", as in Prediction
     sentences: list[int] = field(default_factory=list)  # tokens per piece read on its own
+    text_chars: int = 0                  # characters in the text given
+    explained_chars: int = 0             # characters explained: all, or the first max_chars (to a word's end)
+    gate_labels: dict = field(default_factory=dict)  # gate name -> what a person should read it as
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,7 +81,11 @@ def _expected(probs: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:
 
 def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients", steps: int = 32,
             gates: bool = True, trajectory: bool = True, pretokenized: list[str] | None = None,
-            long_text: str | None = None, long_threshold: int | None = None) -> Explanation:
+            long_text: str | None = None, long_threshold: int | None = None,
+            max_chars: int | None = EXPLAIN_MAX_CHARS, on_piece=None) -> Explanation:
+    """Explain `text` as `predict` reads it. A text over `max_chars` characters (None: no limit) is
+    explained up to the end of the last word that fits, and `explained_chars` says where; the rating
+    explained is then that part's. on_piece(done, total) is called after each piece (sentence) read."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     long_text = long_text or loaded.config.long_text  # as the model was trained, unless told
@@ -73,12 +94,19 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
         raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
     model, cfg = loaded.model, loaded.config
     model.eval()
+    given = len(text)
+    if max_chars is not None and given > max_chars and pretokenized is None:
+        text = cut_at_word(text, max_chars)
     all_tokens = text_tokens(text, pretokenized, cfg.lowercase)
     if not all_tokens:
         raise ValueError("the text has no words to explain")
     # the pieces `predict` would read (Predictor.predict), each at most max_length tokens
     pieces, read_as = reading_pieces(all_tokens, long_text, long_threshold, cfg.max_length)
-    parts = [_explain_piece(loaded, p, method, steps, trajectory) for p in pieces]
+    parts = []
+    for p in pieces:
+        parts.append(_explain_piece(loaded, p, method, steps, trajectory))
+        if on_piece is not None:
+            on_piece(len(parts), len(pieces))
     weights = np.array([len(p) for p in pieces], dtype=np.float64)
     share = weights / weights.sum()  # each piece's weight in the averaged distribution
     probs = sum(w * part["probs"] for w, part in zip(share, parts))
@@ -97,11 +125,22 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
                       probabilities=probs.tolist(), expected_rating=float(probs @ ratings),
                       method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
                       trajectory=traj, truncated=read_as == "truncated", max_length=cfg.max_length,
-                      total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces])
+                      total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces],
+                      text_chars=given, explained_chars=len(text))
     if gates:
         acts = {name: torch.cat([part["gates"][name] for part in parts], dim=3) for name in parts[0]["gates"]}
         _gate_traces(out, acts, cfg.cell)
     return out
+
+
+def cut_at_word(text: str, max_chars: int) -> str:
+    """The text's first max_chars characters, back to the end of the last whole word in them."""
+    head = text[:max_chars]
+    if max_chars < len(text) and not text[max_chars].isspace():
+        space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+        if space > 0:
+            head = head[:space]
+    return head.rstrip()
 
 
 def _explain_piece(loaded: LoadedModel, tokens: list[str], method: str, steps: int, trajectory: bool) -> dict:
@@ -160,6 +199,7 @@ def _trajectory(model, ids) -> list[list[float]]:
 
 def _gate_traces(out: Explanation, acts: dict, cell: str) -> None:
     """Last layer, forward direction: every unit and the mean over units, word by word."""
+    out.gate_labels = {name: GATE_LABELS[name] for name in (*GATE_NAMES[cell], *(("forget_gate",) if cell != "rnn" else ()))}
     for name in GATE_NAMES[cell]:
         g = acts[name][-1, 0, 0]  # (T, H)
         out.gates[name] = {"mean": g.mean(1).tolist(), "units": np.round(g.numpy(), 4).tolist()}

@@ -11,13 +11,15 @@ from .explain import Explanation
 WEB = Path(str(resources.files("reviewlstm") / "web"))  # index.html, app.js, style.css
 
 
-def explanation_page(e: Explanation) -> str:
+def explanation_page(e: Explanation, whole=None) -> str:
+    """whole: the Prediction of the whole text, when only its first part was explained."""
     data = json.dumps(e.to_dict()).replace("</", "<\\/")  # no "</script>" can end the script early
+    rated = json.dumps(whole.to_dict() if whole is not None else None).replace("</", "<\\/")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reviewlstm: {html.escape(e.text[:60])}</title>
 <style>{(WEB / "style.css").read_text()}</style>
-<script>window.REVIEWLSTM_EXPLANATION = {data};</script>
+<script>window.REVIEWLSTM_EXPLANATION = {data}; window.REVIEWLSTM_PREDICTION = {rated};</script>
 <script>{(WEB / "app.js").read_text()}</script>
 </head><body><main>
 <h1>reviewlstm</h1>

@@ -38,6 +38,7 @@ _module = None
 _error: str | None = None
 _tried = False
 _build_allowed = True
+_built_now = False  # this process compiled it (nothing was cached): callers time that apart
 
 
 def allow_build(allowed: bool) -> None:
@@ -58,7 +59,7 @@ def enabled() -> bool:
 
 def load(verbose: bool = True):
     """The compiled module, or None (then `error()` says why). Builds on first use; thread-safe."""
-    global _module, _error, _tried
+    global _module, _error, _tried, _built_now
     if _tried or not enabled():
         return _module
     with _lock:
@@ -84,6 +85,7 @@ def load(verbose: bool = True):
                 try:
                     _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                  verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
+                    _built_now = not any(built)
                     break
                 except Exception:
                     if n == len(order) - 1:
@@ -95,6 +97,16 @@ def load(verbose: bool = True):
                 print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
                       file=sys.stderr, flush=True)
         return _module
+
+
+def tried() -> bool:
+    """Whether `load` has run in this process (so a call now costs nothing)."""
+    return _tried
+
+
+def built_now() -> bool:
+    """Whether this process compiled the kernel (nothing was cached for it)."""
+    return _built_now
 
 
 def error() -> str | None:

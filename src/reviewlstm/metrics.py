@@ -100,3 +100,46 @@ def plot_confusion(s: dict, path: str | Path, title: str = "") -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_curves(curves: dict, path: str | Path) -> None:
+    """Training as a picture: the training loss and the dev NLL on the left; dev accuracy and MAE at
+    every check on the right, the kept checkpoint marked and the untouched slice's score beside it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = curves["history"]
+    at = [r["epoch"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(at, [r["train_loss"] for r in rows], "o-", ms=3, label="training loss")
+    if any("dev_nll" in r for r in rows):
+        left.plot(at, [r.get("dev_nll") for r in rows], "o-", ms=3, label="dev NLL")
+    left.set_xlabel("epoch")
+    left.set_title("loss")
+    left.legend(fontsize=8)
+    kept = curves.get("kept_epoch")
+    if any("dev_accuracy" in r for r in rows):
+        right.plot(at, [r.get("dev_accuracy") for r in rows], "o-", ms=3, color="C0", label="dev accuracy")
+        mae = right.twinx()
+        mae.plot(at, [r.get("dev_mae") for r in rows], "s--", ms=3, color="C1", label="dev MAE")
+        mae.set_ylabel("MAE (stars)", color="C1")
+        right.set_ylabel("accuracy", color="C0")
+        slice_ = curves.get("holdout") or {}
+        if isinstance(kept, (int, float)):
+            for ax in (left, right):
+                ax.axvline(kept, color="grey", ls=":", lw=1)
+            right.annotate("kept", (kept, right.get_ylim()[1]), ha="center", va="bottom", fontsize=8, color="grey")
+            if slice_:
+                right.plot([kept], [slice_["accuracy"]], "*", ms=11, color="C2", label="slice accuracy (kept model)")
+                mae.plot([kept], [slice_["mae"]], "*", ms=11, color="C3", label="slice MAE (kept model)")
+        lines = right.get_legend_handles_labels()[0] + mae.get_legend_handles_labels()[0]
+        right.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="center right")
+        right.set_title("dev at every check")
+    else:
+        right.text(0.5, 0.5, "no dev set: nothing was checked", ha="center", va="center", transform=right.transAxes)
+        right.set_axis_off()
+    right.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -9,9 +9,12 @@ import torch
 
 from .artifact import LoadedModel
 from .model import RatingModel
-from .text import text_tokens
+from .text import is_word, text_tokens
 
 LONG_TEXT_MODES = ("whole", "sentences")
+# under this share of its tokens known to the vocabulary, a text's rating is mostly a guess from
+# <unk>s (another language, only emoji or punctuation): the prediction says so
+KNOWN_SHARE_WARNING = 0.5
 _SENTENCE_END = re.compile(r"^(\.|!|\?|\.\.\.|!+|\?+)$")
 
 
@@ -22,9 +25,28 @@ class Prediction:
     expected_rating: float       # sum of rating x probability
     tokens: int                  # tokens in the text
     read_as: str                 # "whole", "sentences" (read sentence by sentence and averaged) or "truncated"
+    known_share: float = 1.0     # share of the text's words (tokens with a letter or digit) the model knows
+    warning: str | None = None   # set when the model could read little of the text
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def known_words(tokens: list[str], vocab) -> tuple[int, int]:
+    """(words the vocabulary knows, words): words are tokens with a letter or digit, so a text of
+    punctuation or emoji alone has none, whatever the vocabulary holds of them."""
+    words = [t for t in tokens if is_word(t)]
+    return sum(t in vocab.stoi for t in words), len(words)
+
+
+def known_warning(known: int, words: int) -> str | None:
+    """The note a prediction carries when the model knows under KNOWN_SHARE_WARNING of its words."""
+    if words and known / words >= KNOWN_SHARE_WARNING:
+        return None
+    if not words:
+        return "the text has no words, only symbols: the rating is a guess"
+    return (f"the model knows {known} of this text's {words} words ({known / words:.0%}): "
+            "the rating is mostly a guess (another language?)")
 
 
 def pad_batch(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,16 +149,20 @@ class Predictor:
     def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
         token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]
         # every text becomes one or more pieces, each read in one pass
-        piece_ids, modes = [], []
+        piece_ids, modes, known = [], [], []
         for toks in token_lists:
             pieces, mode = reading_pieces(toks, self.long_text, self.long_threshold, self.config.max_length)
             piece_ids.append([self.vocab.encode(p) for p in pieces])
             modes.append(mode)
+            known.append(known_words([t for p in pieces for t in p], self.vocab))
         total = read_distributions(self.model, piece_ids, self.batch_size)
         out = []
         for i, p in enumerate(total):
+            k, words = known[i]  # of the tokens read (after any truncation)
             out.append(Prediction(rating=int(self.config.scale_min + p.argmax()),
                                   probabilities=[float(x) for x in p],
                                   expected_rating=float(p @ self.ratings),
-                                  tokens=len(token_lists[i]), read_as=modes[i]))
+                                  tokens=len(token_lists[i]), read_as=modes[i],
+                                  known_share=round(k / words, 4) if words else 0.0,
+                                  warning=known_warning(k, words)))
         return out

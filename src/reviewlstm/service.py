@@ -20,23 +20,36 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import api
-from .explain import explain as explain_text
+from .explain import EXPLAIN_MAX_CHARS
 from .html import WEB
 
 
 
 @dataclass
 class Limits:
-    """Named limits; each breach answers with the limit's name and value."""
+    """Named limits (`reviewlstm serve --max-...`, help from LIMIT_HELP); each breach answers with
+    the limit's name and value."""
 
-    max_text_chars: int = 20_000      # characters in one text
-    max_batch: int = 64               # texts in one /predict request
-    max_body_bytes: int = 1_000_000   # bytes in one request body
-    max_explain_chars: int = 5_000    # characters in one /explain text (explanations cost ~40 passes)
-    max_explain_queue: int = 4        # /explain requests waiting or running; more get 503 + Retry-After
-    max_gate_tokens: int = 300        # /explain: per-unit gate values for the first N tokens (means for all)
-    max_pass_chars: int = 100_000     # characters one /predict pass reads: a huge batch is read in parts,
-                                      # short requests that arrive meanwhile go in between
+    max_text_chars: int = 20_000
+    max_batch: int = 64
+    max_body_bytes: int = 1_000_000
+    max_explain_chars: int = EXPLAIN_MAX_CHARS
+    max_explain_queue: int = 4
+    max_gate_tokens: int = 300
+    max_pass_chars: int = 100_000
+
+
+LIMIT_HELP = {
+    "max_text_chars": "characters in one /predict text",
+    "max_batch": "texts in one /predict request",
+    "max_body_bytes": "bytes in one request body",
+    "max_explain_chars": "characters /explain explains; past them the rest of a text is rated (by /predict) "
+                         "but not explained, and the answer says where it stopped",
+    "max_explain_queue": "/explain requests waiting or running; more get 503 with Retry-After",
+    "max_gate_tokens": "/explain: per-unit gate values for the first N tokens (the means for all)",
+    "max_pass_chars": "characters one /predict pass reads: a huge batch is read in parts, and short "
+                      "requests that arrive meanwhile go in between",
+}
 
 
 class PredictRequest(BaseModel):
@@ -59,6 +72,8 @@ class Prediction(BaseModel):
     expected_rating: float
     tokens: int
     read_as: str
+    known_share: float = Field(description="share of the text's words the model knows")
+    warning: str | None = Field(None, description="set when the model could read little of the text")
 
 
 class PredictBatch(BaseModel):
@@ -248,11 +263,9 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         return state["loaded"]
 
     def check_text(text: str, field: str, limit: int, name: str) -> None:
-        if not text.strip():
-            raise HTTPException(422, detail=f"{field} is empty")
-        bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
-        if bad is not None:
-            raise HTTPException(422, detail=f"{field} holds a lone surrogate \\u{ord(bad):04x}: not valid Unicode")
+        problem = api.text_problem(text)  # the API's and the CLI's rule
+        if problem:
+            raise HTTPException(422, detail=f"{field} {problem}")
         if len(text) > limit:
             raise HTTPException(422, detail=f"{field} is {len(text)} characters; the limit {name} is {limit}")
 
@@ -284,7 +297,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         """The model card and metadata of the loaded model."""
         m = model_or_503()
         card = (m.path / "MODEL_CARD.md")
-        return {"path": str(m.path), "config": m.config.to_dict(), "train": m.train_config, "metadata": m.metadata,
+        return {"path": m.path.name, "config": m.config.to_dict(), "train": m.train_config, "metadata": m.metadata,
                 "card": card.read_text() if card.exists() else None, "limits": limits.__dict__}
 
     @app.post("/predict", response_model=Prediction | PredictBatch)
@@ -305,10 +318,12 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
 
     @app.post("/explain")
     async def explain(req: ExplainRequest):
-        """Rating, per-word contributions, gate traces and the prediction after each word. Per-unit gate
-        values come for the first max_gate_tokens tokens (means over units for every token)."""
+        """Rating, per-word contributions, gate traces and the prediction after each word, for the first
+        max_explain_chars characters of the text (to a word's end: `explained_chars` says where; rate
+        the whole text with /predict). Per-unit gate values come for the first max_gate_tokens tokens
+        (the means over units for every token)."""
         m = model_or_503()
-        check_text(req.text, "text", limits.max_explain_chars, "max_explain_chars")
+        check_text(req.text, "text", limits.max_text_chars, "max_text_chars")
         if explaining["n"] >= limits.max_explain_queue:
             raise HTTPException(503, detail=f"{explaining['n']} explanations are already waiting or running "
                                             f"(max_explain_queue {limits.max_explain_queue}): try again shortly",
@@ -316,7 +331,8 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
         explaining["n"] += 1
         try:
             out = await asyncio.get_running_loop().run_in_executor(
-                explainer, lambda: explain_text(m, req.text, method=req.method).to_dict())
+                explainer, lambda: api.explain(req.text, model=m, method=req.method,
+                                               max_chars=limits.max_explain_chars).to_dict())
         finally:
             explaining["n"] -= 1
         return _cap_gates(out, limits.max_gate_tokens)

@@ -28,6 +28,13 @@ from pathlib import Path
 from typing import Iterable
 
 PAD, UNK = "<pad>", "<unk>"
+UNK_ID = 1
+_BRACKETS = {"-lrb-", "-rrb-", "-lsb-", "-rsb-", "-lcb-", "-rcb-"}
+
+
+def is_word(token: str) -> bool:
+    """A token with a letter or digit in it (not punctuation, an emoji or a PTB bracket)."""
+    return token.lower() not in _BRACKETS and any(ch.isalnum() for ch in token)
 BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
 UNBRACKET = {v: k for k, v in BRACKETS.items()}
 
@@ -191,11 +198,8 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.itos)
 
-    def __contains__(self, token: str) -> bool:
-        return token in self.stoi
-
     def encode(self, tokens: list[str]) -> list[int]:
-        return [self.stoi.get(t, 1) for t in tokens]
+        return [self.stoi.get(t, UNK_ID) for t in tokens]
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(self.itos, ensure_ascii=False))

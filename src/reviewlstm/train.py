@@ -93,6 +93,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     resume: bool = False
+    overwrite: bool = False            # replace a model already in `out` (it is swapped in whole, never half-written)
     progress: bool = True
 
     def validate(self) -> None:
@@ -222,6 +223,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     out = Path(cfg.out)
+    if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
+        raise ValueError(f"{out}: a model is already there: pass --overwrite to replace it "
+                         "(or --resume to go on with its run)")
 
     # -- data
     scale = (cfg.scale_min, cfg.scale_max)
@@ -414,7 +418,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 best, best_epoch = score, row["epoch"]
                 artifact.save(out, model, vocab, asdict(cfg),
                               {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
-                               "seconds": round(time.perf_counter() - started, 1)})
+                               "seconds_to_best": round(time.perf_counter() - started, 1)})
             bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                       (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
                       (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
@@ -433,6 +437,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
+    meta["seconds"] = round(seconds, 1)  # the whole run; seconds_to_best: when the kept check was saved
+    meta["threads"] = torch.get_num_threads()
     if len(top) > 1:
         # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
         single = {"best_epoch": meta["best_epoch"], "dev_metrics": meta.get("dev_metrics")}
@@ -457,8 +463,42 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
             f"(always {majority} stars: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
             f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
+    # -- warnings a user should not have to dig for, and the curves beside the model
+    warning = _one_rating_warning(meta.get("dev_metrics") or holdout_metrics, "dev" if meta.get("dev_metrics") else "slice")
+    if warning:
+        log("warning: " + warning)
+        meta["warnings"] = [warning]
+    meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics)
     artifact.write_metadata(out, meta, artifact.model_card(model_cfg, asdict(cfg), meta))
     return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
+
+
+def _one_rating_warning(m: dict | None, where: str) -> str | None:
+    """A kept model that gives nearly every review one rating, where the data does not: it learned
+    little beyond the commonest rating (seen with a file sorted by rating, and with too little data)."""
+    if not m or not m.get("confusion"):
+        return None
+    c = np.asarray(m["confusion"], dtype=np.float64)  # rows true, columns predicted
+    if c.sum() < 20:
+        return None
+    predicted, true = c.sum(0) / c.sum(), c.sum(1) / c.sum()
+    k = int(predicted.argmax())
+    if predicted[k] < 0.9 or true[k] > 0.8:
+        return None
+    rating = m["ratings"][k]
+    return (f"the kept model rates {predicted[k]:.0%} of the {where} reviews {rating} stars, which are {true[k]:.0%} of "
+            f"them: it learned little beyond one rating (is the training file sorted by rating, or too small? "
+            f"--class-weights weighs rare ratings up)")
+
+
+def _write_curves(out: Path, history: list, kept, holdout: dict | None) -> dict:
+    """curves.json (every check) and curves.png beside the model; returns where they are, for the card."""
+    curves = {"history": history, "kept_epoch": kept,
+              "holdout": {k: holdout.get(k) for k in ("accuracy", "mae", "macro_f1", "qwk", "n")} if holdout else None}
+    (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    from .metrics import plot_curves
+    plot_curves(curves, out / "curves.png")
+    return {"json": "curves.json", "png": "curves.png"}
 
 
 def _distill_loss(logits, y, teacher, cfg: TrainConfig, weights=None) -> torch.Tensor:
