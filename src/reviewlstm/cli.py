@@ -420,6 +420,8 @@ def cmd_train(args) -> int:
     from . import api
     cfg = _train_config(args)
     result = api.train(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun: rank 0 reports
+        return 0
     dev = result.dev_metrics
     held = result.holdout_metrics
     print(f"model written to {result.out} (best epoch {result.best_epoch}"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, metrics
+from . import artifact, distributed, metrics
 from .data import BadRows, Columns, read_examples
 from .model import ModelConfig, RatingModel, ordinal_loss
 from .predict import pad_batch, read_distributions, reading_pieces
@@ -218,14 +218,25 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           "cpu" if cfg.device == "auto" else cfg.device)
     out = Path(cfg.out)
     if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
         raise ValueError(f"{out}: a model is already there: pass --overwrite to replace it "
                          "(or --resume to go on with its run)")
+    # -- processes: one, or those torchrun started (reviewlstm.distributed says the rules)
+    d = distributed.setup(device)
+    device = distributed.device_for(d, device)
+    if d.on and cfg.batch_size % d.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is the global batch and must divide among the {d.world} "
+                         f"processes: use a multiple of {d.world}")
+    if cfg.threads or distributed.default_threads(d):
+        torch.set_num_threads(cfg.threads or distributed.default_threads(d))
+    if not d.main:  # one voice: rank 0 logs, shows progress and writes
+        log = _quiet
+    elif d.on:
+        log(f"distributed: {d.world} processes ({d.backend}), {torch.get_num_threads()} thread(s) each, global "
+            f"batch {cfg.batch_size} ({cfg.batch_size // d.world} a process)")
 
     # -- data
     scale = (cfg.scale_min, cfg.scale_max)
@@ -366,25 +377,40 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                  "dev_majority_metrics": _majority(dev_ex, majority, model_cfg) if dev_ex else None}
 
     # -- the loop
+    if d.on:
+        from torch.nn.parallel import DistributedDataParallel
+        net = DistributedDataParallel(model)  # rank 0's weights broadcast; gradients averaged each step
+    else:
+        net = model
     batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     evals = cfg.evals_per_epoch if dev_ex else 1  # without a dev set there is nothing to choose mid-epoch
     eval_at = {round(batches_per_epoch * k / evals) for k in range(1, evals + 1)}
-    bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress)
+    bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress and d.main)
     top: list = []  # (score, weights) of the best dev checks, for average_best
     stop = False
     for epoch in range(start_epoch, cfg.epochs + 1):
+        if d.on:  # dropout masks differ between processes (the weights and batch order agree), and
+            # are seeded per epoch, so a resumed run draws what an uninterrupted one would
+            torch.manual_seed(cfg.seed + 1000 * d.rank + epoch)
         model.train()
         t0, total, seen = time.perf_counter(), 0.0, 0
         for step, batch in enumerate(_length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
-            ids, lengths = pad_batch([train_ids[i] for i in batch])
-            y = targets_y[batch].to(device)
-            logits = model(ids.to(device), lengths.to(device))
+            # this process's part of the global batch; its loss weighted by that part's share, so the
+            # gradient DDP averages is the whole batch's mean (an empty part steps with weight 0)
+            local = distributed.shard(batch, d) if d.on else batch
+            share = len(local) * d.world / len(batch)
+            local = local or batch[:1]
+            ids, lengths = pad_batch([train_ids[i] for i in local])
+            y = targets_y[local].to(device)
+            logits = net(ids.to(device), lengths.to(device))
             if teacher_logits is None:
                 loss = F.cross_entropy(logits, y, weight=weights)
                 if cfg.loss == "ordinal":
                     loss = loss + ordinal_loss(logits, y)
             else:
-                loss = _distill_loss(logits, y, teacher_logits[batch].to(device), cfg, weights)
+                loss = _distill_loss(logits, y, teacher_logits[local].to(device), cfg, weights)
+            if d.on:
+                loss = loss * share
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
@@ -399,7 +425,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             at = epoch - 1 + step / batches_per_epoch
             row = {"epoch": round(at, 3), "train_loss": total / max(seen, 1),
                    "seconds": round(time.perf_counter() - t0, 1)}
-            dev_metrics = _score(model, dev_ids, dev_ex, model_cfg) if dev_ex else None
+            dev_metrics = _score(model, dev_ids, dev_ex, model_cfg, d) if dev_ex else None
             model.train()
             if dev_metrics:
                 row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"], dev_nll=dev_metrics["nll"])
@@ -416,23 +442,31 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 top = sorted(top, key=lambda t: t[0], reverse=True)[:cfg.average_best]
             if improved:
                 best, best_epoch = score, row["epoch"]
+            if improved and d.main:
                 artifact.save(out, model, vocab, asdict(cfg),
                               {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
                                "seconds_to_best": round(time.perf_counter() - started, 1)})
-            bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
+            if d.main:
+                bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                       (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
-                      (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
+                          (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
             if dev_ex and stale >= cfg.patience * evals:
-                bar.write(f"no better dev accuracy or NLL for {cfg.patience} epochs: stopping", file=sys.stderr)
+                if d.main:
+                    bar.write(f"no better dev accuracy or NLL for {cfg.patience} epochs: stopping", file=sys.stderr)
                 stop = True
                 break
-        _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
+        if d.main:
+            _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
                                                   "best_nll": best_nll, "stale": stale, "history": history,
                                                   "data": data_id})
         if stop:
             break
     bar.close()
     seconds = time.perf_counter() - started
+    if not d.main:  # rank 0 writes the kept model and scores the slice; the others are done
+        distributed.barrier(d)
+        distributed.teardown(d)
+        return TrainResult(out, best_epoch, None, history, seconds, bad, None)
     # the saved artifact is the best epoch's; record the whole history in it
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
@@ -470,6 +504,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         meta["warnings"] = [warning]
     meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics)
     artifact.write_metadata(out, meta, artifact.model_card(model_cfg, asdict(cfg), meta))
+    distributed.barrier(d)
+    distributed.teardown(d)
     return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
 
 
@@ -626,8 +662,19 @@ def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
                               skip_bad_rows=cfg.skip_bad_rows, bad=bad))
 
 
-def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig) -> dict:
-    probs = read_distributions(model, piece_ids)
+def _quiet(line: str) -> None:
+    """The log of a process other than rank 0."""
+
+
+def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distributed.Dist | None = None) -> dict:
+    if d is not None and d.on:  # each process reads its share; every process gets every distribution
+        mine = distributed.shard(list(range(len(piece_ids))), d)
+        part = read_distributions(model, [piece_ids[i] for i in mine]) if mine else np.zeros((0, len(cfg.ratings)))
+        probs = np.zeros((len(piece_ids), len(cfg.ratings)))
+        for idx, p in distributed.gather((mine, part), d):
+            probs[idx] = p
+    else:
+        probs = read_distributions(model, piece_ids)
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     pred = (probs.argmax(1) + cfg.scale_min).tolist()
     expected = (probs @ np.asarray(cfg.ratings, dtype=np.float64)).tolist()
