@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long reviews: read sentence by sentence and average, or in one pass "
                         "(default: as the model was trained, its config's long_text)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while scoring --input")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local (default): this process and its workers; ray: Ray Data actors, --input a file or "
+                        "folder, --output a folder of Parquet files (pip install -e \".[ray]\")")
+    p.add_argument("--address", default=None,
+                   help="with --engine ray: an existing Ray cluster (default: a local Ray started for the run)")
+    p.add_argument("--preserve-order", action="store_true",
+                   help="with --engine ray: write rows in input order (slower when blocks differ in cost)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes scoring --input in parallel (default: one per CPU for 20,000+ rows; 0: none)")
     _column_args(p)
@@ -211,6 +218,23 @@ def _print_prediction(text: str, p, ratings: list[int]) -> None:
 def cmd_predict(args) -> int:
     import json
     from . import api
+    if args.engine == "ray" or args.address:
+        if not (args.input and args.output) or args.texts:
+            raise UserError("--engine ray scores --input FILE_OR_FOLDER into --output FOLDER (Parquet files)")
+        import time
+        from . import ray_scoring
+        started = time.perf_counter()
+        ray_scoring.ensure_ray(args.address)
+        counts = ray_scoring.score_to_parquet([args.input], args.output, model=args.model, fmt=args.format,
+                                              text_column=args.text_column, long_text=args.long_text,
+                                              preserve_order=args.preserve_order)
+        seconds = time.perf_counter() - started
+        print(f"rated {counts['rows'] - counts['errors']} of {counts['rows']} rows from {args.input} with Ray in "
+              f"{seconds:.1f}s -> {counts['files']} Parquet file(s) in {args.output}")
+        if counts["errors"]:
+            print(f"{counts['errors']} row(s) could not be rated and have an error column instead of a prediction "
+                  f"(their source_file and source_line say where)", file=sys.stderr)
+        return 0
     if args.input:
         if args.texts:
             raise UserError("give TEXT arguments or --input FILE, not both")

@@ -362,7 +362,9 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
             if not fields:  # a blank line; a quoted empty field ("") is a row, and is checked
                 continue
             if len(fields) != len(header):
-                yield began, None, f"ragged row: {len(fields)} fields, the header has {len(header)}"
+                # the fields the header names are kept (an id column, say), so a scored output can
+                # still be joined back to this row; the row itself is an error
+                yield began, dict(zip(header, fields)), f"ragged row: {len(fields)} fields, the header has {len(header)}"
                 continue
             yield began, dict(zip(header, fields)), None
 
@@ -409,7 +411,7 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
-        if row is not None and not resolved:
+        if row is not None and problem is None and not resolved:
             text_col = _pick(row.keys(), columns.text, TEXT_COLUMNS, "text", path, True)
             rating_col = _pick(row.keys(), columns.rating, RATING_COLUMNS, "rating", path,
                                require_rating or columns.rating is not None) if ratings else None
