@@ -11,8 +11,10 @@ The model is loaded once per actor (`_Scorer`, a callable class for `map_batches
 per batch: actors receive the model's path, which every node must be able to read.
 
 CPUs: each actor takes `actor_cpus` (default 1) and one torch thread per CPU. By default the actors
-leave one CPU of the cluster free: on a small machine, actors holding every CPU starve the tasks
-that read the input, and the run hangs. `concurrency` sets the number of actors.
+leave one logical CPU of the cluster free: actors holding every CPU starve the tasks that read the
+input, and the run hangs (on a 2-core machine, for good). A local Ray started here (`ensure_ray`)
+declares one logical CPU more than the machine's cores, so that one is the readers' and the actors
+get a core each. `concurrency` sets the number of actors.
 """
 from __future__ import annotations
 
@@ -36,7 +38,10 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None):
     """A Ray to run on: the one already initialized, an existing cluster (`address`), or a local one."""
     ray = _ray()
     if not ray.is_initialized():
-        kwargs = {"address": address} if address else {"num_cpus": num_cpus}
+        # a local Ray gets one logical CPU more than the machine has cores: the tasks that read the
+        # input take it, so the scoring actors can hold every core without starving them
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        kwargs = {"address": address} if address else {"num_cpus": num_cpus or cores + 1}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
     return ray
 
@@ -76,7 +81,7 @@ class _Scorer:
 
 
 def score_dataset(dataset, model: str | Path | None = None, text_column: str = "text", long_text: str | None = None,
-                  batch_size: int = 1024, concurrency: int | None = None, actor_cpus: float = 1,
+                  batch_size: int = 4096, concurrency: int | None = None, actor_cpus: float = 1,
                   preserve_order: bool = False):
     """The Ray Dataset with the prediction columns added (predicted_rating, expected_rating,
     p_<rating>, known_share, error): lazily, as Ray does. Every row comes out; a row whose text is
@@ -126,14 +131,21 @@ def _table(path: Path) -> bool:
         return False
 
 
-def _read_file(item: dict, fmt: str | None, text_column: str | None):
-    """Every row of one file through reviewlstm's own reader (a bad row comes with its error)."""
+def _read_files(items, fmt: str | None, text_column: str | None, chunk: int = 4096):
+    """Every row of each file through reviewlstm's own reader (a bad row comes with its error), as
+    pandas batches of `chunk` rows: columnar blocks, not one Python dict per row through Ray."""
+    import pandas as pd
     from .data import BadRows, Columns, read_examples
-    path = item["path"]
-    for e in read_examples(path, fmt=fmt, columns=Columns(text_column, None), require_rating=False, ratings=False,
-                           keep_bad_rows=True, bad=BadRows()):
-        row = {k: (None if v is None else v) for k, v in (e.row or {}).items()}
-        yield {**row, ROW_FILE: path, ROW_LINE: e.line, _TEXT: e.text, _ERROR: e.error}
+    for path in items["path"]:
+        rows = []
+        for e in read_examples(path, fmt=fmt, columns=Columns(text_column, None), require_rating=False,
+                               ratings=False, keep_bad_rows=True, bad=BadRows()):
+            rows.append({**(e.row or {}), ROW_FILE: path, ROW_LINE: e.line, _TEXT: e.text, _ERROR: e.error})
+            if len(rows) == chunk:
+                yield pd.DataFrame(rows)
+                rows = []
+        if rows:
+            yield pd.DataFrame(rows)
 
 
 def score_files(paths, model: str | Path | None = None, fmt: str | None = None, text_column: str | None = None,
@@ -142,8 +154,14 @@ def score_files(paths, model: str | Path | None = None, fmt: str | None = None, 
     file, each row with its `source_file` and `source_line`."""
     ray = _ray()
     files = input_files(paths)
+    # blocks of a few thousand reviews (Ray's default is 128 MB, a whole file of them): a block is
+    # one actor's task, so small blocks are what spreads one big file over every actor
+    ray.data.DataContext.get_current().target_max_block_size = 2 * 1024 ** 2
     items = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
-    rows = items.flat_map(_read_file, fn_kwargs={"fmt": fmt, "text_column": text_column}, num_cpus=1)
+    # its own resources (half a logical CPU), so Ray does not fuse reading into the scoring actors: a
+    # file would then be read and scored by one actor alone
+    rows = items.map_batches(_read_files, batch_size=1, batch_format="pandas", num_cpus=0.5,
+                             fn_kwargs={"fmt": fmt, "text_column": text_column})
     return score_dataset(rows, model=model, **kwargs)
 
 

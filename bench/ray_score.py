@@ -1,0 +1,76 @@
+"""Ray Data scoring against the native scorer, on the same file and the same cores.
+
+    python bench/ray_score.py [--rows 200000] [--model DIR]
+
+Writes a CSV of --rows SST-length reviews, then scores it twice, interleaved by run: `reviewlstm
+predict --input` (the native scorer, its default workers) and `reviewlstm predict --engine ray` (a
+local Ray started for the run, on every core of this machine). Each is a child process: wall time
+(start-up included: Ray's is part of its cost), rows/s, and the peak resident memory of its whole
+process tree (Ray's raylet, GCS and actors included), sampled from /proc.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from reviewlstm.data import read_examples
+
+from score_file import tree_rss
+
+
+def run(cmd: list[str]) -> tuple[float, int, str]:
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_rss(child.pid))
+        time.sleep(0.2)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        sys.exit(err[-3000:])
+    return time.perf_counter() - t0, peak, out.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--sst", default="../shared/data/sst5")
+    args = ap.parse_args()
+    sentences = [" ".join(e.tokens) for e in read_examples(Path(args.sst) / "train.txt")]
+    model = ["--model", args.model] if args.model else []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "reviews.csv"
+        with open(src, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "review"])
+            for i in range(args.rows):
+                w.writerow([i, sentences[i % len(sentences)]])
+        results: dict[str, list] = {"native": [], "ray": []}
+        for r in range(args.repeats):
+            for name in ("native", "ray"):
+                out = Path(tmp) / f"out-{name}-{r}"
+                cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--no-progress", *model]
+                cmd += ["--output", str(out) + ".parquet"] if name == "native" else ["--output", str(out), "--engine", "ray"]
+                wall, peak, said = run(cmd)
+                results[name].append((wall, peak))
+                print(f"{name} run {r}: {wall:.1f} s, {args.rows / wall:,.0f} rows/s, peak {peak / 2**20:.0f} MB: {said}",
+                      flush=True)
+                shutil.rmtree(out, ignore_errors=True)
+                Path(str(out) + ".parquet").unlink(missing_ok=True)
+        best = {k: min(w for w, _ in v) for k, v in results.items()}
+        peak = {k: max(p for _, p in v) for k, v in results.items()}
+        print(f"| {args.rows:,} | native {args.rows / best['native']:,.0f} rows/s, {peak['native'] / 2**20:.0f} MB | "
+              f"Ray {args.rows / best['ray']:,.0f} rows/s, {peak['ray'] / 2**20:.0f} MB | "
+              f"Ray / native throughput {best['native'] / best['ray']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
