@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--model", default=None)
+    ap.add_argument("--preserve-order", action="store_true", help="also Ray with --preserve-order (its cost)")
     ap.add_argument("--sst", default="../shared/data/sst5")
     args = ap.parse_args()
     sentences = [" ".join(e.tokens) for e in read_examples(Path(args.sst) / "train.txt")]
@@ -53,12 +54,14 @@ def main() -> None:
             w.writerow(["id", "review"])
             for i in range(args.rows):
                 w.writerow([i, sentences[i % len(sentences)]])
-        results: dict[str, list] = {"native": [], "ray": []}
+        names = ("native", "ray") + (("ray ordered",) if args.preserve_order else ())
+        results: dict[str, list] = {name: [] for name in names}
         for r in range(args.repeats):
-            for name in ("native", "ray"):
-                out = Path(tmp) / f"out-{name}-{r}"
+            for name in names:
+                out = Path(tmp) / f"out-{name.replace(' ', '-')}-{r}"
                 cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--no-progress", *model]
                 cmd += ["--output", str(out) + ".parquet"] if name == "native" else ["--output", str(out), "--engine", "ray"]
+                cmd += ["--preserve-order"] if name == "ray ordered" else []
                 wall, peak, said = run(cmd)
                 results[name].append((wall, peak))
                 print(f"{name} run {r}: {wall:.1f} s, {args.rows / wall:,.0f} rows/s, peak {peak / 2**20:.0f} MB: {said}",
@@ -69,7 +72,9 @@ def main() -> None:
         peak = {k: max(p for _, p in v) for k, v in results.items()}
         print(f"| {args.rows:,} | native {args.rows / best['native']:,.0f} rows/s, {peak['native'] / 2**20:.0f} MB | "
               f"Ray {args.rows / best['ray']:,.0f} rows/s, {peak['ray'] / 2**20:.0f} MB | "
-              f"Ray / native throughput {best['native'] / best['ray']:.2f} |")
+              f"Ray / native throughput {best['native'] / best['ray']:.2f} |"
+              + (f" ordered: {args.rows / best['ray ordered']:,.0f} rows/s, {best['ray'] / best['ray ordered']:.2f} of unordered |"
+                 if args.preserve_order else ""))
 
 
 if __name__ == "__main__":
