@@ -38,10 +38,13 @@ def test_seams_embed_then_run_from_embeddings():
     assert gates["forget"].shape == (1, 2, 2, 3, 6)  # (layers, directions, B, T, H)
 
 
-def test_distribution_gives_rating_and_expected_rating():
-    model = small_model(scale_min=1, scale_max=5)
-    probs, rating, expected = model.distribution(torch.tensor([[0.0, 0.0, 0.0, 0.0, 10.0]]))
-    assert rating.item() == 5 and 4.9 < expected.item() <= 5.0
+def test_a_distribution_gives_rating_and_expected_rating():
+    import numpy as np
+    from reviewlstm.predict import rating_and_expected
+    probs = torch.softmax(torch.tensor([[0.0, 0.0, 0.0, 0.0, 10.0], [0.0, 10.0, 0.0, 0.0, 0.0]]), 1).numpy()
+    rating, expected = rating_and_expected(probs, [1, 2, 3, 4, 5])
+    assert rating.tolist() == [5, 2] and 4.9 < expected[0] <= 5.0 and abs(expected[1] - 2.0) < 1e-3
+    assert rating_and_expected(np.array([0.1, 0.6, 0.3]), [0, 1, 2])[0] == 1  # one distribution, a 0-2 scale
 
 
 def test_ordinal_loss_prefers_near_misses():

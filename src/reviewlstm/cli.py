@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
     dc = DistillConfig(student=d)
     dd.add_argument("--work", metavar="DIR", help="stage outputs: the teacher, its labels (default OUT.work)")
-    dd.add_argument("--teacher", help=f"'minilm' (default), a local Hugging Face encoder directory to fine-tune, "
+    dd.add_argument("--teacher", help="'minilm' (default), a local Hugging Face encoder directory to fine-tune, "
                                       "or an already fine-tuned teacher directory")
     dd.add_argument("--teacher-epochs", type=_positive(float), help=f"default {dc.teacher_epochs:g}")
     dd.add_argument("--teacher-lr", type=_positive(float), help=f"default {dc.teacher_lr:g}")
@@ -592,7 +592,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # what a shell reports for a process ended by SIGPIPE
     except (UserError, ValueError, OSError, RuntimeError) as e:
-        if os.environ.get("REVIEWLSTM_DEBUG"):
+        from .settings import debug
+        if debug():
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, OSError) and e.filename and str(e.filename) not in message:

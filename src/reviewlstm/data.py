@@ -11,7 +11,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import shutil
 import sys
 import urllib.error
@@ -156,7 +155,8 @@ def download_sst5(cache_dir: str | Path | None = None, url: str = SST5_URL, md5:
     Cached in cache_dir (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm): a second call
     downloads nothing. A wrong checksum deletes the download and raises.
     """
-    cache = Path(cache_dir or os.environ.get("REVIEWLSTM_CACHE") or Path.home() / ".cache" / "reviewlstm")
+    from .settings import cache_root
+    cache = Path(cache_dir) if cache_dir else cache_root()
     out = cache / "sst5"
     if all((out / f"{s}.txt").exists() for s in ("train", "dev", "test")):
         return out

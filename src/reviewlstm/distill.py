@@ -224,9 +224,10 @@ def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True) -> dict:
     info = teacher.info
     logits = teacher.logits([teacher.text(text_tokens(e.text, e.tokens, lowercase)) for e in examples])
     probs = _softmax(logits)
-    ratings = np.arange(info.scale_min, info.scale_max + 1, dtype=np.float64)
-    return metrics.score([e.rating for e in examples], (probs.argmax(1) + info.scale_min).tolist(),
-                           (probs @ ratings).tolist(), ratings.astype(int).tolist())
+    from .predict import rating_and_expected
+    ratings = list(range(info.scale_min, info.scale_max + 1))
+    best, expected = rating_and_expected(probs, ratings)
+    return metrics.score([e.rating for e in examples], best.tolist(), expected.tolist(), ratings)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .artifact import LoadedModel
-from .predict import LONG_TEXT_MODES, pad_batch, reading_pieces
+from .predict import LONG_TEXT_MODES, pad_batch, rating_and_expected, reading_pieces
 from .text import text_tokens
 
 METHODS = ("integrated_gradients", "occlusion")
@@ -110,7 +110,6 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
     weights = np.array([len(p) for p in pieces], dtype=np.float64)
     share = weights / weights.sum()  # each piece's weight in the averaged distribution
     probs = sum(w * part["probs"] for w, part in zip(share, parts))
-    ratings = np.asarray(cfg.ratings, dtype=np.float64)
     contrib = [c * w for part, w in zip(parts, share) for c in part["contrib"]]
     class_contrib = [[c * w for c in row] for part, w in zip(parts, share) for row in part["class_contrib"]]
     traj = []
@@ -121,8 +120,9 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
                 traj.append(((done + k * p) / (done_w + k)).tolist())
             done, done_w = done + len(piece) * part["probs"], done_w + len(piece)
     tokens = [t for p in pieces for t in p]
-    out = Explanation(text=text, tokens=tokens, rating=int(cfg.scale_min + probs.argmax()),
-                      probabilities=probs.tolist(), expected_rating=float(probs @ ratings),
+    best, expected = rating_and_expected(probs, cfg.ratings)
+    out = Explanation(text=text, tokens=tokens, rating=int(best), probabilities=probs.tolist(),
+                      expected_rating=float(expected),
                       method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
                       trajectory=traj, truncated=read_as == "truncated", max_length=cfg.max_length,
                       total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces],

@@ -20,7 +20,6 @@ readable cell.
 """
 from __future__ import annotations
 
-import os
 
 import torch
 
@@ -163,7 +162,8 @@ class _CompiledFourGateLSTM(torch.autograd.Function):
 
 def triton_enabled() -> bool:
     """REVIEWLSTM_TRITON=off keeps CUDA on the step loop (as REVIEWLSTM_KERNEL=off does the CPU)."""
-    return os.environ.get("REVIEWLSTM_TRITON", "on").lower() not in ("0", "off", "false", "no")
+    from .settings import switch
+    return switch("REVIEWLSTM_TRITON")
 
 
 def _triton_for(x: torch.Tensor, use: bool | str) -> bool:
@@ -191,22 +191,16 @@ def _kernel_for(x: torch.Tensor, use: bool | str):
     return module
 
 
-def four_gate_lstm(cell, x: torch.Tensor, lengths: torch.Tensor, ltm0: torch.Tensor, stm0: torch.Tensor,
-                   use: bool | str = True):
-    """Run `cell` (an LSTMCell) over x (B, T, E) with lengths (B,); returns (outputs (B, T, H), ltm, stm).
+def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: bool | str = True):
+    """Run each direction's `cell` (an LSTMCell) over its x (B, T, E), all with lengths (B,) (the
+    backward direction's input is already reversed within each length); returns [(outputs (B, T, H),
+    ltm, stm)] per direction.
 
     Outputs are zero at padded steps and the final state is each sequence's state after its last
     word, exactly as Recurrent's readable loop. Without autograd (inference) nothing is saved.
-    `use`: True runs the compiled loop on CPU when available and the Triton kernel on CUDA when Triton
-    is installed (else the Python loop); "kernel" or "triton" insist on one, "python" uses neither.
-    """
-    return four_gate_lstm_dirs([cell], [x], lengths, [ltm0], [stm0], use)[0]
-
-
-def four_gate_lstm_dirs(cells, xs, lengths: torch.Tensor, ltm0s, stm0s, use: bool | str = True):
-    """`four_gate_lstm` for the directions of one layer, which share `lengths` (the backward direction's
-    input is already reversed within each length): [(outputs, ltm, stm)] per direction. The compiled
-    loop runs the directions side by side; the Python loop, one after the other."""
+    `use`: True runs the compiled loop on CPU when available (the directions side by side) and the
+    Triton kernel on CUDA when Triton is installed, else the Python loop (one direction after the
+    other); "kernel" or "triton" insist on one, "python" uses neither."""
     x = xs[0]
     B, T, _ = x.shape
     # plain Python on the (few) lengths: at one review per call these bookkeeping steps would

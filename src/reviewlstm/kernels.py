@@ -10,12 +10,13 @@ worked. Quick CLI jobs (rating or explaining a few texts) use it only once it is
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import threading
 from pathlib import Path
 
 import torch
+
+from . import settings
 
 SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
 # -march=native: the kernel is built on the machine that runs it (the cache is per user);
@@ -49,12 +50,11 @@ def allow_build(allowed: bool) -> None:
 
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("REVIEWLSTM_CACHE") or Path.home() / ".cache" / "reviewlstm")
-    return root / "kernels" / f"torch-{torch.__version__.replace('+', '-')}"
+    return settings.cache_root() / "kernels" / f"torch-{torch.__version__.replace('+', '-')}"
 
 
 def enabled() -> bool:
-    return os.environ.get("REVIEWLSTM_KERNEL", "on").lower() not in ("0", "off", "false", "no")
+    return settings.switch("REVIEWLSTM_KERNEL")
 
 
 def load(verbose: bool = True):

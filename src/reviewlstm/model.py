@@ -14,6 +14,9 @@ from torch import nn
 
 from .layers import Recurrent
 
+# A text longer than this many tokens is "long": read as the model was trained (ModelConfig.long_text)
+LONG_THRESHOLD = 60
+
 POOLINGS = ("final", "max", "mean", "attention")
 
 
@@ -39,7 +42,7 @@ class ModelConfig:
     # (one pass: a model trained on whole reviews). Saved with the weights, so predict, evaluate,
     # explain and the dev checks in training all read a text the same way.
     long_text: str = "sentences"
-    long_threshold: int = 60
+    long_threshold: int = LONG_THRESHOLD
 
     @property
     def ratings(self) -> list[int]:
@@ -131,14 +134,6 @@ class RatingModel(nn.Module):
         scores = self.attention(outputs).squeeze(2).masked_fill(~mask, float("-inf"))  # (B, T)
         weights = torch.softmax(scores, dim=1).nan_to_num(0.0)
         return (weights[:, :, None] * outputs).sum(1)
-
-    @torch.no_grad()
-    def distribution(self, logits: torch.Tensor):
-        """(probabilities (B, K), most likely rating (B,), expected rating (B,))."""
-        probs = torch.softmax(logits.float(), dim=1)
-        ratings = torch.arange(self.config.scale_min, self.config.scale_max + 1, dtype=torch.float32,
-                               device=logits.device)
-        return probs, probs.argmax(1) + self.config.scale_min, probs @ ratings
 
 
 def ordinal_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

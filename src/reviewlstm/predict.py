@@ -32,6 +32,13 @@ class Prediction:
         return asdict(self)
 
 
+def rating_and_expected(probs: np.ndarray, ratings) -> tuple[np.ndarray, np.ndarray]:
+    """The most likely rating and the expected rating (sum of rating x probability) of
+    distributions (..., K) over `ratings`: the one rule predict, evaluate, explain and training use."""
+    r = np.asarray(ratings, dtype=np.float64)
+    return np.asarray(ratings)[np.argmax(probs, axis=-1)], probs @ r
+
+
 def known_words(tokens: list[str], vocab) -> tuple[int, int]:
     """(words the vocabulary knows, words): words are tokens with a letter or digit, so a text of
     punctuation or emoji alone has none, whatever the vocabulary holds of them."""
@@ -63,7 +70,7 @@ def pad_batch(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int = 128) -> np.ndarray:
     """(N, K) probabilities. Batches hold texts of similar length so little time goes on padding;
     padded steps are masked, so a text gets the same answer alone or in any batch. 128 texts a
-    batch: larger batches no longer keep a step's working set in a core's cache (measured slower)."""
+    batch: larger batches no longer keep a step's working set in a core's cache."""
     was_training = model.training
     if was_training:  # switching modes walks every submodule: not on every call of a service
         model.eval()
@@ -141,7 +148,6 @@ class Predictor:
             raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
         self.long_text, self.batch_size = long_text, batch_size
         self.long_threshold = long_threshold or self.config.long_threshold
-        self.ratings = np.asarray(self.config.ratings, dtype=np.float64)
 
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
         return text_tokens(text, pretokenized, self.config.lowercase)
@@ -157,11 +163,12 @@ class Predictor:
             known.append(known_words([t for p in pieces for t in p], self.vocab))
         total = read_distributions(self.model, piece_ids, self.batch_size)
         out = []
+        best, expected = rating_and_expected(total, self.config.ratings)
         for i, p in enumerate(total):
             k, words = known[i]  # of the tokens read (after any truncation)
-            out.append(Prediction(rating=int(self.config.scale_min + p.argmax()),
+            out.append(Prediction(rating=int(best[i]),
                                   probabilities=[float(x) for x in p],
-                                  expected_rating=float(p @ self.ratings),
+                                  expected_rating=float(expected[i]),
                                   tokens=len(token_lists[i]), read_as=modes[i],
                                   known_share=round(k / words, 4) if words else 0.0,
                                   warning=known_warning(k, words)))

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 
 from . import artifact, distributed, metrics
 from .data import BadRows, Columns, read_examples
-from .model import ModelConfig, RatingModel, ordinal_loss
-from .predict import pad_batch, read_distributions, reading_pieces
+from .model import LONG_THRESHOLD, ModelConfig, RatingModel, ordinal_loss
+from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
 
 
@@ -173,8 +173,6 @@ class TrainResult:
     holdout_metrics: dict | None = None
 
 
-# A text longer than this many tokens is "long" (predict.py reads it as the model was trained).
-LONG_THRESHOLD = 60
 # "auto" reads long texts whole when at least this share of the training reviews is long: the model
 # then learned from long texts read whole, and reading them cut into sentences would be new to it.
 LONG_SHARE = 0.2
@@ -302,8 +300,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.dim() <= 1 or n.startswith("embedding"))]
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:
-        # fused: one pass over each parameter per step; the per-tensor loop spent ~7x longer on the
-        # 1.4M embedding weights alone, as much as the batch's forward and backward on CPU
+        # fused: one pass over each parameter per step, where the per-tensor loop makes several over
+        # the embedding's million-odd weights, most of which the batch never touched
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
     except (RuntimeError, TypeError):  # a device without the fused kernel
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
@@ -676,8 +674,7 @@ def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distrib
     else:
         probs = read_distributions(model, piece_ids)
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
-    pred = (probs.argmax(1) + cfg.scale_min).tolist()
-    expected = (probs @ np.asarray(cfg.ratings, dtype=np.float64)).tolist()
+    pred, expected = (a.tolist() for a in rating_and_expected(probs, cfg.ratings))
     out = metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
     # mean negative log-likelihood of the true rating (floored, so one certain miss is not infinite)
     out["nll"] = float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], 1e-12)).mean()) if len(truth) else 0.0

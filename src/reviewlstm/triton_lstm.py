@@ -128,7 +128,7 @@ if triton is not None:
                     ks = k0 + units
                     stm = tl.load(STM + now * H + ks[None, :], mask=row_ok[:, None] & (ks < H)[None, :],
                                   other=0.0)                          # (BB, BH) of stm_{t-1}
-                    # W_hhᵀ (H, 4H) is read along its rows: coalesced (W_hh's columns were not, 10x slower)
+                    # W_hhᵀ (H, 4H) is read along its rows: coalesced, as W_hh's columns would not be
                     wp = W_hhT + ks[:, None] * (4 * H) + cols[None, :]  # (BH, BH): W_hh[gate units, ks]ᵀ
                     wm = (ks < H)[:, None] & (cols < H)[None, :]
                     pre_n = _mm(stm, tl.load(wp, mask=wm, other=0.0), pre_n, F64)

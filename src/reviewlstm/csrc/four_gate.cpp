@@ -31,8 +31,7 @@ void dgemm_(const char*, const char*, const int*, const int*, const int*, const 
 namespace {
 
 // Up to this many rows the A @ B products (backward) are written here, as rows of axpys: BLAS pays a fixed cost per
-// call that dominates at one review (measured ~16 us of CPU for 1 x 150 x 600 where this loop takes
-// a few). C[r, :] += A[r, q] * B[q, :] runs along contiguous rows of B, independent across columns,
+// call that, at one review, is more than the whole product's work. C[r, :] += A[r, q] * B[q, :] runs along contiguous rows of B, independent across columns,
 // so it vectorises without a reduction's dependency chain, and each row of B is read once for all r.
 constexpr int64_t small_rows = 2;
 

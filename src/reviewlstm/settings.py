@@ -1,0 +1,27 @@
+"""The environment, read in one place: every REVIEWLSTM_* variable and the cache root.
+
+    REVIEWLSTM_CACHE    where downloads and the compiled kernel are kept (default ~/.cache/reviewlstm)
+    REVIEWLSTM_KERNEL   off: never build or use the compiled CPU loop (the Python loop runs)
+    REVIEWLSTM_TRITON   off: keep CUDA on the step loop, not the Triton kernel
+    REVIEWLSTM_DEBUG    set: the CLI re-raises errors with their traceback instead of one line
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("REVIEWLSTM_CACHE") or Path.home() / ".cache" / "reviewlstm")
+
+
+def switch(name: str, default: bool = True) -> bool:
+    """An on/off variable: 0, off, false or no turn it off; anything else (or unset: `default`) on."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "off", "false", "no")
+
+
+def debug() -> bool:
+    return bool(os.environ.get("REVIEWLSTM_DEBUG"))
