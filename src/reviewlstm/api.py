@@ -2,26 +2,22 @@
 only parse, validate and call these."""
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
-import sys
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
-import torch
-
 from . import artifact, metrics
 from .artifact import ArtifactError, LoadedModel
-from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
+from .data import BadRows, Columns, read_examples
 from .explain import EXPLAIN_MAX_CHARS, Explanation
 from .explain import explain as _explain
 from .predict import Prediction, Predictor
+from .scoring import ScoreSummary, prediction_columns, score_file
 from .train import TrainConfig, TrainResult
 from .train import train as _train
+
+__all__ = ["load_model", "default_model_path", "train", "predict", "explain", "evaluate", "score_file",
+           "ScoreSummary", "Prediction", "text_problem"]
 
 _CACHE: dict[str, LoadedModel] = {}
 
@@ -130,7 +126,7 @@ def _predict_table(predictor: Predictor, frame, texts: list, index):
     good = [i for i, p in enumerate(problems) if p is None]
     preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
     ratings = predictor.config.ratings
-    rows = [_prediction_columns(preds.get(i), ratings, None if p is None else f"text {p}")
+    rows = [prediction_columns(preds.get(i), ratings, None if p is None else f"text {p}")
             for i, p in enumerate(problems)]
     out = pd.DataFrame(rows, index=index)
     out["predicted_rating"] = out["predicted_rating"].astype("Int64")  # missing where the row has an error
@@ -140,17 +136,6 @@ def _predict_table(predictor: Predictor, frame, texts: list, index):
     if taken:
         raise ValueError(f"the DataFrame already has column(s) {', '.join(taken)}: rename them first")
     return pd.concat([frame, out], axis=1)
-
-
-def _prediction_columns(p: Prediction | None, ratings: list[int], error: str | None) -> dict:
-    """The columns a scored row gets: the same in file scoring and in DataFrames."""
-    row = {"predicted_rating": p.rating if p else None,
-           "expected_rating": round(p.expected_rating, 4) if p else None}
-    for k, r in enumerate(ratings):
-        row[f"p_{r}"] = round(p.probabilities[k], 5) if p else None
-    row["known_share"] = p.known_share if p else None
-    row["error"] = error  # why the row has no prediction; None when it has one
-    return row
 
 
 def explain(text: str, model: str | Path | LoadedModel | None = None, method: str = "integrated_gradients",
@@ -188,322 +173,3 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
         metrics.plot_confusion(result, confusion_png, title=f"{Path(path).name}: accuracy {result['accuracy']:.1%}, "
                                                             f"MAE {result['mae']:.2f}")
     return result
-
-
-@dataclass
-class ScoreSummary:
-    rows: int          # rows written, with a prediction or an error
-    output: Path
-    bad_rows: BadRows  # rows with an error (or, with skip_bad_rows, skipped); bad_rows.rows: every row read
-    seconds: float     # reading, scoring and writing
-    skipped: bool = False       # bad rows were left out (skip_bad_rows), not written with an error
-    build_seconds: float = 0.0  # compiling the fast kernel (first run on a machine), not in `seconds`
-
-    @property
-    def errors(self) -> int:
-        """Rows written with an error instead of a prediction."""
-        return 0 if self.skipped else self.bad_rows.count
-
-
-def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
-               fmt: str | None = None, columns: Columns | None = None, skip_bad_rows: bool = False,
-               chunk_size: int = 4096, progress: bool = True, long_text: str | None = None,
-               workers: int | None = None) -> ScoreSummary:
-    """Score every row of a file and write it back with its predictions, streaming: memory stays flat
-    in the file's size. Output columns: every input column, then predicted_rating, expected_rating,
-    p_<rating> for each rating on the scale, known_share (the share of its words the model knows) and
-    error. Every row read is written, in order: one that cannot be rated (an empty text, bytes that
-    are not UTF-8, a ragged CSV row) gets its `error` and no prediction; skip_bad_rows leaves such
-    rows out instead (and counts them). A file that cannot be read past some line (an unclosed quote,
-    a corrupt .gz) is an error, and nothing is written.
-
-    workers: processes that tokenize and read the chunks, one thread each (this process reads and
-    writes the file, in order). None: one per CPU for files of 20,000 rows or more, else none (a
-    worker takes seconds to start). At most 2 x workers chunks are in flight, so memory stays flat.
-    """
-    import time
-    from collections import deque
-    from tqdm import tqdm
-    loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    predictor = Predictor(loaded, long_text=long_text)
-    cfg = loaded.config
-    output_path = Path(output_path)
-    out_fmt = detect_format(output_path)
-    if out_fmt == "sst":
-        raise DataError(f"{output_path}: write predictions as .csv, .tsv, .jsonl or .parquet")
-    if Path(input_path).resolve() == output_path.resolve():
-        raise DataError(f"{output_path}: the output would overwrite the input")
-    if Path(input_path).name.startswith(f".{output_path.name}.part-") and \
-            Path(input_path).resolve().parent == output_path.resolve().parent:
-        raise DataError(f"{input_path}: this is another run's temporary output for {output_path}, not an input")
-    if workers is not None and workers < 0:
-        raise ValueError(f"workers must be >= 0, got {workers}")
-    from . import kernels
-    fresh, build = not kernels.tried(), time.perf_counter()
-    kernels.load()  # a first run on this machine compiles the kernel: timed apart from the scoring
-    build_seconds = time.perf_counter() - build if fresh and kernels.built_now() else 0.0
-    start = time.perf_counter()
-    bad = BadRows()
-    rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                         require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False,
-                         keep_bad_rows=not skip_bad_rows)
-    total = _count_rows(Path(input_path), fmt)
-    n_workers = _worker_count(workers, total, loaded)
-    bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
-               dynamic_ncols=True)
-    writer = _Writer(output_path, out_fmt)
-    expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
-    pool = _scoring_pool(loaded.path, long_text, n_workers) if n_workers > 1 else None
-    pending: deque = deque()  # (chunk, async result), in file order
-    n, ok = 0, False
-
-    def write(chunk, preds):
-        nonlocal n
-        preds = iter(preds)  # one per row without an error, in order
-        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings) for e in chunk])
-        n += len(chunk)
-        bar.update(len(chunk))
-
-    try:
-        chunk: list[Example] = []
-        for ex in _chained(rows):
-            if ex is not None:
-                chunk.append(ex)
-            if chunk and (ex is None or len(chunk) >= chunk_size):
-                rated = [e for e in chunk if e.error is None]
-                texts, tokens = [e.text for e in rated], [e.tokens for e in rated]
-                if pool is None:
-                    write(chunk, predictor.predict(texts, tokens))
-                else:
-                    pending.append((chunk, pool.submit(_worker_predict, texts, tokens)))
-                    while len(pending) > 2 * n_workers:
-                        done, result = pending.popleft()
-                        write(done, result.result())
-                chunk = []
-        while pending:
-            done, result = pending.popleft()
-            write(done, result.result())
-        skipped = bad.count if skip_bad_rows else 0
-        if n + skipped != expected.rows:  # every row read is written or reported, never dropped
-            raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {skipped}")
-        ok = True
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=ok, cancel_futures=not ok)
-        writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
-        bar.close()
-    return ScoreSummary(n, output_path, bad, time.perf_counter() - start, skip_bad_rows, build_seconds)
-
-
-def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
-    if workers is not None:
-        return workers
-    if total is None or total < 20_000 or not (loaded.path and Path(loaded.path).is_dir()):
-        return 0
-    return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
-
-
-def _scoring_pool(model_path, long_text: str, n: int):
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from . import kernels
-    kernels.load()  # built (if ever) here, once, not by every worker at the same time
-    # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
-    # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
-    return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                               initargs=(str(model_path), long_text))
-
-
-_worker_predictor: Predictor | None = None
-
-
-def _worker_init(model_path: str, long_text: str) -> None:
-    global _worker_predictor
-    _die_with_parent()
-    torch.set_num_threads(1)  # one core each: the workers are the parallelism
-    _worker_predictor = Predictor(load_model(model_path), long_text=long_text)
-
-
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the process that started it dies, however it dies (even
-    kill -9), so no orphaned scorer keeps holding memory and the caller's output."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
-        if os.getppid() == 1:  # the parent died before the call above
-            os._exit(1)
-
-
-def _worker_predict(texts: list[str], tokens: list) -> list[Prediction]:
-    return _worker_predictor.predict(texts, tokens)
-
-
-def _chained(rows):
-    """The rows, then None to flush the last chunk."""
-    yield from rows
-    yield None
-
-
-def _output_row(e: Example, p: Prediction | None, ratings: list[int]) -> dict:
-    row = dict(e.row) if e.row is not None else {"text": e.text, "rating": e.rating}
-    row.update(_prediction_columns(p, ratings, e.error))
-    return row
-
-
-def _count_rows(path: Path, fmt: str | None) -> int | None:
-    """Rows to expect, for the progress bar (a quick newline count; Parquet knows its own)."""
-    try:
-        f = detect_format(path, fmt)
-        if f == "parquet":
-            import pyarrow.parquet as pq
-            return pq.ParquetFile(path).metadata.num_rows
-        n = 0
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                n += block.count(b"\n")
-        return max(n - (1 if f in ("csv", "tsv") else 0), 0)
-    except Exception:  # only for the bar: reading errors are reported by the reader itself
-        return None
-
-
-class _Writer:
-    """Streaming CSV / TSV / JSONL / Parquet writer (gzip-compressed when the name ends in .gz).
-
-    Rows go to a temporary file beside the output whose name is unique to this run (two runs never
-    share one), renamed to the output once every row is written. Columns: every key any row has, in
-    the order first seen (JSONL rows may differ): CSV and Parquet outputs that meet a new key late are
-    rewritten once at the end with the whole set, missing values empty."""
-
-    def __init__(self, path: Path, fmt: str):
-        import uuid
-        self.final, self.fmt = path, fmt
-        self.gz = path.suffix.lower() == ".gz"
-        self.path = path.with_name(f".{path.name}.part-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.fh = None if fmt == "parquet" else self._open(self.path, "w")
-        self.columns: dict[str, None] = {}   # every key seen, in order
-        self.written: list[str] | None = None  # the header written (CSV) or the schema's names (Parquet)
-        self.csv = None
-        self.spill = None                    # CSV: rows after a new key, as JSON lines
-        self.pq = None
-        self.parts: list[Path] = []          # Parquet: one file per schema, merged at the end
-
-    def _open(self, path: Path, mode: str):
-        import gzip
-        # backslashreplace: a lone surrogate from a JSON escape is written as its escape, not an error
-        if self.gz:
-            return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8", newline="", errors="backslashreplace")
-        return open(path, mode, encoding="utf-8", newline="", errors="backslashreplace")
-
-    def write(self, rows: list[dict]) -> None:
-        for r in rows:
-            for k in r:
-                if k not in self.columns:
-                    self.columns[k] = None
-        try:
-            self._write(rows)
-        except OSError as e:
-            raise OSError(e.errno, f"cannot write {self.final}: {e.strerror or e}; nothing was written there") from None
-
-    def _write(self, rows: list[dict]) -> None:
-        if self.fmt == "jsonl":
-            for r in rows:
-                self.fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-        elif self.fmt in ("csv", "tsv"):
-            if self.csv is None:
-                self.written = list(self.columns)
-                self.csv = csv.DictWriter(self.fh, fieldnames=self.written, delimiter="\t" if self.fmt == "tsv" else ",")
-                self.csv.writeheader()
-            if self.spill is None and list(self.columns) != self.written:
-                # a key the header lacks: the rows from here wait as JSON lines, merged in at the end
-                self.spill = self._open(self.path.with_name(self.path.name + ".spill"), "w")
-            if self.spill is None:
-                self.csv.writerows([_flat(r) for r in rows])
-            else:
-                for r in rows:
-                    self.spill.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-            if self.pq is not None and list(self.columns) != self.written:  # new keys: a new part
-                self.pq.close()
-                self.pq = None
-            if self.pq is None:
-                self.written = list(self.columns)
-                self.parts.append(self.path.with_name(self.path.name + f".{len(self.parts)}"))
-            table = pa.Table.from_pylist([{k: r.get(k) for k in self.written} for r in rows],
-                                         schema=self.pq.schema if self.pq is not None else None)
-            if self.pq is None:
-                self.pq = pq.ParquetWriter(self.parts[-1], table.schema)
-            self.pq.write_table(table)
-
-    def close(self, keep: bool = True) -> None:
-        try:
-            if self.fh:
-                self.fh.close()
-            if self.spill:
-                self.spill.close()
-            if self.pq:
-                self.pq.close()
-            if keep:
-                self._finish()
-        except OSError as e:
-            keep = False
-            raise OSError(e.errno, f"cannot write {self.final}: {e.strerror or e}; nothing was written there") from None
-        finally:
-            if keep and self.path.exists():
-                self.path.replace(self.final)
-            else:
-                self.path.unlink(missing_ok=True)
-            for part in self.parts:
-                part.unlink(missing_ok=True)
-            self.path.with_name(self.path.name + ".spill").unlink(missing_ok=True)
-
-    def _finish(self) -> None:
-        if self.spill is not None:
-            # a key first met after the header was written: rewrite once with every column
-            full = self.path.with_name(self.path.name + ".full")
-            delim = "\t" if self.fmt == "tsv" else ","
-            with self._open(self.path, "r") as src, self._open(full, "w") as dst, \
-                    self._open(self.path.with_name(self.path.name + ".spill"), "r") as spill:
-                out = csv.DictWriter(dst, fieldnames=list(self.columns), delimiter=delim)
-                out.writeheader()
-                reader = csv.reader(src, delimiter=delim)
-                header = next(reader)
-                for fields in reader:
-                    out.writerow(dict(zip(header, fields)))
-                for line in spill:
-                    out.writerow(_flat(json.loads(line)))
-            full.replace(self.path)
-        if self.fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-            if not self.parts:  # no rows: an empty file, not none
-                self.path.write_bytes(b"")
-                return
-            if len(self.parts) == 1:
-                self.parts[0].replace(self.path)
-                return
-            schemas = [pq.ParquetFile(p).schema_arrow for p in self.parts]
-            fields = {}
-            for schema in schemas:
-                for f in schema:
-                    if f.name not in fields or pa.types.is_null(fields[f.name].type):
-                        fields[f.name] = f
-            schema = pa.schema(list(fields.values()))
-            with pq.ParquetWriter(self.path, schema) as writer:
-                for part in self.parts:
-                    for batch in pq.ParquetFile(part).iter_batches():
-                        table = pa.Table.from_batches([batch])
-                        cols = [table.column(f.name).cast(f.type) if f.name in table.column_names
-                                else pa.nulls(len(table), f.type) for f in schema]
-                        writer.write_table(pa.Table.from_arrays(cols, schema=schema))
-
-
-def _flat(row: dict) -> dict:
-    """A row for CSV: nested values (JSONL objects and lists) written as JSON, not as Python reprs."""
-    return {k: json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v for k, v in row.items()}

@@ -6,7 +6,7 @@
     reviewlstm predict --input FOLDER --output OUT_FOLDER --engine ray [--address ray://head:10001]
 
 Ray only distributes; the scoring is `predict --input`'s own: the same readers (so a malformed row
-is an `error`, never a drop), the same `Predictor`, the same output columns (`api._prediction_columns`).
+is an `error`, never a drop), the same `Predictor`, the same output columns (`scoring.prediction_columns`).
 The model is loaded once per actor (`_Scorer`, a callable class for `map_batches`), never pickled
 per batch: actors receive the model's path, which every node must be able to read.
 
@@ -59,7 +59,8 @@ class _Scorer:
 
     def __call__(self, batch):
         import pandas as pd
-        from .api import _prediction_columns, text_problem
+        from .api import text_problem
+        from .scoring import prediction_columns
         if _TEXT in batch.columns:  # read by reviewlstm's readers: their verdict on each row
             texts, errors = batch[_TEXT].tolist(), batch[_ERROR].tolist()
             batch = batch.drop(columns=[_TEXT, _ERROR])
@@ -69,7 +70,7 @@ class _Scorer:
         good = [i for i, e in enumerate(errors) if not isinstance(e, str)]
         preds = dict(zip(good, self.predictor.predict([texts[i] for i in good])))
         ratings = self.predictor.config.ratings
-        cols = pd.DataFrame([_prediction_columns(preds.get(i), ratings, errors[i] if i not in preds else None)
+        cols = pd.DataFrame([prediction_columns(preds.get(i), ratings, errors[i] if i not in preds else None)
                              for i in range(len(texts))], index=batch.index)
         # fixed types, so every block (and every Parquet file written) has the same schema
         cols["predicted_rating"] = cols["predicted_rating"].astype("Int64")
