@@ -135,3 +135,11 @@ def test_binds_to_loopback_by_default_and_bad_model_is_one_line(tmp_path):
     assert proc.returncode == 2 and "no such model directory" in proc.stderr and "Traceback" not in proc.stderr
     from reviewlstm.cli import build_parser
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
+
+
+def test_the_response_schema_is_the_librarys_prediction():
+    import dataclasses
+    from reviewlstm.predict import Prediction
+    from reviewlstm.service import create_app
+    schema = create_app().openapi()["components"]["schemas"]["Prediction"]["properties"]
+    assert list(schema) == ["text"] + [f.name for f in dataclasses.fields(Prediction)]

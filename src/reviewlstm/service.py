@@ -17,10 +17,11 @@ from typing import Literal
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from . import api
 from .explain import EXPLAIN_MAX_CHARS
+from .predict import Prediction as PredictionResult
 from .html import WEB
 
 
@@ -65,15 +66,17 @@ class PredictRequest(BaseModel):
         return self
 
 
-class Prediction(BaseModel):
-    text: str
-    rating: int
-    probabilities: list[float]
-    expected_rating: float
-    tokens: int
-    read_as: str
-    known_share: float = Field(description="share of the text's words the model knows")
-    warning: str | None = Field(None, description="set when the model could read little of the text")
+def _schema_of(cls, name: str, **extra):
+    """A response schema made from the library's own dataclass, so the two cannot drift."""
+    import dataclasses
+    import typing
+    hints = typing.get_type_hints(cls)
+    return create_model(name, **extra, **{
+        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)})
+
+
+# one text's answer: the text, then every field of reviewlstm.predict.Prediction
+Prediction = _schema_of(PredictionResult, "Prediction", text=(str, ...))
 
 
 class PredictBatch(BaseModel):
