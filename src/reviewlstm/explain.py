@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from .artifact import LoadedModel
-from .predict import LONG_TEXT_MODES, pad_batch, rating_and_expected, reading_pieces
-from .text import text_tokens
+from .predict import Predictor, pad_batch, rating_and_expected
 
 METHODS = ("integrated_gradients", "occlusion")
 # An explanation costs about 40 passes over the text (integrated gradients' steps, the gates, every
@@ -88,20 +87,17 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
     explained is then that part's. on_piece(done, total) is called after each piece (sentence) read."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    long_text = long_text or loaded.config.long_text  # as the model was trained, unless told
-    long_threshold = long_threshold or loaded.config.long_threshold
-    if long_text not in LONG_TEXT_MODES:
-        raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+    reader = Predictor(loaded, long_text=long_text, long_threshold=long_threshold)  # predict's reading rule
     model, cfg = loaded.model, loaded.config
     model.eval()
     given = len(text)
     if max_chars is not None and given > max_chars and pretokenized is None:
         text = cut_at_word(text, max_chars)
-    all_tokens = text_tokens(text, pretokenized, cfg.lowercase)
+    all_tokens = reader.tokens(text, pretokenized)
     if not all_tokens:
         raise ValueError("the text has no words to explain")
     # the pieces `predict` would read (Predictor.predict), each at most max_length tokens
-    pieces, read_as = reading_pieces(all_tokens, long_text, long_threshold, cfg.max_length)
+    pieces, read_as = reader.pieces(all_tokens)
     parts = []
     for p in pieces:
         parts.append(_explain_piece(loaded, p, method, steps, trajectory))

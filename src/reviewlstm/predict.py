@@ -152,12 +152,16 @@ class Predictor:
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
         return text_tokens(text, pretokenized, self.config.lowercase)
 
+    def pieces(self, tokens: list[str]) -> tuple[list[list[str]], str]:
+        """The passes this text is read in and how (`reading_pieces` under this model's rule)."""
+        return reading_pieces(tokens, self.long_text, self.long_threshold, self.config.max_length)
+
     def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
         token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]
         # every text becomes one or more pieces, each read in one pass
         piece_ids, modes, known = [], [], []
         for toks in token_lists:
-            pieces, mode = reading_pieces(toks, self.long_text, self.long_threshold, self.config.max_length)
+            pieces, mode = self.pieces(toks)
             piece_ids.append([self.vocab.encode(p) for p in pieces])
             modes.append(mode)
             known.append(known_words([t for p in pieces for t in p], self.vocab))
