@@ -13,28 +13,13 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from reviewlstm.data import read_examples
 
-from score_file import tree_rss
-
-
-def run(cmd: list[str]) -> tuple[float, int, str]:
-    t0 = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0
-    while child.poll() is None:
-        peak = max(peak, tree_rss(child.pid))
-        time.sleep(0.2)
-    out, err = child.communicate()
-    if child.returncode != 0:
-        sys.exit(err[-3000:])
-    return time.perf_counter() - t0, peak, out.strip()
+from score_file import run_child
 
 
 def main() -> None:
@@ -62,7 +47,7 @@ def main() -> None:
                 cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--no-progress", *model]
                 cmd += ["--output", str(out) + ".parquet"] if name == "native" else ["--output", str(out), "--engine", "ray"]
                 cmd += ["--preserve-order"] if name == "ray ordered" else []
-                wall, peak, said = run(cmd)
+                wall, peak, said = run_child(cmd)
                 results[name].append((wall, peak))
                 print(f"{name} run {r}: {wall:.1f} s, {args.rows / wall:,.0f} rows/s, peak {peak / 2**20:.0f} MB: {said}",
                       flush=True)

@@ -39,22 +39,27 @@ def main() -> None:
                 w.writerow([i, sentences[i % len(sentences)]])
         cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--output", str(out),
                "--no-progress"] + (["--model", args.model] if args.model else [])
-        t0 = time.perf_counter()
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        tree_peak = 0
-        while child.poll() is None:
-            tree_peak = max(tree_peak, tree_rss(child.pid))
-            time.sleep(0.2)
-        stdout, stderr = child.communicate()
-        wall = time.perf_counter() - t0
+        wall, tree_peak, stdout = run_child(cmd)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        if child.returncode != 0:
-            sys.exit(stderr)
         with open(out) as f:
             n = sum(1 for _ in f) - 1
         print(stdout.strip())
         print(f"| {args.rows:,} | {src.stat().st_size / 1e6:.0f} MB | {wall:.1f} s | {args.rows / wall:,.0f} rows/s | "
               f"{tree_peak / 2 ** 20:.0f} MB (all processes) | {peak_mb:.0f} MB (largest) | {n:,} rows written |")
+
+
+def run_child(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak resident bytes of the child's process tree, its stdout); exits on failure."""
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, tree_rss(child.pid))
+        time.sleep(0.2)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        sys.exit(err[-3000:])
+    return time.perf_counter() - t0, peak, out.strip()
 
 
 def tree_rss(pid: int) -> int:

@@ -12,7 +12,7 @@ from .data import BadRows, Columns, read_examples
 from .explain import EXPLAIN_MAX_CHARS, Explanation
 from .explain import explain as _explain
 from .predict import Prediction, Predictor
-from .scoring import ScoreSummary, prediction_columns, score_file
+from .scoring import ScoreSummary, rate_rows, score_file
 from .train import TrainConfig, TrainResult
 from .train import train as _train
 
@@ -122,13 +122,8 @@ def _as_table(texts, text_column: str | None):
 
 def _predict_table(predictor: Predictor, frame, texts: list, index):
     import pandas as pd
-    problems = [text_problem(t) for t in texts]
-    good = [i for i, p in enumerate(problems) if p is None]
-    preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
-    ratings = predictor.config.ratings
-    rows = [prediction_columns(preds.get(i), ratings, None if p is None else f"text {p}")
-            for i, p in enumerate(problems)]
-    out = pd.DataFrame(rows, index=index)
+    errors = [None if (p := text_problem(t)) is None else f"text {p}" for t in texts]
+    out = pd.DataFrame(rate_rows(predictor, texts, errors), index=index)
     out["predicted_rating"] = out["predicted_rating"].astype("Int64")  # missing where the row has an error
     if frame is None:
         return out

@@ -60,18 +60,14 @@ class _Scorer:
     def __call__(self, batch):
         import pandas as pd
         from .api import text_problem
-        from .scoring import prediction_columns
+        from .scoring import rate_rows
         if _TEXT in batch.columns:  # read by reviewlstm's readers: their verdict on each row
             texts, errors = batch[_TEXT].tolist(), batch[_ERROR].tolist()
             batch = batch.drop(columns=[_TEXT, _ERROR])
         else:
             texts = batch[self.text_column].tolist()
             errors = [None if (p := text_problem(t)) is None else f"text {p}" for t in texts]
-        good = [i for i, e in enumerate(errors) if not isinstance(e, str)]
-        preds = dict(zip(good, self.predictor.predict([texts[i] for i in good])))
-        ratings = self.predictor.config.ratings
-        cols = pd.DataFrame([prediction_columns(preds.get(i), ratings, errors[i] if i not in preds else None)
-                             for i in range(len(texts))], index=batch.index)
+        cols = pd.DataFrame(rate_rows(self.predictor, texts, errors), index=batch.index)
         # fixed types, so every block (and every Parquet file written) has the same schema
         cols["predicted_rating"] = cols["predicted_rating"].astype("Int64")
         for name in cols.columns:

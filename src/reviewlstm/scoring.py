@@ -24,6 +24,15 @@ def load_model(path):
     return load(path)
 
 
+def rate_rows(predictor: Predictor, texts: list, errors: list) -> list[dict]:
+    """The prediction columns of each row: rated where `errors` has no message (None or NaN), else
+    empty with that row's error. Tables everywhere (DataFrames, Ray) go through here."""
+    good = [i for i, e in enumerate(errors) if not isinstance(e, str)]
+    preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
+    ratings = predictor.config.ratings
+    return [prediction_columns(preds.get(i), ratings, None if i in preds else errors[i]) for i in range(len(texts))]
+
+
 def prediction_columns(p: Prediction | None, ratings: list[int], error: str | None) -> dict:
     """The columns a scored row gets: the same in file scoring and in DataFrames."""
     row = {"predicted_rating": p.rating if p else None,
