@@ -2,7 +2,7 @@
 
     python bench/ab_kernel.py REV [--rounds 15]
 
-Builds REV's csrc/four_gate.cpp beside the current one (same flags), checks they agree, then times
+Builds REV's four_gate.cpp (src/reviewlstm/fourgate/, or csrc/ before it moved) beside the current one (same flags), checks they agree, then times
 forward_dirs (inference) of both interleaved, 5 calls a round, each call on a fresh copy of the
 projection (the current kernel adds into it in place), at three shapes. Prints min and median per
 round and the ratio of medians.
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.cpp_extension import load
 
-from reviewlstm import kernels
+from reviewlstm.fourgate import compiled
 
 
 def main() -> None:
@@ -27,12 +27,15 @@ def main() -> None:
     ap.add_argument("rev")
     ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
-    new = kernels.load()
+    new = compiled.load()
     build = Path(tempfile.mkdtemp(prefix="reviewlstm-ab-"))
     source = build / "old.cpp"
-    source.write_text(subprocess.run(["git", "show", f"{args.rev}:src/reviewlstm/csrc/four_gate.cpp"],
-                                     capture_output=True, text=True, check=True).stdout)
-    cflags, ldflags = kernels.BUILDS[0]
+    for path in ("src/reviewlstm/fourgate/four_gate.cpp", "src/reviewlstm/csrc/four_gate.cpp"):
+        shown = subprocess.run(["git", "show", f"{args.rev}:{path}"], capture_output=True, text=True)
+        if shown.returncode == 0:
+            break
+    source.write_text(shown.stdout)
+    cflags, ldflags = compiled.BUILDS[0]
     old = load("reviewlstm_ab_old", [str(source)], build_directory=str(build), extra_cflags=cflags,
                extra_ldflags=ldflags)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; old = {args.rev}")

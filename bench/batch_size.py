@@ -11,7 +11,8 @@ import statistics
 import time
 from pathlib import Path
 
-from reviewlstm import api, kernels
+from reviewlstm import api
+from reviewlstm.fourgate import compiled
 from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor, predict_proba
 
@@ -21,7 +22,7 @@ def main() -> None:
     ap.add_argument("--sst", default="../shared/data/sst5")
     ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
-    kernels.load()
+    compiled.load()
     loaded = api.load_model()
     predictor = Predictor(loaded)
     ids = [loaded.vocab.encode(predictor.tokens(e.text)) for e in read_examples(Path(args.sst) / "dev.txt")]

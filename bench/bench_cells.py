@@ -20,7 +20,7 @@ import time
 import torch
 from torch import nn
 
-from reviewlstm import kernels
+from reviewlstm.fourgate import compiled
 from reviewlstm.layers import Recurrent
 
 SHAPES = [  # B, T, E, H, bidirectional
@@ -30,9 +30,9 @@ SHAPES = [  # B, T, E, H, bidirectional
 ]
 IMPLEMENTATIONS = {
     "torch.nn.LSTM": lambda E, H, bi: nn.LSTM(E, H, batch_first=True, bidirectional=bi),
-    "four-gate (compiled)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, fast="kernel"),
-    "four-gate (Python loop)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, fast="python"),
-    "four-gate (readable)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, fast=False),
+    "four-gate (compiled)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, backend="compiled"),
+    "four-gate (Python loop)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, backend="python"),
+    "four-gate (readable)": lambda E, H, bi: Recurrent("lstm", E, H, bidirectional=bi, backend="readable"),
     "classic LSTM (readable)": lambda E, H, bi: Recurrent("classic-lstm", E, H, bidirectional=bi),
     "RNN (readable)": lambda E, H, bi: Recurrent("rnn", E, H, bidirectional=bi),
 }
@@ -80,10 +80,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    kernels.load()
+    compiled.load()
     peak = ceiling()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
-          f"kernel {kernels.status()}; torch.mm ceiling {peak:.1f} GFLOP/s")
+          f"kernel {compiled.status()}; torch.mm ceiling {peak:.1f} GFLOP/s")
     for B, T, E, H, bi in SHAPES:
         D = 2 if bi else 1
         print(f"\n**B={B}, T={T}, E={E}, H={H}, {'bidirectional' if bi else 'one direction'}**\n")

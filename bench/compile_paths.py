@@ -18,7 +18,7 @@ import time
 import torch
 from torch import nn
 
-from reviewlstm import kernels
+from reviewlstm.fourgate import compiled
 from reviewlstm.layers import Recurrent
 
 
@@ -81,18 +81,18 @@ def main() -> None:
     args = ap.parse_args()
     B, T, E, H = 64, 50, 50, 150
     torch.manual_seed(0)
-    base = Recurrent("lstm", E, H, fast=False)
+    base = Recurrent("lstm", E, H, backend="readable")
     models = {
         "torch.nn.LSTM": nn.LSTM(E, H, batch_first=True),
         "readable loop (autograd per op)": base,
         "torch.compile(step), loop in Python": Looped(base, torch.compile(step, dynamic=False)),
         "TorchScript loop (torch.jit.script)": Looped(base, None, scripted=True),
-        "autograd Function, Python loop (fast.py)": Recurrent("lstm", E, H, fast="python"),
-        "autograd Function, compiled C++ loop": Recurrent("lstm", E, H, fast="kernel"),
+        "autograd Function, Python loop (fourgate/python_loop.py)": Recurrent("lstm", E, H, backend="python"),
+        "autograd Function, compiled C++ loop": Recurrent("lstm", E, H, backend="compiled"),
     }
-    for name in ("autograd Function, Python loop (fast.py)", "autograd Function, compiled C++ loop"):
+    for name in ("autograd Function, Python loop (fourgate/python_loop.py)", "autograd Function, compiled C++ loop"):
         models[name].load_state_dict(base.state_dict())
-    kernels.load()
+    compiled.load()
     x = torch.randn(B, T, E, requires_grad=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; B={B}, T={T}, E={E}, H={H}, one direction")
     for name, m in models.items():  # first calls: compilation, tracing, profiling runs

@@ -22,7 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from reviewlstm import api, triton_lstm
+from dataclasses import replace
+
+from reviewlstm import api
+from reviewlstm.fourgate.triton_loop import DEFAULT, TritonSettings
 from reviewlstm.data import read_examples
 from reviewlstm.layers import Recurrent
 from reviewlstm.predict import Predictor
@@ -56,64 +59,65 @@ def ceiling(repeats: int) -> float:
     return 2 * 4096 ** 3 / ms / 1e9  # TFLOP/s
 
 
-def _sweep(repeats: int, columns: list[str], configs: list[tuple], apply) -> tuple:
+def _sweep(repeats: int, columns: list[str], configs: list[tuple], apply) -> TritonSettings:
     """Time forward+backward of the four-gate layer on the Triton path at two shapes for each config
-    (`apply(*config)` sets it), print a table row each, set and return the fastest (summed)."""
+    (`apply(*config)` gives its TritonSettings), print a table row each, return the fastest (summed)."""
     print("| " + " | ".join(columns) + " | fwd+bwd ms at 64/50/50/150 bi | at 64/50/300/300 |")
     print("|" + " --- |" * (len(columns) + 2))
     best = None
     for config in configs:
-        apply(*config)
+        settings = apply(*config)
         ms = []
         for B, T, E, H, bi in (SHAPES[0], SHAPES[2]):
-            layer = Recurrent("lstm", E, H, bidirectional=bi, fast="triton").cuda()
+            layer = Recurrent("lstm", E, H, bidirectional=bi, backend="triton").cuda()
+            layer.triton_settings = settings
             x = torch.randn(B, T, E, device="cuda", requires_grad=True)
             lengths = torch.full((B,), T, device="cuda")
             ms.append(cuda_time(lambda: layer(x, lengths)[0].sum().backward(), repeats))
         print("| " + " | ".join(map(str, config)) + f" | {ms[0]:.2f} | {ms[1]:.2f} |", flush=True)
         if best is None or sum(ms) < best[0]:
-            best = (sum(ms), config)
-    apply(*best[1])
+            best = (sum(ms), settings)
     return best[1]
 
 
-def sweep(repeats: int) -> None:
-    """The row-block kernels' BH, num_warps and pipelining stages; keeps the fastest."""
-    def apply(bh, warps, stages):
-        triton_lstm.BH, triton_lstm.NUM_WARPS, triton_lstm.STAGES = bh, warps, stages
+def sweep(repeats: int, settings: TritonSettings) -> TritonSettings:
+    """The row-block kernels' units, warps and pipelining stages; returns settings with the fastest."""
+    def apply(units, warps, stages):
+        return replace(settings, split=False, units=units, warps=warps, stages=stages)
 
-    triton_lstm.SPLIT = False
-    bh, warps, stages = _sweep(repeats, ["BH", "warps", "stages"],
-                               [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)], apply)
-    triton_lstm.SPLIT = True
-    print(f"\nfastest: BH {bh}, {warps} warps, {stages} stages (used below)\n", flush=True)
+    best = _sweep(repeats, ["units", "warps", "stages"],
+                  [(b, w, s) for b in (32, 64) for w in (4, 8) for s in (1, 2, 3)], apply)
+    print(f"\nfastest: units {best.units}, {best.warps} warps, {best.stages} stages (used below)\n", flush=True)
+    return replace(best, split=settings.split)
 
 
-def sweep_split(repeats: int) -> None:
-    """The split kernels' units per program and warps; keeps the fastest."""
+def sweep_split(repeats: int, settings: TritonSettings) -> TritonSettings:
+    """The split kernels' units per program and warps; returns settings with the fastest."""
     def apply(units, warps):
-        triton_lstm.SPLIT_BH, triton_lstm.SPLIT_WARPS = units, warps
+        return replace(settings, split=True, split_units=units, split_warps=warps)
 
-    units, warps = _sweep(repeats, ["units a program", "warps"], [(16, 2), (16, 4), (32, 2), (32, 4)], apply)
-    print(f"\nfastest: {units} units a program, {warps} warps (used below)\n", flush=True)
+    best = _sweep(repeats, ["units a program", "warps"], [(16, 2), (16, 4), (32, 2), (32, 4)], apply)
+    print(f"\nfastest: {best.split_units} units a program, {best.split_warps} warps (used below)\n", flush=True)
+    return best
 
 
-def cells(repeats: int) -> None:
+def cells(repeats: int, settings: TritonSettings) -> None:
     print("| shape B/T/E/H, dirs | implementation | fwd+bwd ms | x nn.LSTM | fwd ms | x nn.LSTM | fwd GFLOP/s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for B, T, E, H, bi in SHAPES:
         D = 2 if bi else 1
         impls = {"torch.nn.LSTM (cuDNN)": nn.LSTM(E, H, batch_first=True, bidirectional=bi),
-                 "four-gate, Triton, units split (default)": Recurrent("lstm", E, H, bidirectional=bi, fast="triton"),
+                 "four-gate, Triton, units split (default)": Recurrent("lstm", E, H, bidirectional=bi, backend="triton"),
                  "four-gate, Triton, a program per row block": Recurrent("lstm", E, H, bidirectional=bi,
-                                                                          fast="triton"),
-                 "four-gate, step loop": Recurrent("lstm", E, H, bidirectional=bi, fast="python")}
+                                                                          backend="triton"),
+                 "four-gate, step loop": Recurrent("lstm", E, H, bidirectional=bi, backend="python")}
         x = torch.randn(B, T, E, device="cuda")
         lengths = torch.full((B,), T, device="cuda")
         flops = 2 * B * T * D * (4 * H * (E + H) + H * H)  # the four-gate equations' multiply-adds
         rows = {}
         for name, layer in impls.items():
-            triton_lstm.SPLIT = "split" in name  # where the split kernels' programs fit at once
+            # the split kernels where their programs fit at once, else (and for the other row) row blocks
+            layer.triton_settings = replace(settings, split="split" in name)
             layer.cuda()
             if isinstance(layer, nn.LSTM):
                 run = lambda: layer(x)[0]
@@ -128,14 +132,13 @@ def cells(repeats: int) -> None:
             with torch.no_grad():
                 fwd = cuda_time(run, repeats)
             rows[name] = (both, fwd)
-        triton_lstm.SPLIT = True
         ref_both, ref_fwd = rows["torch.nn.LSTM (cuDNN)"]
         for name, (both, fwd) in rows.items():
             print(f"| {B}/{T}/{E}/{H}, {D} | {name} | {both:.2f} | {both / ref_both:.2f} | {fwd:.2f} | "
                   f"{fwd / ref_fwd:.2f} | {flops / fwd / 1e6:.0f} |", flush=True)
 
 
-def end_to_end(sst: Path, repeats: int) -> None:
+def end_to_end(sst: Path, repeats: int, settings: TritonSettings) -> None:
     loaded = api.load_model()
     loaded.model.cuda().eval()
     dev = [e.text for e in read_examples(sst / "dev.txt")]
@@ -144,8 +147,8 @@ def end_to_end(sst: Path, repeats: int) -> None:
     print("| --- | --- | --- | --- |")
     for label, fast, split in (("Triton, units split (default)", "triton", True),
                                ("Triton, a program per row block", "triton", False), ("step loop", "python", True)):
-        loaded.model.rnn.fast = fast
-        triton_lstm.SPLIT = split
+        loaded.model.rnn.backend = fast
+        loaded.model.rnn.triton_settings = replace(settings, split=split)
         predictor.predict(dev[:256])
         torch.cuda.synchronize()
         walls = []
@@ -178,14 +181,15 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}; "
           f"float32 IEEE matmul ceiling {ceiling(args.repeats):.1f} TFLOP/s\n", flush=True)
     torch.manual_seed(0)
+    settings = DEFAULT
     if args.sweep:
-        sweep(args.repeats)
+        settings = sweep(args.repeats, settings)
     if args.sweep_split:
-        sweep_split(args.repeats)
-    print(f"Triton kernels: split {triton_lstm.SPLIT_BH} units a program, {triton_lstm.SPLIT_WARPS} warps; "
-          f"per row block BH {triton_lstm.BH}, {triton_lstm.NUM_WARPS} warps; {triton_lstm.STAGES} stages\n")
-    cells(args.repeats)
-    end_to_end(Path(args.sst), args.repeats)
+        settings = sweep_split(args.repeats, settings)
+    print(f"Triton kernels: split {settings.split_units} units a program, {settings.split_warps} warps; "
+          f"per row block {settings.units} units, {settings.warps} warps; {settings.stages} stages\n")
+    cells(args.repeats, settings)
+    end_to_end(Path(args.sst), args.repeats, settings)
 
 
 if __name__ == "__main__":

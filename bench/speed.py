@@ -21,7 +21,7 @@ import torch
 
 from reviewlstm import api
 from reviewlstm.data import read_examples
-from reviewlstm import kernels
+from reviewlstm.fourgate import compiled
 from reviewlstm.predict import Predictor, pad_batch, predict_proba
 
 from bench_cells import ceiling  # the same ceiling as the cells table (bench/ is on the path)
@@ -44,10 +44,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     loaded = api.load_model(args.model)
     dev = list(read_examples(Path(args.sst) / "dev.txt"))
-    kernels.load()
+    compiled.load()
     peak = ceiling()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: torch.mm ceiling {peak:.1f} GFLOP/s; "
-          f"kernel {kernels.status()}")
+          f"kernel {compiled.status()}")
 
     predictor = Predictor(loaded)
     texts = [e.text for e in dev]

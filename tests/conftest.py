@@ -1,16 +1,24 @@
-import subprocess
-import sys
+import os
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from support import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 # A sample of SST-5's trees, committed (tests/data/README.md: source, counts, checksums), so the
 # suite tests the whole product in any clone; the full treebank in ../shared is for benchmarks.
 SST = ROOT / "tests" / "data" / "sst5"
 KERNEL_LINE = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    # Without a GPU the Triton backend's kernels run in Triton's interpreter on CPU tensors, so their
+    # logic is held to the oracle on every machine; the switch must be set before Triton is imported.
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
@@ -29,10 +37,10 @@ def compiled_kernel(request):
     it went (a line in the summary): otherwise whichever test first trains or scores pays the build, and a broken build
     shows up as that test's mystery. With a C++ compiler the build must work (a failure is a bug);
     without one (or REVIEWLSTM_KERNEL=off) the Python loop runs and the kernel's own tests say so."""
-    from reviewlstm import kernels
+    from reviewlstm.fourgate import compiled
     start = time.perf_counter()
-    module = kernels.load(verbose=False) if kernels.enabled() else None
-    line = f"reviewlstm kernel: {kernels.status()} in {time.perf_counter() - start:.1f} s"
+    module = compiled.load() if compiled.enabled() else None
+    line = f"reviewlstm kernel: {compiled.status()} in {time.perf_counter() - start:.1f} s"
     request.config.stash[KERNEL_LINE] = line
     return module
 
@@ -40,12 +48,6 @@ def compiled_kernel(request):
 def pytest_terminal_summary(terminalreporter, config):
     if KERNEL_LINE in config.stash:
         terminalreporter.write_line(config.stash[KERNEL_LINE])
-
-
-def run_cli(*args, input=None, timeout=600):
-    """Run `reviewlstm ARGS` as a user would, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "reviewlstm.cli", *map(str, args)], capture_output=True, text=True,
-                          input=input, timeout=timeout)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,8 @@
 """The model that ships inside the package: works right after install, offline, with no --model."""
 import json
 
-import pytest
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 
 

@@ -6,7 +6,6 @@ from torch import nn
 from reviewlstm.cells import ClassicLSTMCell, LSTMCell, LSTMState, RNNCell, RNNState
 from reviewlstm.layers import Recurrent
 
-torch.set_default_dtype(torch.float32)
 B, E, H = 4, 6, 5
 
 

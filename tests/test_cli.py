@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 from reviewlstm.train import TrainConfig, train
 

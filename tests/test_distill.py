@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 from reviewlstm.distill import DistillConfig, augment, distill, label
 from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
@@ -136,7 +136,7 @@ def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_pat
     side = run_cli("evaluate", sst / "dev.txt", "--model", out, "--teacher", distilled.teacher)
     assert side.returncode == 0, side.stderr
     assert "teacher" in side.stdout and "accuracy" in side.stdout and str(distilled.teacher) in side.stdout
-    from test_service import start_server
+    from support import start_server
     import urllib.request
     proc, base = start_server(out)
     try:

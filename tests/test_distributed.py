@@ -8,7 +8,7 @@ import sys
 import pytest
 from safetensors.torch import load_file
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 from reviewlstm.train import TrainConfig, train
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from test_service import start_server
+from support import start_server
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,7 +3,7 @@ import csv
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 
 import ray  # in the test install (.[test]); for users the [ray] extra is optional
 pytestmark = pytest.mark.ray

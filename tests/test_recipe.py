@@ -77,6 +77,9 @@ def test_long_reviews_are_read_whole_and_dev_checks_read_as_evaluate(sst, tmp_pa
     loaded = api.load_model(result.out)
     assert loaded.config.long_text == "whole" and loaded.config.pooling == "mean"
     assert any("are read whole (picked: " in line for line in logs)
+    # long reviews keep the shared dropout on their word vectors (event_dropout "auto")
+    assert loaded.config.event_dropout is None and loaded.model.event_dropout.p == loaded.config.dropout
+    assert any("dropout on the word vectors 0.3 (picked for whole reading)" in line for line in logs)
     # evaluate with no reading given reads as the model was trained, and so as its dev checks did
     scores = api.evaluate(dev_csv, model=loaded)
     assert scores["accuracy"] == pytest.approx(result.dev_metrics["accuracy"], abs=1e-12)
@@ -90,6 +93,7 @@ def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
                                phrases=False, max_examples=200, seed=0, **QUIET), log=lambda s: None)
     loaded = api.load_model(result.out)
     assert loaded.config.long_text == "sentences" and loaded.config.pooling == "final"
+    assert loaded.config.event_dropout == 0.5  # event_dropout "auto": SENTENCE_EVENT_DROPOUT for sentences
     config = json.loads((result.out / "config.json").read_text())
     assert config["model"]["long_text"] == "sentences" and config["model"]["long_threshold"] == 60
     scores = api.evaluate(dev_csv, model=loaded)
@@ -151,7 +155,7 @@ def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
 
 
 def test_a_slice_that_takes_everything_is_one_line(tmp_path):
-    from conftest import run_cli
+    from support import run_cli
     data = write_csv(tmp_path / "t.csv", [("great", 5), ("bad", 1)])
     proc = run_cli("train", "--train", data, "--out", tmp_path / "m", "--holdout", 0.99, "--no-progress")
     message = "t.csv: no training examples left after setting 2 aside as the validation slice (holdout 0.99)"
@@ -178,3 +182,7 @@ def test_event_dropout_is_its_own_setting_saved_with_the_model(sst, tmp_path):
                        .event_dropout(events), events)
     with pytest.raises(ValueError, match="event_dropout must be in"):
         TrainConfig(train="x", event_dropout=1.5).validate()
+    with pytest.raises(ValueError, match="event_dropout must be in"):
+        TrainConfig(train="x", event_dropout="half").validate()
+    TrainConfig(train="x", event_dropout="auto").validate()
+    TrainConfig(train="x", event_dropout=None).validate()

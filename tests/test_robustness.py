@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-import os
 import resource
 import signal
 import subprocess
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import DataError, read_examples
 
@@ -327,7 +326,7 @@ def test_a_single_class_training_file_warns(tmp_path):
 
 
 def test_listening_beyond_this_machine_warns(tiny_model):
-    from test_service import free_port
+    from support import free_port
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(tiny_model), "--host",
                              "0.0.0.0", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -344,7 +343,7 @@ def test_listening_beyond_this_machine_warns(tiny_model):
 
 @pytest.fixture(scope="module")
 def hardened(tiny_model):
-    from test_service import start_server
+    from support import start_server
     proc, url = start_server(tiny_model, "--max-body-bytes", 20_000)
     yield url
     proc.terminate()
@@ -410,7 +409,7 @@ def test_malformed_bodies_are_422_naming_the_problem(hardened, body, message):
 def test_health_answers_at_once_while_explanations_queue_and_are_bounded(tiny_model):
     import httpx
     from concurrent.futures import ThreadPoolExecutor
-    from test_service import start_server
+    from support import start_server
     proc, url = start_server(tiny_model)
     text = " ".join(["the film was good but the ending was weak and long ."] * 60)  # ~3,000 characters
     try:
@@ -441,7 +440,7 @@ def test_health_answers_at_once_while_explanations_queue_and_are_bounded(tiny_mo
 def test_a_short_request_is_not_stuck_behind_a_huge_batch(tiny_model):
     import httpx
     from concurrent.futures import ThreadPoolExecutor
-    from test_service import start_server
+    from support import start_server
     proc, url = start_server(tiny_model, "--max-body-bytes", 2_000_000)
     huge = {"texts": [" ".join(["a long and winding review of a film ."] * 400)] * 64}  # 64 x ~15,000 characters
     try:
@@ -462,7 +461,7 @@ def test_a_short_request_is_not_stuck_behind_a_huge_batch(tiny_model):
 
 def test_a_slow_request_head_is_cut_off(tiny_model):
     import socket
-    from test_service import start_server
+    from support import start_server
     proc, url = start_server(tiny_model, "--header-timeout", 2)
     host, port = url.rsplit("//", 1)[1].split(":")
     try:

@@ -1,40 +1,11 @@
 """The REST service, for real: uvicorn on 127.0.0.1, a real HTTP client, the tiny trained model."""
 import json
-import socket
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from conftest import run_cli
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(model, *extra):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(model), "--port", str(port),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
+from support import free_port, run_cli, start_server
 
 
 @pytest.fixture(scope="module")

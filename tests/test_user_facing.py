@@ -7,11 +7,10 @@ import os
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from support import run_cli
 from reviewlstm import api
 
 UNREADABLE = "これは素晴らしい映画です"  # Japanese: not one word the SST model knows
@@ -165,7 +164,8 @@ def test_a_model_that_rates_everything_alike_warns(tmp_path):
                    + "".join(f"it was awful {i},1\n" for i in range(4)))
     dev.write_text("text,rating\n" + "".join(f"so good {i},5\n" for i in range(15)) + "".join(f"meh {i},3\n" for i in range(10)))
     proc = run_cli("train", "--train", src, "--dev", dev, "--out", tmp_path / "m", "--epochs", 4, "--hidden", 4,
-                   "--no-progress", "--embeddings", "random", "--holdout", 0, "--lr", 0.02, "--patience", 10)
+                   "--no-progress", "--embeddings", "random", "--holdout", 0, "--lr", 0.02, "--patience", 10,
+                   "--event-dropout", 0.3)
     assert proc.returncode == 0, proc.stderr
     assert "warning: the kept model rates 100% of the dev reviews 3 stars, which are 40% of them" in proc.stderr
     assert "## Warnings" in (tmp_path / "m" / "MODEL_CARD.md").read_text()

@@ -259,8 +259,8 @@ def cmd_predict(args) -> int:
         return 0
     if args.output:
         raise UserError("--output goes with --input FILE")
-    from . import kernels
-    kernels.allow_build(False)  # a few texts: the Python loop answers before a build would finish
+    from .fourgate import compiled
+    compiled.allow_build(False)  # a few texts: the Python loop answers before a build would finish
     texts, where = args.texts, "TEXT"
     if not texts:
         if sys.stdin is None or sys.stdin.isatty():
@@ -284,6 +284,15 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _rate_or_auto(value: str):
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1) or auto, got {value!r}") from None
+
+
 # The training flags: (flag, TrainConfig field, argparse settings, help). The help's default is
 # read from TrainConfig itself, so the two cannot drift; _train_config maps the flags back by field.
 _BOOL = argparse.BooleanOptionalAction
@@ -296,7 +305,8 @@ TRAIN_FLAGS = [
     ("--layers", "num_layers", {"type": _positive(int)}, "stacked recurrent layers"),
     ("--bidirectional", "bidirectional", {"action": _BOOL}, "read each text both ways"),
     ("--dropout", "dropout", {"type": float}, "on the word vectors, between layers and before the head"),
-    ("--event-dropout", "event_dropout", {"type": float}, "dropout on the word vectors alone (none: the same as --dropout)"),
+    ("--event-dropout", "event_dropout", {"type": _rate_or_auto, "metavar": "RATE|auto"},
+     "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else --dropout"),
     ("--pooling", "pooling", {"choices": ("auto", "final", "max", "mean", "attention")},
      "auto: final for sentences, the mean over all steps when long texts are read whole"),
     ("--long-text", "long_text", {"choices": ("auto", "sentences", "whole")},
@@ -474,9 +484,10 @@ def _colored(tokens, contributions) -> str:
 def cmd_explain(args) -> int:
     import json
     from tqdm import tqdm
-    from . import api, kernels
+    from . import api
+    from .fourgate import compiled
     from .html import explanation_page
-    kernels.allow_build(False)  # one text: never worth a build
+    compiled.allow_build(False)  # one text: never worth a build
     problem = api.text_problem(args.text)
     if problem:
         raise UserError(f"TEXT {problem}")
@@ -561,9 +572,9 @@ def cmd_gradients(args) -> int:
 
 
 def cmd_build_kernel(args) -> int:
-    from . import kernels
-    module = kernels.load()
-    print(f"fast LSTM kernel: {kernels.status()}")
+    from .fourgate import compiled
+    module = compiled.load()
+    print(f"fast LSTM kernel: {compiled.status()}")
     return 0 if module is not None else 1
 
 

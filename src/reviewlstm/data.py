@@ -191,11 +191,8 @@ def download_sst5(cache_dir: str | Path | None = None, url: str = SST5_URL, md5:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fourgate
 from .cells import CELLS, LSTMState, RNNState, make_cell
+
+BACKENDS = ("readable", *fourgate.BACKENDS)
 
 _TORCH_KEY = re.compile(r"^(?P<name>\w+?)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
@@ -22,10 +25,11 @@ class Recurrent(nn.Module):
         num_layers: stacked layers; layer k > 0 reads layer k-1's outputs.
         bidirectional: also read every sequence backwards (within its own length), outputs concatenated.
         dropout: dropout on the outputs of every layer but the last, in training (as torch.nn.LSTM).
-        fast: for the four-gate cell, run the fused sequence loop (fast.py): True (on CPU the
-            compiled kernel when it built, on CUDA the Triton kernel when Triton imports and H <= 256,
-            else the Python loop), "kernel", "triton", "python", or False (the readable step loop,
-            also what runs when gates are asked for).
+        backend: for the four-gate cell, how the sequence loop runs: "auto" (the fast path,
+            reviewlstm.fourgate: on CPU the compiled loop when it built, on CUDA the Triton kernels
+            when Triton imports, else the Python loop), "compiled", "triton" or "python" (that fast
+            backend or an error), or "readable" (the step loop over the cell, which is also what
+            runs when gates are asked for, and for the other cells).
 
     Inputs: x, lengths=None, state=None, return_gates=False, outputs=True
         - x: (B, T, E), float, padded at the end.
@@ -47,7 +51,7 @@ class Recurrent(nn.Module):
     """
 
     def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
-                 bidirectional: bool = False, dropout: float = 0.0, fast: bool | str = True):
+                 bidirectional: bool = False, dropout: float = 0.0, backend: str = "auto"):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}: expected one of {', '.join(CELLS)}")
@@ -55,15 +59,16 @@ class Recurrent(nn.Module):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        if fast not in (True, False, "kernel", "triton", "python"):
-            raise ValueError(f"fast must be True, False, 'kernel', 'triton' or 'python', got {fast!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
         self.cell_kind, self.input_size, self.hidden_size = cell, input_size, hidden_size
         self.num_layers, self.bidirectional, self.dropout = num_layers, bidirectional, dropout
         self.directions = 2 if bidirectional else 1
         self.is_lstm = cell != "rnn"
-        # the four-gate LSTM's fused sequence kernel (fast.py); the readable step loop stays the
+        # the four-gate LSTM's fast path (reviewlstm.fourgate); the readable step loop stays the
         # reference, and is what runs when gates are asked for
-        self.fast = fast
+        self.backend = backend
+        self.triton_settings = None  # fourgate.triton_loop.TritonSettings; None: the defaults
         # cells[layer * directions + direction], the order of torch.nn.LSTM's h_0
         self.cells = nn.ModuleList(
             make_cell(cell, input_size if layer == 0 else hidden_size * self.directions, hidden_size)
@@ -81,7 +86,7 @@ class Recurrent(nn.Module):
         B, T, _ = x.shape
         state = self._check_state(state, B, x)
         padded = bool((lengths < T).any())
-        fast = bool(self.fast) and self.cell_kind == "lstm" and not return_gates
+        fast = self.backend != "readable" and self.cell_kind == "lstm" and not return_gates
         # (B, T), True at real steps; the fused loops shrink the batch instead
         mask = (torch.arange(T, device=x.device)[None, :] < lengths[:, None]) if padded and not fast else None
         # reversing each sequence within its own length, so padding stays at the end (unpadded: a flip)
@@ -96,7 +101,7 @@ class Recurrent(nn.Module):
             inits = [None if state is None else type(state)(*(s[k] for s in state)) for k in ks]
             if fast:  # every direction in one call: the compiled loop runs them side by side
                 per_dir = [(out, final, {}) for out, final in
-                           self._run_fast([self.cells[k] for k in ks], seqs, lengths, inits, self.fast)]
+                           self._run_fast([self.cells[k] for k in ks], seqs, lengths, inits)]
             else:
                 per_dir = [self._run(self.cells[k], seq, mask, init, return_gates)
                            for k, seq, init in zip(ks, seqs, inits)]
@@ -125,12 +130,11 @@ class Recurrent(nn.Module):
         gates = {n: torch.stack([g[n] for g in all_gates]) for n in all_gates[0]}  # (L, D, B, T, H)
         return layer_in, final_state, gates
 
-    @staticmethod
-    def _run_fast(cells, seqs, lengths, inits, use):
-        from .fast import four_gate_lstm_dirs
+    def _run_fast(self, cells, seqs, lengths, inits):
         inits = [init if init is not None else cell.initial_state(seq.size(0), seq)
                  for cell, seq, init in zip(cells, seqs, inits)]
-        results = four_gate_lstm_dirs(cells, seqs, lengths, [i.ltm for i in inits], [i.stm for i in inits], use=use)
+        results = fourgate.run(cells, seqs, lengths, [i.ltm for i in inits], [i.stm for i in inits],
+                               backend=self.backend, triton_settings=self.triton_settings)
         return [(out, LSTMState(ltm, stm)) for out, ltm, stm in results]
 
     def _run(self, cell, seq, mask, init, return_gates):

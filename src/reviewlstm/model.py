@@ -30,7 +30,9 @@ class ModelConfig:
     hidden: int = 150
     num_layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.5          # between layers and before the head (and on the events unless event_dropout)
+    # between layers and before the head (and on the events unless event_dropout); training only.
+    # These defaults are the training recipe's too (TrainConfig reads them from here)
+    dropout: float = 0.3
     event_dropout: float | None = None  # on the events (embeddings) alone; None: the same as dropout
     pooling: str = "final"
     scale_min: int = 1

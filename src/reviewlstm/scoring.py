@@ -92,10 +92,10 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         raise DataError(f"{input_path}: this is another run's temporary output for {output_path}, not an input")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    from . import kernels
-    fresh, build = not kernels.tried(), time.perf_counter()
-    kernels.load()  # a first run on this machine compiles the kernel: timed apart from the scoring
-    build_seconds = time.perf_counter() - build if fresh and kernels.built_now() else 0.0
+    from .fourgate import compiled
+    fresh, build = not compiled.tried(), time.perf_counter()
+    compiled.load()  # a first run on this machine compiles the kernel: timed apart from the scoring
+    build_seconds = time.perf_counter() - build if fresh and compiled.built_now() else 0.0
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
@@ -160,8 +160,8 @@ def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -
 def _scoring_pool(model_path, long_text: str, n: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    from . import kernels
-    kernels.load()  # built (if ever) here, once, not by every worker at the same time
+    from .fourgate import compiled
+    compiled.load()  # built (if ever) here, once, not by every worker at the same time
     # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
     # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,

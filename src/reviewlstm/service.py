@@ -234,8 +234,8 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
     def load() -> None:
         try:
             loaded = api.load_model(model)
-            from . import kernels
-            kernels.load()  # built (once per machine) before /ready says yes, not on the first request
+            from .fourgate import compiled
+            compiled.load()  # built (once per machine) before /ready says yes, not on the first request
             state["loaded"] = loaded
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
             state["error"] = f"{type(e).__name__}: {e}"

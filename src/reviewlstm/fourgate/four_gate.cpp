@@ -1,15 +1,12 @@
-// The four-gate LSTM's sequence loop in C++: the same algorithm as fast.py's Python loop (which stays
-// the fallback, and the readable cell the oracle), with each step's element-wise work fused into one
+// The four-gate LSTM's sequence loop in C++: the same algorithm as python_loop.py (which stays the
+// fallback, and the readable cell the oracle), with each step's element-wise work fused into one
 // pass over memory instead of six tensor operations, and no interpreter between the steps.
 //
-// Layout (all contiguous, rows sorted by length, longest first; batch_sizes[t] rows read at step t):
-//   proj   (T, B, 4H)  input half of every gate, rows n | i | f | v   (W_ih E_t; the bias b is added in the loop);
-//                      scratch: forward adds W_hh stm into it step by step
-//   LTM    (T+1, B, H) state before step t; STM likewise (STM[1:] are the outputs)
-//   NS     (T, B, H)   N = tanh(.)            SIG (T, B, 3H)  i | f | V = sigma(.)
-//   US     (T, B, H)   U = tanh(W_u forget + b_u)
-//   FORGET (T, B, H)   forget = LTM[t] * f
-// Without `save` (inference) NS, SIG, US and FORGET are one step deep: scratch, not history.
+// Layout: history.py's History (all contiguous, rows sorted by length, longest first; batch_sizes[t]
+// rows read at step t), plus
+//   proj   (T, B, 4H)  the event's share of every gate, n | i | f | v (W_ih E_t, without the gates'
+//                      bias, which is added in the loop); scratch: forward adds W_hh stm into it
+// Without `save` (inference) n, ifv, u and forget are one step deep: scratch, not history.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -78,76 +75,76 @@ inline T sigmoid(T x) { return T(1) / (T(1) + std::exp(-x)); }
 // learn, forget and remember for b rows: pre = W_hh stm (b, 4H) plus the input projection.
 template <typename T>
 void gates_step(int64_t b, int64_t H, const T* pre, const T* bias, const T* ltm, T* ltm_next,
-                T* ns, T* sig, T* forget) {
+                T* n, T* ifv, T* forget) {
   // the gates' bias is added here rather than into every step's projection beforehand: broadcasting
-  // it into a (T, B, 4H) tensor cost as much memory traffic as a tenth of the whole forward
+  // it into the (T, B, 4H) projection would be one more pass over the largest buffer
   for (int64_t r = 0; r < b; ++r) {
     const T* p = pre + r * 4 * H;
-    const T* bi = bias;
-    const T* c = ltm + r * H;
-    T* c_next = ltm_next + r * H;
-    T* n_ = ns + r * H;
-    T* s = sig + r * 3 * H;
-    T* fg = forget + r * H;
+    const T* ltm_r = ltm + r * H;
+    T* ltm_next_r = ltm_next + r * H;
+    T* n_r = n + r * H;
+    T* ifv_r = ifv + r * 3 * H;
+    T* forget_r = forget + r * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
-      T n = std::tanh(p[j] + bi[j]);
-      T i = sigmoid(p[H + j] + bi[H + j]);
-      T f = sigmoid(p[2 * H + j] + bi[2 * H + j]);
-      T v = sigmoid(p[3 * H + j] + bi[3 * H + j]);
-      T kept = c[j] * f;                 // forget gate: ltm ⊙ f
-      c_next[j] = kept + n * i;          // remember gate: forget + learn
-      n_[j] = n; s[j] = i; s[H + j] = f; s[2 * H + j] = v; fg[j] = kept;
+      T N = std::tanh(p[j] + bias[j]);
+      T i = sigmoid(p[H + j] + bias[H + j]);
+      T f = sigmoid(p[2 * H + j] + bias[2 * H + j]);
+      T V = sigmoid(p[3 * H + j] + bias[3 * H + j]);
+      T forget_j = ltm_r[j] * f;           // forget gate: ltm ⊙ f
+      ltm_next_r[j] = forget_j + N * i;    // remember gate: forget + learn
+      n_r[j] = N; ifv_r[j] = i; ifv_r[H + j] = f; ifv_r[2 * H + j] = V; forget_r[j] = forget_j;
     }
   }
 }
 
-// use gate for b rows: us holds W_u forget on entry, U = tanh(. + b_u) on exit; stm = U ⊙ V.
+// use gate for b rows: u holds W_u forget on entry, U = tanh(. + b_u) on exit; stm = U ⊙ V.
 template <typename T>
-void use_step(int64_t b, int64_t H, T* us, const T* bias_u, const T* sig, T* stm_next) {
+void use_step(int64_t b, int64_t H, T* u, const T* bias_u, const T* ifv, T* stm_next) {
   for (int64_t r = 0; r < b; ++r) {
-    T* u = us + r * H;
-    const T* v = sig + r * 3 * H + 2 * H;
-    T* h = stm_next + r * H;
+    T* u_r = u + r * H;
+    const T* V = ifv + r * 3 * H + 2 * H;
+    T* stm_r = stm_next + r * H;
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
-      T uj = std::tanh(u[j] + bias_u[j]);
-      u[j] = uj;
-      h[j] = uj * v[j];
+      T U = std::tanh(u_r[j] + bias_u[j]);
+      u_r[j] = U;
+      stm_r[j] = U * V[j];
     }
   }
 }
 
-// use gate backward: stm = U ⊙ V, U = tanh(U_pre), V = sigma(V_pre). ds: d stm (b, H); go: d output or null.
+// use gate backward: stm = U ⊙ V, U = tanh(U_pre), V = sigma(V_pre). dstm: d stm (b, H); dout: d output or null.
 template <typename T>
-void use_back(int64_t b, int64_t H, const T* ds, const T* go, const T* u, const T* sig, T* dp, T* du) {
+void use_back(int64_t b, int64_t H, const T* dstm, const T* dout, const T* u, const T* ifv, T* dpre, T* du_pre) {
   for (int64_t r = 0; r < b; ++r) {
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       const int64_t q = r * H + j;
-      T g = ds[q] + (go ? go[q] : T(0));
-      T v = sig[r * 3 * H + 2 * H + j];
-      dp[r * 4 * H + 3 * H + j] = g * u[q] * v * (1 - v);  // d V_pre
-      du[q] = g * v * (1 - u[q] * u[q]);                   // d U_pre
+      T g = dstm[q] + (dout ? dout[q] : T(0));
+      T V = ifv[r * 3 * H + 2 * H + j];
+      dpre[r * 4 * H + 3 * H + j] = g * u[q] * V * (1 - V);  // d V_pre
+      du_pre[q] = g * V * (1 - u[q] * u[q]);                 // d U_pre
     }
   }
 }
 
-// remember = forget + learn; learn = N ⊙ i; forget = ltm ⊙ f. dfg: d forget through U; dc: d ltm
+// remember = forget + learn; learn = N ⊙ i; forget = ltm ⊙ f. dforget_u: d forget through U; dltm
 // (in: at step t+1, out: at step t).
 template <typename T>
-void remember_back(int64_t b, int64_t H, const T* dfg, T* dc, const T* sig, const T* n, const T* c, T* dp) {
+void remember_back(int64_t b, int64_t H, const T* dforget_u, T* dltm, const T* ifv, const T* n, const T* ltm,
+                   T* dpre) {
   for (int64_t r = 0; r < b; ++r) {
 #pragma omp simd
     for (int64_t j = 0; j < H; ++j) {
       const int64_t q = r * H + j;
-      T dl = dc[q];
-      T dfo = dfg[q] + dl;
-      T i = sig[r * 3 * H + j], f = sig[r * 3 * H + H + j], nj = n[q];
-      dp[r * 4 * H + j] = dl * i * (1 - nj * nj);                // d N_pre
-      dp[r * 4 * H + H + j] = dl * nj * i * (1 - i);            // d i_pre
-      dp[r * 4 * H + 2 * H + j] = dfo * c[q] * f * (1 - f);     // d f_pre
-      dc[q] = dfo * f;                                           // to the previous ltm
+      T dremember = dltm[q];
+      T dforget = dforget_u[q] + dremember;
+      T i = ifv[r * 3 * H + j], f = ifv[r * 3 * H + H + j], N = n[q];
+      dpre[r * 4 * H + j] = dremember * i * (1 - N * N);          // d N_pre
+      dpre[r * 4 * H + H + j] = dremember * N * i * (1 - i);      // d i_pre
+      dpre[r * 4 * H + 2 * H + j] = dforget * ltm[q] * f * (1 - f);  // d f_pre
+      dltm[q] = dforget * f;                                       // to the previous ltm
     }
   }
 }
@@ -180,41 +177,38 @@ std::vector<int64_t> split_rows(const std::vector<int64_t>& batch_sizes, int64_t
   return cuts;
 }
 
-// How many row chunks per direction: enough to give every thread a work item. (An earlier build
-// compiled without -fopenmp ran at::parallel_for's items one after another, which made splitting
-// look slower than BLAS's own threads; run truly side by side, it is faster: BENCHMARKS.md.)
-bool split_rows_enabled = true;
-
+// How many row chunks per direction: enough to give every thread a work item (with fewer directions
+// than threads, a direction's rows are split so that no thread waits on BLAS's own threads).
 int64_t chunks_per_direction(int64_t D, int64_t B, const std::vector<int64_t>& batch_sizes,
                              std::vector<int64_t>* cuts) {
   const int64_t threads = at::get_num_threads();
-  const int64_t n = (D >= threads || !split_rows_enabled) ? 1 : threads / D;
+  const int64_t n = D >= threads ? 1 : threads / D;
   *cuts = split_rows(batch_sizes, B, n);
   return (int64_t)cuts->size() - 1;
 }
 
-struct Forward {
-  at::Tensor LTM, STM, NS, SIG, US, FORGET;
+struct History {  // history.py's History, one direction
+  at::Tensor ltm, stm, n, ifv, u, forget;
 };
 
 // The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
 template <typename T>
-void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh,
+void forward_rows(History& h, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh,
                   const at::Tensor& w_u, const at::Tensor& bias, const at::Tensor& bias_ih, bool save, int64_t r0,
                   int64_t r1) {
   const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
-  // proj is this call's own scratch (fast.py projects afresh for every call and reads it no more): each
-  // step's products are added into it in place
+  // proj is this call's own scratch (the dispatcher projects afresh for every call and reads it no
+  // more): each step's products are added into it in place
   T* P = const_cast<T*>(proj.data_ptr<T>());
-  T *C = f.LTM.data_ptr<T>(), *S = f.STM.data_ptr<T>(), *N_ = f.NS.data_ptr<T>(), *G = f.SIG.data_ptr<T>();
-  T *U = f.US.data_ptr<T>(), *F = f.FORGET.data_ptr<T>();
+  T *LTM = h.ltm.data_ptr<T>(), *STM = h.stm.data_ptr<T>(), *N = h.n.data_ptr<T>(), *IFV = h.ifv.data_ptr<T>();
+  T *U = h.u.data_ptr<T>(), *FORGET = h.forget.data_ptr<T>();
   const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>(), *bi = bias_ih.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
     const int64_t k = save ? t : 0;
-    T* stm = S + t * B * H;            // (B, H) state before step t
-    T* stm_next = S + (t + 1) * B * H;
-    T* forget = F + k * B * H;
+    T* stm = STM + t * B * H;            // (B, H) state before step t
+    T* stm_next = STM + (t + 1) * B * H;
+    T* forget = FORGET + k * B * H;
     const int64_t stop = std::max(b, r0);
     if (stop < r1) {  // rows that stopped reading: zero outputs, and zeros that weigh nothing in backward
       std::fill(stm_next + stop * H, stm_next + r1 * H, T(0));
@@ -224,52 +218,52 @@ void forward_rows(Forward& f, const at::Tensor& proj, const std::vector<int64_t>
     const int64_t n = b - r0;
     T* pre = P + (t * B + r0) * 4 * H;                       // (n, 4H): W_ih event, in place
     matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre, true);  // += W_hh stm
-    gates_step<T>(n, H, pre, bi, C + (t * B + r0) * H, C + ((t + 1) * B + r0) * H,
-                  N_ + (k * B + r0) * H, G + (k * B + r0) * 3 * H, forget + r0 * H);
+    gates_step<T>(n, H, pre, bi, LTM + (t * B + r0) * H, LTM + ((t + 1) * B + r0) * H,
+                  N + (k * B + r0) * H, IFV + (k * B + r0) * 3 * H, forget + r0 * H);
     T* u = U + (k * B + r0) * H;
     matmul<T>(n, H, H, forget + r0 * H, Wu, true, u);    // (n, H): W_u forget
-    use_step<T>(n, H, u, bu, G + (k * B + r0) * 3 * H, stm_next + r0 * H);
+    use_step<T>(n, H, u, bu, IFV + (k * B + r0) * 3 * H, stm_next + r0 * H);
   }
 }
 
 struct Backward {
-  at::Tensor dout, dltm, dstm, dPRE, dUPRE, dforget;
+  at::Tensor dout, dltm, dstm, dpre, du_pre, dforget_u;
 };
 
 // Backward through time for rows [r0, r1), mirroring forward step by step (reference/lstm.py).
 template <typename T>
 void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh, const at::Tensor& w_u,
-                   const at::Tensor& LTM, const at::Tensor& NS, const at::Tensor& SIG, const at::Tensor& US,
-                   int64_t r0, int64_t r1) {
-  const int64_t T_ = NS.size(0), B = NS.size(1), H = NS.size(2);
-  T *ds = g.dstm.data_ptr<T>(), *dc = g.dltm.data_ptr<T>(), *df = g.dforget.data_ptr<T>();
-  T *dP = g.dPRE.data_ptr<T>(), *dU = g.dUPRE.data_ptr<T>();
-  const T* GO = g.dout.defined() ? g.dout.data_ptr<T>() : nullptr;
-  const T *U = US.data_ptr<T>(), *G = SIG.data_ptr<T>(), *N_ = NS.data_ptr<T>(), *C = LTM.data_ptr<T>();
+                   const History& h, int64_t r0, int64_t r1) {
+  const int64_t T_ = h.n.size(0), B = h.n.size(1), H = h.n.size(2);
+  T *dstm = g.dstm.data_ptr<T>(), *dltm = g.dltm.data_ptr<T>(), *dforget_u = g.dforget_u.data_ptr<T>();
+  T *DPRE = g.dpre.data_ptr<T>(), *DU_PRE = g.du_pre.data_ptr<T>();
+  const T* DOUT = g.dout.defined() ? g.dout.data_ptr<T>() : nullptr;
+  const T *U = h.u.data_ptr<T>(), *IFV = h.ifv.data_ptr<T>(), *N = h.n.data_ptr<T>(), *LTM = h.ltm.data_ptr<T>();
   const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>();
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const int64_t b = std::min(batch_sizes[t], r1);
-    T* dp = dP + t * B * 4 * H;
-    T* du = dU + t * B * H;
+    T* dpre = DPRE + t * B * 4 * H;
+    T* du_pre = DU_PRE + t * B * H;
     const int64_t stop = std::max(b, r0);
     if (stop < r1) {
-      std::fill(dp + stop * 4 * H, dp + r1 * 4 * H, T(0));
-      std::fill(du + stop * H, du + r1 * H, T(0));
+      std::fill(dpre + stop * 4 * H, dpre + r1 * 4 * H, T(0));
+      std::fill(du_pre + stop * H, du_pre + r1 * H, T(0));
     }
     if (b <= r0) continue;
     const int64_t n = b - r0, q = t * B + r0;
-    const T* sig = G + q * 3 * H;
-    use_back<T>(n, H, ds + r0 * H, GO ? GO + q * H : nullptr, U + q * H, sig, dp + r0 * 4 * H, du + r0 * H);
-    matmul<T>(n, H, H, du + r0 * H, Wu, false, df + r0 * H);            // U read forget through W_u
-    remember_back<T>(n, H, df + r0 * H, dc + r0 * H, sig, N_ + q * H, C + q * H, dp + r0 * 4 * H);
-    matmul<T>(n, H, 4 * H, dp + r0 * 4 * H, Whh, false, ds + r0 * H);   // to the previous stm
+    const T* ifv = IFV + q * 3 * H;
+    use_back<T>(n, H, dstm + r0 * H, DOUT ? DOUT + q * H : nullptr, U + q * H, ifv, dpre + r0 * 4 * H,
+                du_pre + r0 * H);
+    matmul<T>(n, H, H, du_pre + r0 * H, Wu, false, dforget_u + r0 * H);      // U read forget through W_u
+    remember_back<T>(n, H, dforget_u + r0 * H, dltm + r0 * H, ifv, N + q * H, LTM + q * H, dpre + r0 * 4 * H);
+    matmul<T>(n, H, 4 * H, dpre + r0 * 4 * H, Whh, false, dstm + r0 * H);   // to the previous stm
   }
 }
 
 }  // namespace
 
 // Every direction of a layer, and within a direction chunks of rows, side by side: they share
-// nothing but the lengths. args[d] is direction d's; returns {LTM, STM, NS, SIG, US, FORGET} per d.
+// nothing but the lengths. args[d] is direction d's; returns {ltm, stm, n, ifv, u, forget} per d.
 std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>& proj,
                                                   const std::vector<int64_t>& batch_sizes,
                                                   const std::vector<at::Tensor>& ltm0, const std::vector<at::Tensor>& stm0,
@@ -281,19 +275,19 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
   TORCH_CHECK(D >= 1, "at least one direction");
   const int64_t T_ = proj[0].size(0), B = proj[0].size(1), H = proj[0].size(2) / 4;
   TORCH_CHECK((int64_t)batch_sizes.size() == T_, "batch_sizes must have T entries");
-  std::vector<Forward> f(D);
+  std::vector<History> h(D);
   std::vector<at::Tensor> bias(D), bias_g(D);
   const int64_t depth = save ? T_ : 1;  // history for backward, or one step of scratch
   for (int64_t d = 0; d < D; ++d) {
     TORCH_CHECK(proj[d].dim() == 3 && proj[d].is_contiguous(), "proj must be a contiguous (T, B, 4H) tensor");
     // W_hh (4H, H) and W_u (H, H) as they are: BLAS reads them transposed, so no per-call copy (at one
-    // review, transposing them cost more than the whole read)
+    // review, a transposed copy of the weights is more work than the loop itself)
     TORCH_CHECK(weight_hh[d].is_contiguous() && weight_u[d].is_contiguous(), "weights must be contiguous");
     const auto& p = proj[d];
-    f[d] = {p.new_empty({T_ + 1, B, H}), p.new_empty({T_ + 1, B, H}), p.new_empty({depth, B, H}),
+    h[d] = {p.new_empty({T_ + 1, B, H}), p.new_empty({T_ + 1, B, H}), p.new_empty({depth, B, H}),
             p.new_empty({depth, B, 3 * H}), p.new_empty({depth, B, H}), p.new_empty({depth, B, H})};
-    f[d].LTM[0].copy_(ltm0[d]);
-    f[d].STM[0].copy_(stm0[d]);
+    h[d].ltm[0].copy_(ltm0[d]);
+    h[d].stm[0].copy_(stm0[d]);
     bias[d] = bias_u[d].contiguous();
     bias_g[d] = bias_ih[d].contiguous();
   }
@@ -303,58 +297,54 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        forward_rows<scalar_t>(f[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], bias_g[d], save,
+        forward_rows<scalar_t>(h[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], bias_g[d], save,
                                cuts[c], cuts[c + 1]);
       }
     });
   });
   std::vector<std::vector<at::Tensor>> out(D);
-  for (int64_t d = 0; d < D; ++d) out[d] = {f[d].LTM, f[d].STM, f[d].NS, f[d].SIG, f[d].US, f[d].FORGET};
+  for (int64_t d = 0; d < D; ++d) out[d] = {h[d].ltm, h[d].stm, h[d].n, h[d].ifv, h[d].u, h[d].forget};
   return out;
 }
 
-// saved[d] = {weight_hh, weight_u, LTM, STM, NS, SIG, US, FORGET}; grads[d] = {dout, dltm_T, dstm_T}, an
-// empty tensor standing for "no gradient" (an output nobody used). Returns per d: dproj (T, B, 4H),
-// dltm0, dstm0, d weight_hh, d weight_u, d bias_u.
+// histories[d] = {ltm, stm, n, ifv, u, forget}; grads[d] = {dout, dltm_T, dstm_T}, an empty tensor
+// standing for "no gradient" (an output nobody used). Returns per d: {dpre (T, B, 4H), du_pre (T, B, H),
+// dltm0, dstm0}; the weight gradients are products over all steps, made by the caller.
 std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector<at::Tensor>>& grads,
                                                    const std::vector<int64_t>& batch_sizes,
-                                                   const std::vector<std::vector<at::Tensor>>& saved) {
-  const int64_t D = (int64_t)saved.size();
-  const auto& NS0 = saved[0][4];
-  const int64_t T_ = NS0.size(0), B = NS0.size(1), H = NS0.size(2);
+                                                   const std::vector<at::Tensor>& weight_hh,
+                                                   const std::vector<at::Tensor>& weight_u,
+                                                   const std::vector<std::vector<at::Tensor>>& histories) {
+  const int64_t D = (int64_t)histories.size();
+  const auto& n0 = histories[0][2];
+  const int64_t T_ = n0.size(0), B = n0.size(1), H = n0.size(2);
   std::vector<Backward> g(D);
+  std::vector<History> h(D);
   std::vector<at::Tensor> w_hh(D), w_u(D);
   for (int64_t d = 0; d < D; ++d) {
-    const auto& NS = saved[d][4];
+    const auto& v = histories[d];
+    h[d] = {v[0], v[1], v[2], v[3], v[4], v[5]};
+    const auto& n = h[d].n;
     const auto &dout = grads[d][0], &dltm_T = grads[d][1], &dstm_T = grads[d][2];
     g[d] = {dout.numel() ? dout.contiguous() : at::Tensor(),
-            dltm_T.numel() ? dltm_T.contiguous().clone() : NS.new_zeros({B, H}),
-            dstm_T.numel() ? dstm_T.contiguous().clone() : NS.new_zeros({B, H}),
-            NS.new_empty({T_, B, 4 * H}), NS.new_empty({T_, B, H}), NS.new_empty({B, H})};
-    w_hh[d] = saved[d][0].contiguous();
-    w_u[d] = saved[d][1].contiguous();
+            dltm_T.numel() ? dltm_T.contiguous().clone() : n.new_zeros({B, H}),
+            dstm_T.numel() ? dstm_T.contiguous().clone() : n.new_zeros({B, H}),
+            n.new_empty({T_, B, 4 * H}), n.new_empty({T_, B, H}), n.new_empty({B, H})};
+    w_hh[d] = weight_hh[d].contiguous();
+    w_u[d] = weight_u[d].contiguous();
   }
   std::vector<int64_t> cuts;
   const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
-  AT_DISPATCH_FLOATING_TYPES(NS0.scalar_type(), "four_gate_backward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(n0.scalar_type(), "four_gate_backward", [&] {
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        const auto& v = saved[d];
-        backward_rows<scalar_t>(g[d], batch_sizes, w_hh[d], w_u[d], v[2], v[4], v[5], v[6], cuts[c], cuts[c + 1]);
+        backward_rows<scalar_t>(g[d], batch_sizes, w_hh[d], w_u[d], h[d], cuts[c], cuts[c + 1]);
       }
     });
   });
-  // the weight gradients: one product over all steps each (rows past a sequence's end are zero),
-  // after the loops, with every thread
   std::vector<std::vector<at::Tensor>> out(D);
-  for (int64_t d = 0; d < D; ++d) {
-    const auto& v = saved[d];
-    auto d_weight_hh = g[d].dPRE.view({-1, 4 * H}).t().mm(v[3].narrow(0, 0, T_).reshape({-1, H}));
-    auto d_weight_u = g[d].dUPRE.view({-1, H}).t().mm(v[7].view({-1, H}));
-    auto d_bias_u = g[d].dUPRE.sum(at::IntArrayRef{0, 1});
-    out[d] = {g[d].dPRE, g[d].dltm, g[d].dstm, d_weight_hh, d_weight_u, d_bias_u};
-  }
+  for (int64_t d = 0; d < D; ++d) out[d] = {g[d].dpre, g[d].du_pre, g[d].dltm, g[d].dstm};
   return out;
 }
 
@@ -372,5 +362,4 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("side_by_side", &side_by_side, "whether directions and row chunks run on threads side by side");
   m.def("forward_dirs", &forward_dirs, "four-gate LSTM over a length-sorted batch, every direction side by side");
   m.def("backward_dirs", &backward_dirs, "its backward through time");
-  m.def("set_split_rows", [](bool on) { split_rows_enabled = on; }, "split a direction's rows across threads (benchmarks)");
 }

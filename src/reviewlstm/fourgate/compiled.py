@@ -1,11 +1,11 @@
-"""The compiled four-gate LSTM loop (csrc/four_gate.cpp): built once on this machine, then cached.
+"""The compiled backend: four_gate.cpp built once on this machine, then cached, and run.
 
 It is an accelerator, never a requirement: with no C++ compiler, a failed build, or
-``REVIEWLSTM_KERNEL=off``, fast.py runs the same algorithm in Python (and tests hold both to the
-readable cell). The build takes about a minute, once: on first use by a long job (training, scoring
-a file, evaluating, serving), or ahead of time with ``reviewlstm build-kernel``, which says whether it
-worked. Quick CLI jobs (rating or explaining a few texts) use it only once it is built. The cache lives in ``$REVIEWLSTM_CACHE`` (default
-``~/.cache/reviewlstm``), one directory per torch version, so an upgrade rebuilds.
+``REVIEWLSTM_KERNEL=off``, the dispatcher runs python_loop.py instead (tests hold both to the
+readable cell). The build runs once: on first use by a long job (training, scoring a file,
+evaluating, serving), or ahead of time with ``reviewlstm build-kernel``, which says whether it
+worked. Quick CLI jobs (rating or explaining a few texts) use it only once it is built. The cache
+lives in ``settings.cache_root()``, one directory per torch version, so an upgrade rebuilds.
 """
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 
-from . import settings
+from .. import settings
+from .history import History, SortedBatch
 
-SOURCE = Path(__file__).parent / "csrc" / "four_gate.cpp"
+SOURCE = Path(__file__).parent / "four_gate.cpp"
 # -march=native: the kernel is built on the machine that runs it (the cache is per user);
 # -ffast-math lets gcc call glibc's vectorised tanh/exp, within a few ulp of the scalar ones;
 # -fopenmp: at::parallel_for is a header template that runs its range on the calling thread alone
@@ -57,7 +58,7 @@ def enabled() -> bool:
     return settings.switch("REVIEWLSTM_KERNEL")
 
 
-def load(verbose: bool = True):
+def load():
     """The compiled module, or None (then `error()` says why). Builds on first use; thread-safe."""
     global _module, _error, _tried, _built_now
     if _tried or not enabled():
@@ -68,20 +69,22 @@ def load(verbose: bool = True):
         _tried = True
         try:
             from torch.utils import cpp_extension
-            build = cache_dir()
+            # a directory per build: two versions of the source (two checkouts, an upgrade) sharing one
+            # would rewrite each other's build.ninja and rebuild in turn, under each other's feet
             names = [_name(*flags) for flags in BUILDS]
-            built = [any(build.glob(f"{name}*.so")) for name in names]
+            built = [any((cache_dir() / name).glob(f"{name}*.so")) for name in names]
             if not any(built) and not _build_allowed:
                 _error = "not built yet (quick jobs do not build it; `reviewlstm build-kernel` does)"
                 return None
-            build.mkdir(parents=True, exist_ok=True)
-            if not any(built) and verbose:
-                print("reviewlstm: compiling the fast LSTM kernel for this machine (once, about a minute; "
+            if not any(built):
+                print("reviewlstm: compiling the fast LSTM kernel for this machine (once, a minute or so; "
                       "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
             # a cached build first; else each build in turn, the first that compiles wins
             order = sorted(range(len(BUILDS)), key=lambda i: not built[i])
             for n, i in enumerate(order):
                 (cflags, ldflags), name = BUILDS[i], names[i]
+                build = cache_dir() / name
+                build.mkdir(parents=True, exist_ok=True)
                 try:
                     _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                  verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
@@ -93,9 +96,8 @@ def load(verbose: bool = True):
         except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             _error = f"{type(exc).__name__}: {first}"[:300]
-            if verbose:
-                print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
-                      file=sys.stderr, flush=True)
+            print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
+                  file=sys.stderr, flush=True)
         return _module
 
 
@@ -119,3 +121,22 @@ def status() -> str:
     if _module is not None:
         return f"compiled ({cache_dir()})"
     return f"unavailable: {_error}" if _tried else "not loaded yet"
+
+
+def forward(module, batch: SortedBatch, projs, biases, ltm0s, stm0s, weights_hh, weights_u, biases_u,
+            save: bool = True) -> list[History]:
+    """Every direction side by side. `projs` are the compiled loop's own scratch (it adds each step's
+    W_hh stm into them in place); weights are read as stored, transposed by BLAS on the fly. Nothing is
+    kept between calls: a fused optimizer step rewrites weights without bumping their version counter,
+    so no cache keyed on it could be trusted."""
+    hists = module.forward_dirs(list(projs), batch.sizes, [s.contiguous() for s in ltm0s],
+                                [s.contiguous() for s in stm0s], [w.detach().contiguous() for w in weights_hh],
+                                [w.detach().contiguous() for w in weights_u], list(biases_u), list(biases), save)
+    return [History(*h) for h in hists]
+
+
+def backward(module, batch: SortedBatch, grads, weights_hh, weights_u, histories: list[History]):
+    empty = histories[0].n.new_empty(0)  # "no gradient reached this output"
+    grads = [[empty if g is None else g for g in per] for per in grads]
+    return [tuple(r) for r in module.backward_dirs(grads, batch.sizes, list(weights_hh), list(weights_u),
+                                                   [list(h) for h in histories])]

@@ -1,0 +1,23 @@
+"""The four-gate LSTM's fast path, one subsystem with one way in:
+
+    fourgate.run(cells, events, lengths, ltm0s, stm0s, backend="auto") -> [(outputs, ltm, stm)]
+
+used by layers.Recurrent when no gate activations are asked for (the readable step loop over
+cells/lstm.py stays the reference, and runs when they are). What makes it fast, whatever the
+backend: the event's share of every gate is projected for all steps in one product; rows are
+sorted longest first so the batch shrinks instead of being masked; the state history doubles as
+the outputs; backward keeps only the two products through W_hh and W_u inside the loop and makes
+the weight gradients as one product over all steps after it.
+
+    history.py      History (ltm, stm, n, ifv, u, forget: what forward keeps) and SortedBatch
+    dispatch.py     run(), the backend choice, the one autograd node and the weight gradients
+    python_loop.py  the loop in Python: the fallback and the plainest statement of the algorithm
+    compiled.py     four_gate.cpp built once per machine (cached) and run on CPU, directions side by side
+    triton_loop.py  on CUDA, one Triton launch per layer runs every direction's whole sequence
+
+tests/test_fourgate.py holds every backend available on the machine to the readable loop.
+"""
+from .dispatch import BACKENDS, choose, run
+from .history import History, SortedBatch
+
+__all__ = ["BACKENDS", "History", "SortedBatch", "choose", "run"]
