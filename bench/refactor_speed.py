@@ -47,13 +47,19 @@ def main() -> None:
         for name, tree in (("old", args.old), ("new", ROOT)):
             runs[name].append(run(tree, args.repeats))
             print(f"round {r + 1}: {name} done", file=sys.stderr, flush=True)
-    print("| shape | implementation | old fwd+bwd x nn.LSTM | new | new / old | old fwd-only x nn.LSTM | new | new / old |")
+    print("| shape | implementation | old fwd+bwd x nn.LSTM (each round) | new | new / old | "
+          "old fwd-only x nn.LSTM (each round) | new | new / old |")
     print("|---|---|---|---|---|---|---|---|")
+
+    def each(name, key, i):
+        return "/".join(f"{r[key][i]:.2f}" for r in runs[name])
+
     for key in runs["new"][0]:
         old = [statistics.median(r[key][i] for r in runs["old"]) for i in (0, 1)]
         new = [statistics.median(r[key][i] for r in runs["new"]) for i in (0, 1)]
-        print(f"| {key[0]} | {key[1]} | {old[0]:.2f} | {new[0]:.2f} | {new[0] / old[0]:.3f} | "
-              f"{old[1]:.2f} | {new[1]:.2f} | {new[1] / old[1]:.3f} |")
+        print(f"| {key[0]} | {key[1]} | {old[0]:.2f} ({each('old', key, 0)}) | {new[0]:.2f} ({each('new', key, 0)}) | "
+              f"{new[0] / old[0]:.3f} | {old[1]:.2f} ({each('old', key, 1)}) | {new[1]:.2f} ({each('new', key, 1)}) | "
+              f"{new[1] / old[1]:.3f} |")
     print(f"\n{args.rounds} rounds of bench_cells.py --repeats {args.repeats} per version, interleaved; "
           "medians over rounds of ratios to torch.nn.LSTM measured in the same process")
 

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from support import run_cli
 from reviewlstm import api
@@ -236,7 +237,7 @@ def test_a_retrain_killed_at_any_moment_leaves_a_model_that_loads(sst, tiny_mode
     assert not list(tmp_path.glob(".m.old-*"))
 
 
-def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path):
+def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path, capsys):
     out = tmp_path / "m"
     assert run_cli(*train_args(sst, out, "--epochs", 1)).returncode == 0
     other = tmp_path / "other.txt"
@@ -253,14 +254,23 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path):
         "state.json": [b"[1, 2]", json.dumps({**state, "epoch": "one"}).encode(), b"{\"epoch\": 1}",
                        json.dumps({k: v for k, v in state.items() if k != "best"}).encode(), b"{not json"],
     }
-    for name, variants in damage.items():
-        for bad in variants:
-            for n, data in good.items():
-                (ckpt / n).write_bytes(data)
-            (ckpt / name).write_bytes(bad)
-            proc = run_cli(*train_args(sst, out, "--resume", "--epochs", 2))
-            assert proc.returncode == 2 and "Traceback" not in proc.stderr, (name, bad[:20], proc.stderr[-500:])
-            assert "checkpoint" in proc.stderr and len(proc.stderr.strip().splitlines()) <= 6, proc.stderr
+    # each damaged checkpoint through the CLI's own entry point, in this process (a fresh process
+    # per variant would spend its time importing torch): the same error handling a user meets
+    from reviewlstm import cli
+    threads = torch.get_num_threads()
+    try:
+        for name, variants in damage.items():
+            for bad in variants:
+                for n, data in good.items():
+                    (ckpt / n).write_bytes(data)
+                (ckpt / name).write_bytes(bad)
+                capsys.readouterr()
+                code = cli.main([str(a) for a in train_args(sst, out, "--resume", "--epochs", 2)])
+                err = capsys.readouterr().err
+                assert code == 2 and "Traceback" not in err, (name, bad[:20], err[-500:])
+                assert "checkpoint" in err and len(err.strip().splitlines()) <= 6, err
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -300,7 +300,7 @@ TRAIN_FLAGS = [
     ("--train", "train", {"metavar": "FILE"}, "training reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees"),
     ("--dev", "dev", {"metavar": "FILE"}, "reviews to choose the kept checkpoint on (none: the last is kept)"),
     ("--out", "out", {"metavar": "DIR"}, "where the model is written (an existing model there needs --overwrite)"),
-    ("--cell", "cell", {"choices": ("lstm", "classic-lstm", "rnn")}, "lstm is the four-gate cell"),
+    ("--cell", "cell", {}, "lstm is the four-gate cell"),  # choices: cells.CELLS, the one registry
     ("--hidden", "hidden", {"type": _positive(int)}, "units per direction"),
     ("--layers", "num_layers", {"type": _positive(int)}, "stacked recurrent layers"),
     ("--bidirectional", "bidirectional", {"action": _BOOL}, "read each text both ways"),
@@ -354,10 +354,13 @@ def _default_text(value) -> str:
 
 def _train_args(t) -> None:
     """The training settings, shared by train and distill (whose student they describe)."""
+    from .cells import CELLS
     from .train import TrainConfig
     d = TrainConfig()
     t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
     for flag, name, kwargs, text in TRAIN_FLAGS:
+        if name == "cell":
+            kwargs = {**kwargs, "choices": tuple(CELLS)}
         default = getattr(d, name)
         shown = "" if name in ("train", "dev", "out") else f" (default {_default_text(default)})"
         if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") is None:

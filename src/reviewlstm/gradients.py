@@ -4,9 +4,9 @@ The task is the adding problem (Hochreiter & Schmidhuber, 1997): every step's ev
 (value, marker), values uniform in [0, 1]; two steps are marked, one among the first tenth of the
 sequence and one in its second half, and the target is the sum of the two marked values, read from
 the final state only. Predicting the mean (1.0) scores MSE 1/6; a cell that solves it must carry a
-real number across up to T steps while ignoring the others. We first tried "remember the first of
-two tokens across T distractors": with Adam an RNN can learn a saturated latch for one bit and
-solved it at T=100 while the LSTM took longer, so one bit is not a fair test of memory; a value is.
+real number across up to T steps while ignoring the others. Why a value and not one bit: an RNN
+can learn a saturated latch that holds one bit across many distractors, so a bit does not test
+memory; a real number cannot be latched.
 
 The measurement: for the loss on the final state, the norm of ∂loss/∂E_t (the gradient reaching
 the event of step t), for every t. An RNN squashes its state through W_m and tanh at every step, so

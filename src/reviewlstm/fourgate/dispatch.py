@@ -29,7 +29,7 @@ def choose(x: torch.Tensor, backend: str = "auto", triton_settings=None):
     auto: on CUDA the Triton loop when Triton imports (REVIEWLSTM_TRITON=off opts out), on CPU the
     compiled loop when it built (REVIEWLSTM_KERNEL=off opts out), else the Python loop. A named backend
     is insisted on: one that cannot run on x is an error, not a quiet fallback. CPU calls never import
-    Triton (its import alone costs about as much as rating a review)."""
+    Triton (importing it is slower than rating a review)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if backend == "triton" or (backend == "auto" and x.is_cuda and settings.switch("REVIEWLSTM_TRITON")):
