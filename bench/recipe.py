@@ -33,8 +33,13 @@ def parse_variant(text: str) -> dict:
     for pair in filter(None, text.split(",")):
         key, value = pair.split("=", 1)
         kind = str(types[key]).split(" |")[0]  # "float | None" -> float
-        out[key] = (value.lower() in ("1", "true", "yes") if kind == "bool" else int(value) if kind == "int"
-                    else float(value) if kind == "float" else value)
+        if value.lower() == "none" and "None" in str(types[key]):
+            out[key] = None
+        elif value == "auto":
+            out[key] = value
+        else:
+            out[key] = (value.lower() in ("1", "true", "yes") if kind == "bool" else int(value) if kind == "int"
+                        else float(value) if kind == "float" else value)
     return out
 
 

@@ -306,7 +306,7 @@ TRAIN_FLAGS = [
     ("--bidirectional", "bidirectional", {"action": _BOOL}, "read each text both ways"),
     ("--dropout", "dropout", {"type": float}, "on the word vectors, between layers and before the head"),
     ("--event-dropout", "event_dropout", {"type": _rate_or_auto, "metavar": "RATE|auto"},
-     "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else --dropout"),
+     "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else (and with --dropout 0) --dropout"),
     ("--pooling", "pooling", {"choices": ("auto", "final", "max", "mean", "attention")},
      "auto: final for sentences, the mean over all steps when long texts are read whole"),
     ("--long-text", "long_text", {"choices": ("auto", "sentences", "whole")},

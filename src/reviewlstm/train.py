@@ -63,7 +63,8 @@ class TrainConfig:
     bidirectional: bool = _MODEL["bidirectional"]
     dropout: float = _MODEL["dropout"]
     # on the embeddings alone: a rate, None (the same as dropout) or "auto": SENTENCE_EVENT_DROPOUT
-    # for texts read sentence by sentence, the shared dropout for reviews read whole
+    # for texts read sentence by sentence, the shared dropout for reviews read whole (and none at all
+    # when dropout is 0)
     event_dropout: float | str | None = "auto"
     pooling: str = "auto"              # final/max/mean/attention; "auto": final for sentences, LONG_POOLING for long texts
     max_length: int = _MODEL["max_length"]
@@ -625,7 +626,8 @@ def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[
     why += f"; pooling {pooling}" + (f" (picked for {how} reading)" if cfg.pooling == "auto" else "")
     event_dropout = cfg.event_dropout
     if event_dropout == "auto":
-        event_dropout = SENTENCE_EVENT_DROPOUT if long_text == "sentences" else None
+        # --dropout 0 asks for no dropout at all: auto follows it
+        event_dropout = SENTENCE_EVENT_DROPOUT if long_text == "sentences" and cfg.dropout > 0 else None
         why += f"; dropout on the word vectors {cfg.dropout if event_dropout is None else event_dropout} " \
                f"(picked for {how} reading)"
     truncated = sum(k > cfg.max_length for k in n)
