@@ -3,7 +3,6 @@ service, what the model could read, explanations with a bounded cost, help from 
 defaults, training curves beside the model."""
 import csv
 import json
-import os
 import subprocess
 import sys
 from dataclasses import fields
@@ -169,22 +168,6 @@ def test_a_model_that_rates_everything_alike_warns(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "warning: the kept model rates 100% of the dev reviews 3 stars, which are 40% of them" in proc.stderr
     assert "## Warnings" in (tmp_path / "m" / "MODEL_CARD.md").read_text()
-
-
-@pytest.mark.slow
-def test_scoring_speed_leaves_out_the_kernel_build(tiny_model, tmp_path):
-    src = tmp_path / "in.csv"
-    src.write_text("text\n" + "good film\n" * 50)
-    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}  # nothing built: this run compiles
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
-                           str(src), "--output", str(tmp_path / "o.csv"), "--no-progress"],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr
-    line = proc.stdout
-    assert "compiling the kernel took" in line, line
-    rated = float(line.split("rated 50 in ")[1].split("s")[0])
-    built = float(line.split("compiling the kernel took ")[1].split("s")[0])
-    assert built > 5 and rated < built
 
 
 def test_every_flag_has_help_and_train_defaults_come_from_the_config():
