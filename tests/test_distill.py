@@ -170,6 +170,42 @@ def test_teacher_fine_tuning_resumes_to_the_same_weights(tiny_encoder, tmp_path)
         fine_tune(fresh(), texts, labels, cfg, tmp_path / "b", resume=True, log=lambda s: None, tag={"other": 1})
 
 
+def test_the_teacher_keeps_its_best_epoch_and_resumes_to_it(tiny_encoder, tmp_path):
+    """With a dev check the teacher is scored every epoch and keeps the best (dev accuracy, then NLL).
+    The dev set here has the training ratings flipped, so the more the teacher learns the worse it
+    scores there: the kept weights must be an early epoch's, not the last, and a resumed run must
+    keep the same ones."""
+    from reviewlstm.data import Example
+    from reviewlstm.distill import teacher_metrics
+    texts = [f"review number {i} was {'great' if i % 2 else 'awful'}" for i in range(48)]
+    labels = [4 if i % 2 else 0 for i in range(48)]
+    flipped = [Example(text=t, rating=1 if y == 4 else 5) for t, y in zip(texts, labels)]
+    cfg = FineTuneConfig(epochs=3, lr=1e-3, batch_size=8, checkpoint_every=100, progress=False)
+
+    def run(path, resume=False, stop_after=None):
+        teacher, seen = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0), []
+
+        def check(t):  # real metrics; the weights they were taken on, kept for the comparison
+            seen.append({k: v.clone() for k, v in t.state_dict().items()})
+            return teacher_metrics(t, flipped)
+        if stop_after:
+            fine_tune(teacher, texts, labels, FineTuneConfig(**{**cfg.__dict__, "stop_after": stop_after}), path,
+                      log=lambda s: None, check=check)
+            teacher = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0)
+        out = fine_tune(teacher, texts, labels, cfg, path, resume=resume, log=lambda s: None, check=check)
+        return teacher, out, seen
+
+    teacher, out, seen = run(tmp_path / "a")
+    assert [c["epoch"] for c in out["checks"]] == [1, 2, 3] and len(seen) == 3
+    best = max(range(3), key=lambda i: (out["checks"][i]["dev_accuracy"], -out["checks"][i]["dev_nll"]))
+    assert out["best_epoch"] == best + 1 < 3, out["checks"]
+    assert all(torch.equal(v, seen[best][k]) for k, v in teacher.state_dict().items())
+    assert out["dev_metrics"]["accuracy"] == out["checks"][best]["dev_accuracy"]
+    resumed, again, _ = run(tmp_path / "b", resume=True, stop_after=8)  # stopped inside epoch 2
+    assert again["checks"] == out["checks"] and again["best_epoch"] == out["best_epoch"]
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in resumed.state_dict().items())
+
+
 def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_encoder, tmp_path):
     settings = dict(teacher=str(tiny_encoder), teacher_batch_size=16, teacher_max_length=64, augment=2)
     out = tmp_path / "student"

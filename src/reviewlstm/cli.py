@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--work", metavar="DIR", help="stage outputs: the teacher, its labels (default OUT.work)")
     dd.add_argument("--teacher", help="'minilm' (default), a local Hugging Face encoder directory to fine-tune, "
                                       "or an already fine-tuned teacher directory")
-    dd.add_argument("--teacher-epochs", type=_positive(float), help=f"default {dc.teacher_epochs:g}")
+    dd.add_argument("--teacher-epochs", type=_positive(float),
+                    help=f"at most: with --dev the teacher is checked every epoch and keeps its best (default {dc.teacher_epochs:g})")
     dd.add_argument("--teacher-lr", type=_positive(float), help=f"default {dc.teacher_lr:g}")
     dd.add_argument("--teacher-batch-size", type=_positive(int), help=f"default {dc.teacher_batch_size}")
     dd.add_argument("--teacher-max-length", type=_positive(int),

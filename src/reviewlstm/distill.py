@@ -181,15 +181,17 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
     trained = fine_tune(teacher, [teacher.text(t) for t in tokens[:n]], [e.rating - st.scale_min for e in kept[:n]],
                         FineTuneConfig(epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, batch_size=cfg.teacher_batch_size,
                                        seed=_teacher_seed(cfg), progress=st.progress),
-                        work / "teacher-checkpoint", resume=st.resume, log=log, tag=settings)
+                        work / "teacher-checkpoint", resume=st.resume, log=log, tag=settings,
+                        # a dev check every epoch; the best epoch is kept (epochs is a ceiling)
+                        check=(lambda t: evaluate_teacher(st.dev, t, st)) if st.dev else None)
+    dev_metrics = trained.pop("dev_metrics", None)
     teacher.info.trained = {**trained, "settings": settings}
     if trained["cut_at_max_length"]:
         log(f"teacher: {trained['cut_at_max_length']} training texts were cut at {cfg.teacher_max_length} wordpieces")
-    if st.dev:
-        teacher.info.dev_metrics = evaluate_teacher(st.dev, teacher, st)
-        m = teacher.info.dev_metrics
-        log(f"teacher: dev accuracy {m['accuracy']:.1%}, MAE {m['mae']:.3f}, macro-F1 {m['macro_f1']:.3f} "
-            f"({trained['seconds']:.0f} s to fine-tune)")
+    if dev_metrics:
+        teacher.info.dev_metrics = m = dev_metrics
+        log(f"teacher: kept epoch {trained['best_epoch']:g} of {cfg.teacher_epochs:g}: dev accuracy {m['accuracy']:.1%}, "
+            f"MAE {m['mae']:.3f}, macro-F1 {m['macro_f1']:.3f} ({trained['seconds']:.0f} s to fine-tune)")
     teacher.save(target)
     return teacher, target
 
@@ -227,7 +229,9 @@ def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True) -> dict:
     from .predict import rating_and_expected
     ratings = list(range(info.scale_min, info.scale_max + 1))
     best, expected = rating_and_expected(probs, ratings)
-    return metrics.score([e.rating for e in examples], best.tolist(), expected.tolist(), ratings)
+    gold = np.asarray([e.rating - info.scale_min for e in examples])
+    nll = float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12)).mean()) if len(gold) else 0.0
+    return {**metrics.score([e.rating for e in examples], best.tolist(), expected.tolist(), ratings), "nll": nll}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

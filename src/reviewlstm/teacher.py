@@ -21,6 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -197,11 +198,16 @@ class FineTuneConfig:
 
 
 def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTuneConfig, checkpoint: Path,
-              resume: bool = False, log=print, tag: dict | None = None) -> dict:
+              resume: bool = False, log=print, tag: dict | None = None,
+              check: Callable[[Teacher], dict] | None = None) -> dict:
     """Fine-tune the whole teacher on (text, rating index) with cross-entropy. Batches of similar
     length, in an order fixed by the seed, so a resumed run takes exactly the steps the
     uninterrupted one would (the checkpoint keeps weights, AdamW's moments, the step and the RNG).
-    `tag` (the data's hash and the settings) is stored with the checkpoint; resuming refuses another."""
+    `tag` (the data's hash and the settings) is stored with the checkpoint; resuming refuses another.
+
+    `check(teacher)` (dev metrics with `accuracy` and `nll`) runs at the end of every epoch and the
+    teacher keeps its best epoch, by the student's rule (dev accuracy, ties broken by dev NLL): so
+    `epochs` is a ceiling chosen by measurement, not a guess that overfits a small training set."""
     from tqdm import tqdm
 
     from .train import _length_buckets, _load_checkpoint, _save_checkpoint
@@ -210,9 +216,14 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     cut = sum(1 for i in ids if len(i) >= teacher.info.max_length)
     y = torch.tensor(labels)
     epochs = math.ceil(cfg.epochs)
-    plan = [b for e in range(epochs) for b in _length_buckets(ids, cfg.batch_size, cfg.seed + e)]
+    per_epoch = [_length_buckets(ids, cfg.batch_size, cfg.seed + e) for e in range(epochs)]
+    plan = [b for batches in per_epoch for b in batches]
     plan = plan[:max(1, round(len(plan) * cfg.epochs / epochs))]  # fractional epochs: the first share of the last
     total = len(plan)
+    epoch_ends = {min(total, sum(len(b) for b in per_epoch[:e + 1])): e + 1 for e in range(epochs)}
+    epoch_ends[total] = cfg.epochs
+    best_dir = checkpoint.with_name(checkpoint.name + "-best")  # the best epoch's weights, for --resume
+    checks: list[dict] = []
     warm = max(1, int(total * cfg.warmup))
     decay = [p for n, p in teacher.named_parameters() if p.dim() > 1]
     no_decay = [p for n, p in teacher.named_parameters() if p.dim() <= 1]
@@ -225,7 +236,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
             raise ValueError(f"{checkpoint}: this teacher checkpoint was made from other data or settings "
                              "(remove it, or run without --resume)")
         state = _load_checkpoint(checkpoint, teacher, optimizer)
-        step, seconds = state["step"], state["seconds"]
+        step, seconds, checks = state["step"], state["seconds"], state.get("checks", [])
         log(f"teacher: resuming at step {step} of {total}")
     teacher.train()
     bar = tqdm(total=total, initial=step, disable=None if cfg.progress else True, unit="step", file=sys.stderr,
@@ -247,12 +258,48 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
         running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
         bar.update(1)
         bar.set_postfix_str(f"loss {running:.3f}")
+        if check is not None and step + 1 in epoch_ends:
+            m = check(teacher)
+            teacher.train()
+            row = {"epoch": epoch_ends[step + 1], "dev_accuracy": m["accuracy"], "dev_mae": m["mae"], "dev_nll": m["nll"],
+                   "dev_metrics": m}
+            best = max(checks, key=_check_score, default=None)
+            if best is None or _check_score(row) > _check_score(best):
+                _save_weights(teacher, best_dir)
+            checks.append(row)
+            bar.write(f"teacher: epoch {row['epoch']:g}: dev accuracy {m['accuracy']:.1%}, MAE {m['mae']:.3f}, "
+                      f"NLL {m['nll']:.3f}" + (" (best)" if max(checks, key=_check_score) is row else ""), file=sys.stderr)
         if ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end) and step + 1 < total:
             _save_checkpoint(checkpoint, teacher, optimizer,
-                             {"step": step + 1, "seconds": seconds + time.perf_counter() - started, "tag": tag})
+                             {"step": step + 1, "seconds": seconds + time.perf_counter() - started, "tag": tag,
+                              "checks": checks})
     bar.close()
     teacher.eval()
     if end < total:
         return {"stopped_at": end, "steps": total}
-    return {"examples": len(texts), "steps": total, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-            "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 1)}
+    out = {"examples": len(texts), "steps": total, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
+           "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 1)}
+    if checks:
+        best = max(checks, key=_check_score)
+        if best is not checks[-1]:
+            from safetensors.torch import load_file
+            teacher.load_state_dict(load_file(str(best_dir / "model.safetensors")))
+        out.update(best_epoch=best["epoch"], checks=[{k: v for k, v in c.items() if k != "dev_metrics"} for c in checks],
+                   dev_metrics=best["dev_metrics"])
+    return out
+
+
+def _check_score(row: dict) -> tuple[float, float]:
+    return row["dev_accuracy"], -row["dev_nll"]
+
+
+def _save_weights(teacher: Teacher, path: Path) -> None:
+    """The weights alone, written beside and swapped in (a run killed mid-write keeps the last best)."""
+    import shutil
+    from safetensors.torch import save_file
+    new = path.with_name(f".{path.name}.new-{os.getpid()}")
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir(parents=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(new / "model.safetensors"))
+    shutil.rmtree(path, ignore_errors=True)
+    new.rename(path)
