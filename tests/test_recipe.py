@@ -127,13 +127,17 @@ def test_init_from_a_trained_model_copies_its_layer_head_and_shared_words(tiny_m
                           epochs=1, hidden=12, init_from=str(tiny_model), progress=False), log=lambda s: None)
 
 
-def test_auto_starts_long_review_models_from_the_bundled_one(sst, tmp_path):
+def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_path):
     train_csv = write_csv(tmp_path / "train.csv", long_reviews(sst, 40, 3))
     logs = []
     train(TrainConfig(train=str(train_csv), out=str(tmp_path / "m"), epochs=1, seed=0, progress=False,
                       extra_glove_words=0), log=logs.append)
-    assert any(line.startswith("started from") and "(picked: reviews read whole, 1-5 stars)" in line for line in logs)
-    logs.clear()  # the same shape, but SST sentences: from scratch (the bundled model saw SST)
+    started = [line for line in logs if line.startswith(f"started from {api.start_model_path()}:")]
+    assert started and "(picked: reviews read whole, 1-5 stars)" in started[0], logs
+    start = api.load_model(api.start_model_path())  # it ships whole, and is not the model predict uses
+    assert start.path != api.load_model().path and start.config.cell == "lstm"
+    assert "the start for long reviews" in (start.path / "MODEL_CARD.md").read_text()
+    logs.clear()  # the same shape, but SST sentences: from scratch (the SST-5 models saw SST)
     train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "s"), epochs=1, phrases=False, max_examples=40,
                       progress=False, extra_glove_words=0), log=logs.append)
     assert not any(line.startswith("started from") for line in logs)

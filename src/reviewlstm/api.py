@@ -27,6 +27,12 @@ def default_model_path() -> Path:
     return Path(str(resources.files("reviewlstm") / "default_model"))
 
 
+def start_model_path() -> Path:
+    """The start `train` takes for reviews read whole (`--init-from auto`): an SST-5 model trained
+    with the long-review recipe's own dropout (its card says why it ships beside the default)."""
+    return Path(str(resources.files("reviewlstm") / "start_model"))
+
+
 def load_model(path: str | Path | None = None) -> LoadedModel:
     """Load a model directory (the bundled model when path is None); cached per path."""
     p = Path(path) if path is not None else default_model_path()

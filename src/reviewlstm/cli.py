@@ -315,7 +315,7 @@ TRAIN_FLAGS = [
      "the training reviews are that long)"),
     ("--init-from", "init_from", {"metavar": "MODEL"},
      "start from a trained model: 'bundled', a model directory (its layer, head and shared words), 'none', or "
-     "'auto' (the bundled model for reviews read whole on 1-5 stars)"),
+     "'auto' (the shipped start model, an SST-5 model, for reviews read whole on 1-5 stars)"),
     ("--use-init", "use_init", {"choices": ("uniform", "identity")},
      "four-gate cell: start W_u uniform or as the identity (U = tanh(forget))"),
     ("--average-best", "average_best", {"type": int, "metavar": "K"},

@@ -50,9 +50,10 @@ class TrainConfig:
     holdout: float = 0.1               # share of training reviews set aside, untouched, scored at the end
     long_text: str = "auto"            # how long texts are read: "sentences", "whole" or "auto" (from the data)
     # start from a trained model: "bundled", a model directory, None (from scratch), or "auto": the
-    # bundled SST-5 model for reviews read whole on a 1-5 scale when the shapes agree (it knows which
-    # words carry sentiment; measured on the Amazon reviews, BENCHMARKS.md), else from scratch.
-    # Never for data read sentence by sentence: that is SST's own kind, and the bundled model saw SST.
+    # shipped start model (start_model/, an SST-5 model trained with this recipe's one dropout) for
+    # reviews read whole on a 1-5 scale when the shapes agree (it knows which words carry sentiment;
+    # measured on the Amazon reviews, BENCHMARKS.md), else from scratch. Never for data read
+    # sentence by sentence: that is SST's own kind, which both SST-5 models have seen.
     init_from: str | None = "auto"
     # model: the network's settings are ModelConfig's fields of the same names, their defaults read
     # from it (one source), kept flat here so a TOML/YAML file or the command line sets them directly;
@@ -639,14 +640,15 @@ def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[
 def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str | None:
     if cfg.init_from != "auto":
         return cfg.init_from
-    from .api import default_model_path
-    try:  # the bundled model's shape, from its config alone (its weights load only if they are used)
-        bundled = json.loads((default_model_path() / "config.json").read_text())["model"]
+    from .api import start_model_path
+    start = start_model_path()
+    try:  # the start model's shape, from its config alone (its weights load only if they are used)
+        shipped = json.loads((start / "config.json").read_text())["model"]
     except (OSError, ValueError, KeyError):
         return None
-    same_shape = all(getattr(model_cfg, k) == bundled.get(k) for k in
+    same_shape = all(getattr(model_cfg, k) == shipped.get(k) for k in
                      ("cell", "hidden", "num_layers", "bidirectional", "embed_dim", "scale_min", "scale_max"))
-    return "bundled" if long_text == "whole" and same_shape and cfg.embeddings == "glove" else None
+    return str(start) if long_text == "whole" and same_shape and cfg.embeddings == "glove" else None
 
 
 def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
