@@ -230,8 +230,8 @@ def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True) -> dict:
     ratings = list(range(info.scale_min, info.scale_max + 1))
     best, expected = rating_and_expected(probs, ratings)
     gold = np.asarray([e.rating - info.scale_min for e in examples])
-    nll = float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12)).mean()) if len(gold) else 0.0
-    return {**metrics.score([e.rating for e in examples], best.tolist(), expected.tolist(), ratings), "nll": nll}
+    return {**metrics.score([e.rating for e in examples], best.tolist(), expected.tolist(), ratings),
+            "nll": metrics.nll(probs, gold)}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

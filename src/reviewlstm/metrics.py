@@ -52,6 +52,14 @@ def score(true: list[int], pred: list[int], expected: list[float] | None, rating
     return out
 
 
+def nll(probs: np.ndarray, truth: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true rating indices under (N, K) distributions, each
+    probability floored so one certain miss is not infinite; 0.0 for no examples."""
+    if not len(truth):
+        return 0.0
+    return float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], 1e-12)).mean())
+
+
 def format_report(s: dict) -> str:
     """The metrics and the confusion matrix as a terminal table."""
     lines = [f"n={s['n']}  accuracy {s['accuracy']:.1%}  macro-F1 {s['macro_f1']:.3f}  MAE {s['mae']:.3f} stars  "

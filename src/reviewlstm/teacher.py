@@ -222,7 +222,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     total = len(plan)
     epoch_ends = {min(total, sum(len(b) for b in per_epoch[:e + 1])): e + 1 for e in range(epochs)}
     epoch_ends[total] = cfg.epochs
-    best_dir = checkpoint.with_name(checkpoint.name + "-best")  # the best epoch's weights, for --resume
+    best_file = checkpoint.with_name(checkpoint.name + "-best.safetensors")  # the best epoch's weights, for --resume
     checks: list[dict] = []
     warm = max(1, int(total * cfg.warmup))
     decay = [p for n, p in teacher.named_parameters() if p.dim() > 1]
@@ -263,12 +263,12 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
             teacher.train()
             row = {"epoch": epoch_ends[step + 1], "dev_accuracy": m["accuracy"], "dev_mae": m["mae"], "dev_nll": m["nll"],
                    "dev_metrics": m}
-            best = max(checks, key=_check_score, default=None)
-            if best is None or _check_score(row) > _check_score(best):
-                _save_weights(teacher, best_dir)
+            is_best = not checks or _check_score(row) > _check_score(max(checks, key=_check_score))
+            if is_best:
+                _save_weights(teacher, best_file)
             checks.append(row)
             bar.write(f"teacher: epoch {row['epoch']:g}: dev accuracy {m['accuracy']:.1%}, MAE {m['mae']:.3f}, "
-                      f"NLL {m['nll']:.3f}" + (" (best)" if max(checks, key=_check_score) is row else ""), file=sys.stderr)
+                      f"NLL {m['nll']:.3f}" + (" (best)" if is_best else ""), file=sys.stderr)
         if ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end) and step + 1 < total:
             _save_checkpoint(checkpoint, teacher, optimizer,
                              {"step": step + 1, "seconds": seconds + time.perf_counter() - started, "tag": tag,
@@ -283,7 +283,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
         best = max(checks, key=_check_score)
         if best is not checks[-1]:
             from safetensors.torch import load_file
-            teacher.load_state_dict(load_file(str(best_dir / "model.safetensors")))
+            teacher.load_state_dict(load_file(str(best_file)))
         out.update(best_epoch=best["epoch"], checks=[{k: v for k, v in c.items() if k != "dev_metrics"} for c in checks],
                    dev_metrics=best["dev_metrics"])
     return out
@@ -294,12 +294,9 @@ def _check_score(row: dict) -> tuple[float, float]:
 
 
 def _save_weights(teacher: Teacher, path: Path) -> None:
-    """The weights alone, written beside and swapped in (a run killed mid-write keeps the last best)."""
-    import shutil
+    """The weights alone, written beside and renamed over (a run killed mid-write keeps the last best)."""
     from safetensors.torch import save_file
+    path.parent.mkdir(parents=True, exist_ok=True)
     new = path.with_name(f".{path.name}.new-{os.getpid()}")
-    shutil.rmtree(new, ignore_errors=True)
-    new.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(new / "model.safetensors"))
-    shutil.rmtree(path, ignore_errors=True)
-    new.rename(path)
+    save_file({k: v.detach().cpu().contiguous() for k, v in teacher.state_dict().items()}, str(new))
+    os.replace(new, path)

@@ -705,8 +705,7 @@ def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distrib
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     pred, expected = (a.tolist() for a in rating_and_expected(probs, cfg.ratings))
     out = metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
-    # mean negative log-likelihood of the true rating (floored, so one certain miss is not infinite)
-    out["nll"] = float(-np.log(np.maximum(probs[np.arange(len(truth)), truth], 1e-12)).mean()) if len(truth) else 0.0
+    out["nll"] = metrics.nll(probs, truth)
     return out
 
 
