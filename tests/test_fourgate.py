@@ -111,7 +111,7 @@ def test_backend_inference_without_autograd_matches(backend):
 def test_backend_gradcheck(backend):
     """Finite differences in float64 (float32's rounding would drown the 1e-6 steps) against the
     backend's own backward, through a padded batch. In Triton's interpreter every kernel launch is
-    Python, and a full gradcheck (two launches per input element) takes a minute: there it checks the
+    Python, and a full gradcheck (two launches per input element) is slow: there it checks the
     gradient along random directions of inputs and outputs (gradcheck's fast mode), which a wrong
     backward fails just the same."""
     torch.manual_seed(3)
