@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--init-from", default="auto",
+                    help="the student's start (train's --init-from): auto, bundled, a model directory or none")
     ap.add_argument("--until", default=None)
     ap.add_argument("--resume", action="store_true", help="go on from the stages' checkpoints in --work")
     ap.add_argument("--plain", action="store_true", help="also train the plain recipe for each seed")
@@ -47,7 +49,8 @@ def main() -> None:
         out = work / f"student-seed{seed}"
         st = TrainConfig(overwrite=True, train=str(train_path), dev=str(dev_path), out=str(out), phrases=phrases, seed=seed,
                          threads=args.threads, progress=False, distill_alpha=args.alpha,
-                         distill_temperature=args.temperature, resume=args.resume)
+                         distill_temperature=args.temperature, resume=args.resume,
+                         init_from=None if args.init_from == "none" else args.init_from)
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)
         t0 = time.perf_counter()
         result = distill(DistillConfig(student=st, work=str(work), teacher_epochs=args.teacher_epochs,
