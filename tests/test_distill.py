@@ -42,7 +42,7 @@ def student_cfg(sst, out, **kw):
 def distilled(sst, tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("distilled") / "student"
     result = distill(DistillConfig(student=student_cfg(sst, out), teacher=str(tiny_encoder), teacher_batch_size=16,
-                                   teacher_max_length=64, augment=2), log=lambda s: None)
+                                   teacher_max_length=64, augment=2, teacher_epochs=1), log=lambda s: None)
     return result
 
 
@@ -207,7 +207,7 @@ def test_the_teacher_keeps_its_best_epoch_and_resumes_to_it(tiny_encoder, tmp_pa
 
 
 def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_encoder, tmp_path):
-    settings = dict(teacher=str(tiny_encoder), teacher_batch_size=16, teacher_max_length=64, augment=2)
+    settings = dict(teacher=str(tiny_encoder), teacher_batch_size=16, teacher_max_length=64, augment=2, teacher_epochs=1)
     out = tmp_path / "student"
     first = distill(DistillConfig(student=student_cfg(sst, out), until="label", **settings), log=lambda s: None)
     assert first.out is None and first.transfer.exists() and not out.exists()
@@ -222,7 +222,8 @@ def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_enc
 def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
     proc = run_cli("distill", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", tmp_path / "m",
                    "--no-phrases", "--max-examples", 120, "--epochs", 1, "--hidden", 8, "--teacher", tiny_encoder,
-                   "--teacher-batch-size", 16, "--teacher-max-length", 48, "--augment", 1, "--no-progress")
+                   "--teacher-batch-size", 16, "--teacher-max-length", 48, "--augment", 1, "--teacher-epochs", 1,
+                   "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "distilled model written to" in proc.stdout and "teacher: fine-tuning" in proc.stderr
     assert (tmp_path / "m.work" / "teacher" / "encoder" / "model.safetensors").exists()
