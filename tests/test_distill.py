@@ -33,6 +33,11 @@ def tiny_encoder(tmp_path_factory):
     return path
 
 
+# the tiny teacher's settings, shared by the fixture and the runs compared with it (one epoch: the
+# mechanics, not the default's three)
+TINY_TEACHER = dict(teacher_batch_size=16, teacher_max_length=64, augment=2, teacher_epochs=1)
+
+
 def student_cfg(sst, out, **kw):
     return TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), phrases=False,
                        max_examples=200, epochs=1, hidden=8, progress=False, **kw)
@@ -41,8 +46,8 @@ def student_cfg(sst, out, **kw):
 @pytest.fixture(scope="module")
 def distilled(sst, tiny_encoder, tmp_path_factory):
     out = tmp_path_factory.mktemp("distilled") / "student"
-    result = distill(DistillConfig(student=student_cfg(sst, out), teacher=str(tiny_encoder), teacher_batch_size=16,
-                                   teacher_max_length=64, augment=2, teacher_epochs=1), log=lambda s: None)
+    result = distill(DistillConfig(student=student_cfg(sst, out), teacher=str(tiny_encoder), **TINY_TEACHER),
+                     log=lambda s: None)
     return result
 
 
@@ -207,7 +212,7 @@ def test_the_teacher_keeps_its_best_epoch_and_resumes_to_it(tiny_encoder, tmp_pa
 
 
 def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_encoder, tmp_path):
-    settings = dict(teacher=str(tiny_encoder), teacher_batch_size=16, teacher_max_length=64, augment=2, teacher_epochs=1)
+    settings = dict(teacher=str(tiny_encoder), **TINY_TEACHER)
     out = tmp_path / "student"
     first = distill(DistillConfig(student=student_cfg(sst, out), until="label", **settings), log=lambda s: None)
     assert first.out is None and first.transfer.exists() and not out.exists()
