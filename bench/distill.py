@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--init-from", default="auto",
                     help="the student's start (train's --init-from): auto, bundled, a model directory or none")
+    ap.add_argument("--event-dropout", default="auto",
+                    help="the student's dropout on the word vectors (train's --event-dropout): auto or a number")
     ap.add_argument("--until", default=None)
     ap.add_argument("--resume", action="store_true", help="go on from the stages' checkpoints in --work")
     ap.add_argument("--plain", action="store_true", help="also train the plain recipe for each seed")
@@ -50,7 +52,8 @@ def main() -> None:
         st = TrainConfig(overwrite=True, train=str(train_path), dev=str(dev_path), out=str(out), phrases=phrases, seed=seed,
                          threads=args.threads, progress=False, distill_alpha=args.alpha,
                          distill_temperature=args.temperature, resume=args.resume,
-                         init_from=None if args.init_from == "none" else args.init_from)
+                         init_from=None if args.init_from == "none" else args.init_from,
+                         event_dropout=args.event_dropout if args.event_dropout == "auto" else float(args.event_dropout))
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)
         t0 = time.perf_counter()
         result = distill(DistillConfig(student=st, work=str(work), teacher_epochs=args.teacher_epochs,
