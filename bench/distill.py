@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
+from reviewlstm.cli import _rate_or_auto
 from reviewlstm.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
 from reviewlstm.teacher import Teacher
 from reviewlstm.train import TrainConfig, split_holdout, _load
@@ -37,7 +38,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--init-from", default="auto",
                     help="the student's start (train's --init-from): auto, bundled, a model directory or none")
-    ap.add_argument("--event-dropout", default="auto",
+    ap.add_argument("--event-dropout", default="auto", type=_rate_or_auto,
                     help="the student's dropout on the word vectors (train's --event-dropout): auto or a number")
     ap.add_argument("--until", default=None)
     ap.add_argument("--resume", action="store_true", help="go on from the stages' checkpoints in --work")
@@ -53,7 +54,7 @@ def main() -> None:
                          threads=args.threads, progress=False, distill_alpha=args.alpha,
                          distill_temperature=args.temperature, resume=args.resume,
                          init_from=None if args.init_from == "none" else args.init_from,
-                         event_dropout=args.event_dropout if args.event_dropout == "auto" else float(args.event_dropout))
+                         event_dropout=args.event_dropout)
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)
         t0 = time.perf_counter()
         result = distill(DistillConfig(student=st, work=str(work), teacher_epochs=args.teacher_epochs,

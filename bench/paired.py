@@ -2,11 +2,11 @@
 
     python bench/paired.py --models src/reviewlstm/default_model runs/distill-sst16/student-seed0
 
-For each set: each model's accuracy and MAE, and the second minus the first with its paired
-standard error (the standard deviation of the per-review differences over sqrt(n)). Pairing is the
-point: two models rating the same 812 slice sentences disagree on about a quarter of them, so the
-difference of their accuracies is known to about a point, where each accuracy alone is known to
-about two. The slice is rebuilt exactly as `train` sets it aside (`split_holdout`).
+For each set: each model's accuracy and MAE, the second minus the first with its paired standard
+error (the standard deviation of the per-review differences over sqrt(n)), and the share of reviews
+the two rate differently. Only those reviews move a paired difference, so the closer two models
+agree, the smaller the difference that can be seen; the pooled dev + slice halves what the slice
+alone can see. The slice is rebuilt exactly as `train` sets it aside (`split_holdout`).
 """
 from __future__ import annotations
 
@@ -23,12 +23,12 @@ from reviewlstm.predict import Predictor
 from reviewlstm.train import TrainConfig, _load, split_holdout
 
 
-def errors(loaded, examples) -> tuple[np.ndarray, np.ndarray]:
-    """(correct, absolute error) per review, as `evaluate` reads them (SST dev read whole)."""
+def errors(loaded, examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(correct, absolute error, rating given) per review, as `evaluate` reads them (SST dev read whole)."""
     preds = Predictor(loaded, long_text="whole").predict([e.text for e in examples], [e.tokens for e in examples])
     truth = np.array([e.rating for e in examples])
     rated = np.array([p.rating for p in preds])
-    return (truth == rated).astype(np.float64), np.abs(truth - rated).astype(np.float64)
+    return (truth == rated).astype(np.float64), np.abs(truth - rated).astype(np.float64), rated
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -52,22 +52,23 @@ def main() -> None:
     for name in args.models:
         loaded = api.load_model(name)
         per[name] = {k: errors(loaded, v) for k, v in sets.items()}
-        per[name]["pooled"] = tuple(np.concatenate([per[name][k][i] for k in sets]) for i in (0, 1))
+        per[name]["pooled"] = tuple(np.concatenate([per[name][k][i] for k in sets]) for i in (0, 1, 2))
     ref, cand = args.models
     out = {}
     print(f"reference: {ref}\ncandidate: {cand}\n")
-    print("| set | n | reference acc | candidate acc | difference (± paired SE) | reference MAE | candidate MAE | difference (± paired SE) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| set | n | reference acc | candidate acc | difference (± paired SE) | reference MAE | candidate MAE | difference (± paired SE) | ratings differ |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for k in ("dev", "slice", "pooled"):
-        (ca, ea), (cb, eb) = per[ref][k], per[cand][k]
+        (ca, ea, ra), (cb, eb, rb) = per[ref][k], per[cand][k]
+        disagree = float((ra != rb).mean())
         dacc, sacc = paired(ca, cb)
         dmae, smae = paired(ea, eb)
         out[k] = {"n": len(ca), "reference": {"accuracy": ca.mean(), "mae": ea.mean()},
                   "candidate": {"accuracy": cb.mean(), "mae": eb.mean()},
                   "accuracy_difference": dacc, "accuracy_se": sacc, "mae_difference": dmae, "mae_se": smae,
-                  "disagree": float((per[ref][k][1] != per[cand][k][1]).mean())}
+                  "ratings_differ": disagree}
         print(f"| {k} | {len(ca)} | {ca.mean():.1%} | {cb.mean():.1%} | {dacc * 100:+.2f} ± {sacc * 100:.2f} points "
-              f"| {ea.mean():.3f} | {eb.mean():.3f} | {dmae:+.4f} ± {smae:.4f} |")
+              f"| {ea.mean():.3f} | {eb.mean():.3f} | {dmae:+.4f} ± {smae:.4f} | {disagree:.0%} |")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=float))
 
