@@ -11,6 +11,8 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,6 +198,34 @@ def test_failed_build_falls_back_with_one_line(tmp_path):
     assert broken.stdout == good.stdout
     notes = [line for line in broken.stderr.splitlines() if "fast kernel unavailable" in line]
     assert len(notes) == 1 and "Traceback" not in broken.stderr
+
+
+def test_a_lock_left_by_a_killed_build_never_hangs(tmp_path):
+    """torch's build lock is a bare file; a build killed mid-way leaves it, and torch's loader waits
+    on it forever. A cached build loads without it; a build past a lock too old to be live clears it."""
+    needs_compiler()
+    assert compiled.load() is not None, compiled.error()  # the suite's cached build (built here if not yet)
+    name = Path(compiled.load().__file__).parent.name
+    cache = tmp_path / "cache" / "kernels" / compiled.cache_dir().name
+    shutil.copytree(compiled.cache_dir() / name, cache / name)
+    (cache / name / "lock").touch()  # as fresh as a live build's: a cached module still loads
+    code = "from reviewlstm.fourgate import compiled; print(compiled.load() is not None, compiled.status())"
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("True compiled"), proc.stdout + proc.stderr
+    # nothing cached, a lock an hour old, and no working compiler: the lock goes, the build fails
+    # fast with its one line, and the Python loop answers
+    empty = tmp_path / "empty"
+    for build in compiled.BUILDS:
+        lock = empty / "kernels" / compiled.cache_dir().name / compiled._name(*build) / "lock"
+        lock.parent.mkdir(parents=True)
+        lock.touch()
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(empty), "CXX": "/bin/false"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("False"), proc.stdout + proc.stderr
+    assert "left 60 minutes ago by a build that was stopped" in proc.stderr
+    assert "fast kernel unavailable" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_named_backend_that_cannot_run_is_an_error(monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -86,6 +87,10 @@ def load():
                 build = cache_dir() / name
                 build.mkdir(parents=True, exist_ok=True)
                 try:
+                    if built[i]:
+                        _module = _import_built(name, build)
+                        break
+                    _clear_stale_lock(build)
                     _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                  verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
                     _built_now = not any(built)
@@ -99,6 +104,37 @@ def load():
             print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
                   file=sys.stderr, flush=True)
         return _module
+
+
+# no build of this one file takes this long; a lock older than that was left by a build that was killed
+STALE_LOCK_S = 600
+
+
+def _import_built(name: str, build: Path):
+    """A cached build, imported as is. Its name hashes the source and flags and its directory names
+    the torch version, so it is the module this source would build. Going through
+    `cpp_extension.load` instead would take the build's file lock even to load, and wait forever on a
+    lock a killed build left behind."""
+    import importlib.util
+    so = next(build.glob(f"{name}*.so"))
+    spec = importlib.util.spec_from_file_location(name, so)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _clear_stale_lock(build: Path) -> None:
+    """torch's build lock is a bare file that a killed build leaves behind, and every later build
+    would wait on it forever: one older than any build takes is removed, and said so."""
+    lock = build / "lock"
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    if age > STALE_LOCK_S:
+        lock.unlink(missing_ok=True)
+        print(f"reviewlstm: removed {lock}, left {age / 60:.0f} minutes ago by a build that was stopped",
+              file=sys.stderr, flush=True)
 
 
 def tried() -> bool:
