@@ -46,10 +46,13 @@ def test_resume_continues_where_training_stopped(sst, tmp_path):
     assert straight.returncode == 0, straight.stderr
     first = run_cli(*args, "--epochs", 1)
     assert first.returncode == 0, first.stderr
+    before = json.loads((tmp_path / "m" / "checkpoint" / "state.json").read_text())["seconds"]
     second = run_cli(*args, "--epochs", 2, "--resume")
     assert second.returncode == 0, second.stderr
     assert "resuming after epoch 1" in second.stderr
-    history = json.loads((tmp_path / "m" / "metadata.json").read_text())["history"]
+    meta = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert meta["seconds"] > before > 0  # the whole training's seconds, the first run's included
+    history = meta["history"]
     assert [h["epoch"] for h in history] == [1, 2]  # no dev set: once an epoch
     # resuming gives the very model that training straight through gives
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == \

@@ -106,13 +106,15 @@ def test_soft_targets_are_distributions_and_the_slice_is_not_seen(distilled, sst
 def test_labels_are_cached_and_invalidated(distilled, tmp_path):
     teacher = Teacher.load(distilled.teacher)
     texts = [["a", "fine", "film", "."], ["a", "dull", "one", "."], ["so", "so", "."]]
-    first = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lambda s: None)
+    first, cost = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lambda s: None)
     files = sorted((tmp_path / teacher.fingerprint()[:16]).glob("*.npy"))
     assert len(files) == 2
     stamps = {f: f.stat().st_mtime_ns for f in files}
     lines = []
-    again = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
+    again, cost_again = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
     assert np.array_equal(first, again) and "3 from the cache" in lines[0]
+    # the cost reported is the labelling's, not the rerun's few milliseconds of reading
+    assert cost > 0 and cost_again == cost
     assert {f: f.stat().st_mtime_ns for f in files} == stamps  # read, not rewritten
     # a changed text relabels its own chunk only
     changed = [texts[0], texts[1], ["quite", "good", "."]]
@@ -121,7 +123,7 @@ def test_labels_are_cached_and_invalidated(distilled, tmp_path):
     # another teacher (one weight changed) is another fingerprint: nothing reused
     with torch.no_grad():
         teacher.head.bias[0] += 1.0
-    other = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
+    other, _ = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
     assert "from the cache" not in lines[-1] and not np.allclose(other, first)
     assert first.shape == (3, 5)
 
@@ -217,8 +219,12 @@ def test_distill_resumed_after_labelling_equals_one_run(distilled, sst, tiny_enc
     first = distill(DistillConfig(student=student_cfg(sst, out), until="label", **settings), log=lambda s: None)
     assert first.out is None and first.transfer.exists() and not out.exists()
     lines = []
-    distill(DistillConfig(student=student_cfg(sst, out, resume=True), **settings), log=lines.append)
+    resumed = distill(DistillConfig(student=student_cfg(sst, out, resume=True), **settings), log=lines.append)
     assert any("already fine-tuned" in line for line in lines) and any("from the cache" in line for line in lines)
+    # the stages done by the first run are costed as they cost there, not as the rerun's loading
+    assert resumed.seconds["teacher"] == first.seconds["teacher"] > 0
+    assert resumed.seconds["label"] == first.seconds["label"] > 0
+    assert "teacher fine-tuning" in (out / "MODEL_CARD.md").read_text()
     from safetensors.torch import load_file
     a, b = load_file(str(distilled.out / "model.safetensors")), load_file(str(out / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -46,6 +46,8 @@ def versions() -> dict:
 
 
 CHECKED = ("model.safetensors", "config.json", "vocab.json")  # their sha256 is in metadata.json
+STAGES = {"teacher": "teacher fine-tuning", "augment": "augmenting", "label": "labelling",
+          "augment_and_label": "augmenting and labelling", "student": "student"}
 
 
 def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: dict, metadata: dict) -> Path:
@@ -249,7 +251,8 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                   f"{d.get('replace_p')}, n-grams {d.get('ngram_p')}) with the teacher's alone",
                   f"- loss: {d.get('alpha')} x cross-entropy on the gold rating + {1 - d.get('alpha', 0):g} x "
                   f"T^2 x KL(teacher || student), T = {d.get('temperature')}",
-                  f"- seconds per stage: {d.get('seconds')}"]
+                  "- time per stage: " + ", ".join(f"{STAGES.get(k, k)} {v:,.0f} s" for k, v in (d.get("seconds") or {}).items())
+                  + " (the work itself, whichever run did it: a resumed or cached stage counts what it first cost)"]
     if meta.get("curves"):
         lines += ["", "## Training curves", "",
                   f"![training curves]({meta['curves']['png']})", "",

@@ -119,7 +119,10 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
 
     # -- 2. teacher
     teacher, teacher_dir = _teacher(cfg, kept, tokens, data_sha, work, log)
-    seconds["teacher"] = round(time.perf_counter() - t0, 1)
+    # each stage's cost is what doing its work took, whichever run did it: a resumed or cached
+    # stage would otherwise report the seconds it took to load
+    fine_tuned = (teacher.info.trained or {}).get("seconds")
+    seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 1)
     if cfg.until == "teacher":
         return DistillResult(None, teacher_dir, None, seconds)
 
@@ -134,10 +137,11 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # -- 4. label: the teacher's logits for every text, cached
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
     texts = [k.split(TOKEN_SEP) for k in unique] + augmented
-    logits = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log)
+    seconds["augment"] = round(time.perf_counter() - t0, 1)
+    logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log)
     transfer = work / "transfer.jsonl.gz"
     _write_transfer(transfer, texts, logits, len(unique))
-    seconds["augment_and_label"] = round(time.perf_counter() - t0, 1)
+    seconds["label"] = round(label_seconds, 1)
     if cfg.until == "label":
         return DistillResult(None, teacher_dir, transfer, seconds)
 
@@ -310,10 +314,12 @@ def augment(token_lists: list[list[str]], per_text: int, rng: np.random.Generato
 
 
 def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_size: int = 64, progress: bool = True,
-          log=print, chunk: int = 2048) -> np.ndarray:
-    """(N, K) teacher logits for every text. Chunks of `chunk` texts are cached under the teacher's
-    fingerprint, each named by the hash of its texts: rerunning reuses them (and resumes a stopped
-    labelling); another teacher or another text gets new labels."""
+          log=print, chunk: int = 2048) -> tuple[np.ndarray, float]:
+    """(N, K) teacher logits for every text, and the seconds they cost to compute. Chunks of `chunk`
+    texts are cached under the teacher's fingerprint, each named by the hash of its texts: rerunning
+    reuses them (and resumes a stopped labelling); another teacher or another text gets new labels.
+    Each chunk's seconds are kept beside it (seconds.json), so the cost reported is the labelling's,
+    whichever run did it, not the few seconds a rerun takes to read the cache."""
     from tqdm import tqdm
     folder = cache / teacher.fingerprint()[:16]
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,7 +327,9 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
     out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
     bar = tqdm(total=len(texts), disable=None if progress else True, unit="text", file=sys.stderr,
                dynamic_ncols=True, desc="teacher: labelling")
-    reused = 0
+    reused, cost = 0, 0.0
+    costs_path = folder / "seconds.json"
+    costs = json.loads(costs_path.read_text()) if costs_path.exists() else {}
     for start in range(0, len(texts), chunk):
         part = texts[start:start + chunk]
         name = folder / (hashlib.sha256("\0".join(part).encode("utf-8")).hexdigest()[:24] + ".npy")
@@ -330,17 +338,24 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
             if values.shape == (len(part), out.shape[1]):
                 out[start:start + len(part)] = values
                 reused += len(part)
+                cost += costs.get(name.stem, 0.0)  # a chunk cached before costs were kept counts 0
                 bar.update(len(part))
                 continue
+        t0 = time.perf_counter()
         values = teacher.logits(part, batch_size, bar=bar)
         tmp = name.with_suffix(".tmp.npy")
         np.save(tmp, values)
         tmp.replace(name)  # a chunk is whole or absent: a killed run leaves no half chunk
         out[start:start + len(part)] = values
+        costs[name.stem] = time.perf_counter() - t0
+        cost += costs[name.stem]
+        tmp = costs_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(costs))
+        tmp.replace(costs_path)
     bar.n = len(texts)  # the bar's fractional updates, rounded
     bar.close()
     log(f"label: {len(texts)} texts" + (f" ({reused} from the cache in {folder})" if reused else f", cached in {folder}"))
-    return out
+    return out, cost
 
 
 def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int) -> None:

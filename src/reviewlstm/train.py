@@ -352,6 +352,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     # the NLL breaks ties and, improving, says training is still getting somewhere.
     start_epoch, best, best_epoch, stale, history = 1, (-1.0, -math.inf), 0, 0, []
     best_nll = math.inf
+    earlier = 0.0  # seconds of training before a resume: the card's seconds are the whole training's
     ckpt = out / "checkpoint"
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
     train_meta = _file_meta(cfg.train, len(train_ex))  # hashed once: the checkpoint's key and the card's record
@@ -372,6 +373,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             start_epoch, best, best_epoch, stale, history = (int(state["epoch"]) + 1, tuple(map(float, state["best"])),
                                                              state["best_epoch"], int(state["stale"]), list(state["history"]))
             best_nll = float(state.get("best_nll", -best[1]))
+            earlier = float(state.get("seconds", 0.0))
         except Exception as e:  # any damage: one line, never a traceback (the checkpoint is ours to judge)
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{ckpt}: cannot resume from this checkpoint ({reason[:200]}): it is damaged; "
@@ -464,7 +466,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             if improved and d.main:
                 artifact.save(out, model, vocab, asdict(cfg),
                               {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
-                               "seconds_to_best": round(time.perf_counter() - started, 1)})
+                               "seconds_to_best": round(earlier + time.perf_counter() - started, 1)})
             if d.main:
                 bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                       (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
@@ -477,11 +479,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         if d.main:
             _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
                                                   "best_nll": best_nll, "stale": stale, "history": history,
-                                                  "data": data_id})
+                                                  "data": data_id,
+                                                  "seconds": earlier + time.perf_counter() - started})
         if stop:
             break
     bar.close()
-    seconds = time.perf_counter() - started
+    seconds = earlier + time.perf_counter() - started
     if not d.main:  # rank 0 writes the kept model and scores the slice; the others are done
         distributed.barrier(d)
         distributed.teardown(d)
