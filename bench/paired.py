@@ -1,6 +1,6 @@
 """Two models on the same reviews, paired: SST-5 dev, the untouched validation slice, and both pooled.
 
-    python bench/paired.py --models src/reviewlstm/default_model bench/candidates/sst5-distilled-ed03
+    python bench/paired.py --models bench/candidates/sst5-bundled-before-distillation src/reviewlstm/default_model
 
 For each set: each model's accuracy and MAE, the second minus the first with its paired standard
 error (the standard deviation of the per-review differences over sqrt(n)), and the share of reviews
