@@ -122,7 +122,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # each stage's cost is what doing its work took, whichever run did it: a resumed or cached
     # stage would otherwise report the seconds it took to load
     fine_tuned = (teacher.info.trained or {}).get("seconds")
-    seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 1)
+    seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 3)
     if cfg.until == "teacher":
         return DistillResult(None, teacher_dir, None, seconds)
 
@@ -137,11 +137,11 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # -- 4. label: the teacher's logits for every text, cached
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
     texts = [k.split(TOKEN_SEP) for k in unique] + augmented
-    seconds["augment"] = round(time.perf_counter() - t0, 1)
+    seconds["augment"] = round(time.perf_counter() - t0, 3)
     logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log)
     transfer = work / "transfer.jsonl.gz"
     _write_transfer(transfer, texts, logits, len(unique))
-    seconds["label"] = round(label_seconds, 1)
+    seconds["label"] = round(label_seconds, 3)
     if cfg.until == "label":
         return DistillResult(None, teacher_dir, transfer, seconds)
 
@@ -149,7 +149,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     t0 = time.perf_counter()
     del teacher  # the student trains without the teacher in memory
     result = train_student(replace(st, transfer=str(transfer)), log=log)
-    seconds["student"] = round(time.perf_counter() - t0, 1)
+    seconds["student"] = round(time.perf_counter() - t0, 3)
     _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds)
     return DistillResult(Path(st.out), teacher_dir, transfer, seconds, result)
 

@@ -278,7 +278,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     if end < total:
         return {"stopped_at": end, "steps": total}
     out = {"examples": len(texts), "steps": total, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
-           "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 1)}
+           "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 3)}
     if checks:
         best = max(checks, key=_check_score)
         if best is not checks[-1]:
