@@ -493,7 +493,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
-    meta["seconds"] = round(seconds, 1)  # the whole run; seconds_to_best: when the kept check was saved
+    meta["seconds"] = round(seconds, 3)  # the whole run; seconds_to_best: when the kept check was saved
     meta["threads"] = torch.get_num_threads()
     if len(top) > 1:
         # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
