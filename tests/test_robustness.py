@@ -276,7 +276,7 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path, capsys
 @pytest.mark.parametrize("field,value,message", [
     ("hidden", 150.0, "hidden must be an int, got 150.0"), ("cell", ["lstm"], 'cell must be a str, got ["lstm"]'),
     ("dropout", "x", 'dropout must be a float, got "x"'), ("bidirectional", "false", 'bidirectional must be a bool'),
-    ("hidden", 6000, "config.json describes head.weight of shape"),
+    ("hidden", 6000, "the config describes head.weight of shape"),
 ])
 def test_a_config_of_wrong_types_is_refused_before_anything_is_built(tiny_model, tmp_path, field, value, message):
     import shutil

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import platform
+import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +52,89 @@ STAGES = {"teacher": "teacher fine-tuning", "augment": "augmenting", "label": "l
           "augment_and_label": "augmenting and labelling", "student": "student"}
 
 
+# What a model directory may hold: its files, its card, the training curves and checkpoint, and the
+# temporary names this package gives them while writing. Anything else is the user's, and a save
+# never moves or deletes it: an --out holding such files is refused before training starts.
+OWNED = frozenset({*FILES, "MODEL_CARD.md", "curves.png", "curves.json", "checkpoint"})
+_OWNED_TEMPORARY = re.compile(r"^\.(checkpoint|metadata\.json|MODEL_CARD\.md)\.(new|old|tmp)-")
+
+
+def check_output(out_dir: str | Path) -> Path:
+    """`out_dir` made absolute, or ArtifactError when a model cannot be written there without
+    touching files that are not a model's (a user's own directory, `--out .` in their home)."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.parent == out:
+        raise ArtifactError(f"{out}: a model cannot be written to the root of the filesystem: name a directory of its own")
+    if out.exists() and not out.is_dir():
+        raise ArtifactError(f"{out}: is a file, and a model is a directory: choose another --out")
+    if out.is_dir():
+        foreign = sorted(c.name for c in out.iterdir() if c.name not in OWNED and not _OWNED_TEMPORARY.match(c.name))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise ArtifactError(f"{out}: holds files that are not a model's ({shown}); a model is written by replacing "
+                                "its whole directory, so choose a new or empty directory for --out")
+    return out
+
+
+class OutputLock:
+    """One writer per model directory: an exclusive `flock` on `.NAME.lock` beside it, held while a
+    run trains and saves there. The kernel drops the lock when its holder dies, however it dies, so
+    a killed run never blocks the next. A second run into the same directory fails at once."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out = Path(out_dir).expanduser().resolve()
+        self.path = self.out.parent / f".{self.out.name}.lock"
+        self.fd: int | None = None
+
+    def __enter__(self) -> "OutputLock":
+        import fcntl
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+                os.close(fd)
+                raise ArtifactError(f"{self.out}: another run (pid {holder}) is writing a model there now: wait for it "
+                                    "to finish, or choose another --out") from None
+            try:  # the file we locked must still be the one at the path (a finishing run unlinks it)
+                if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            try:
+                self.path.unlink(missing_ok=True)  # unlinked while held: a waiter re-checks the inode
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
 def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: dict, metadata: dict) -> Path:
     """Write the artifact into a new directory beside `out_dir`, then swap it into place: a crash at
     any moment leaves the previous model whole (in `out_dir`, or, between the two renames, in
-    `.NAME.old-*` beside it, which `load` points to). Anything else in `out_dir` (a training
-    checkpoint) moves into the new one."""
+    `.NAME.old-*` beside it, which `load` points to). The checkpoint and curves in `out_dir` move
+    into the new one; a directory holding anything else is refused (check_output), and on any
+    failure what was moved is put back."""
     import shutil
     import uuid
     from safetensors.torch import save_file
-    out = Path(out_dir)
+    out = check_output(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     new = out.parent / f".{out.name}.new-{tag}"
+    old = out.parent / f".{out.name}.old-{tag}"
     new.mkdir()
+    moved: list[str] = []
+    swapped = False
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(tensors, str(new / "model.safetensors"), metadata={"format": FORMAT})
@@ -77,16 +149,24 @@ def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: di
             _fsync(f)
         if out.exists():
             for child in out.iterdir():
-                if child.name not in (*FILES, "MODEL_CARD.md"):
+                if child.name in OWNED and child.name not in (*FILES, "MODEL_CARD.md"):
                     child.rename(new / child.name)
-            old = out.parent / f".{out.name}.old-{tag}"
+                    moved.append(child.name)
             out.rename(old)
             new.rename(out)
+            swapped = True
             shutil.rmtree(old, ignore_errors=True)
         else:
             new.rename(out)
+            swapped = True
     except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
+        if not swapped:
+            if old.exists() and not out.exists():
+                old.rename(out)
+            for name in moved:  # put back what was moved, then remove only what this save wrote
+                if (new / name).exists() and not (out / name).exists():
+                    (new / name).rename(out / name)
+            shutil.rmtree(new, ignore_errors=True)
         raise
     return out
 
@@ -153,10 +233,17 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     except (KeyError, TypeError, ValueError) as e:
         raise ArtifactError(f"{path / 'config.json'}: bad model config: {e}") from None
     metadata = _read_json(path / "metadata.json")
+    if not isinstance(metadata, dict):
+        raise ArtifactError(f"{path / 'metadata.json'}: expected a JSON object, got {type(metadata).__name__}: "
+                            "the file was replaced or damaged")
     sums = metadata.get("sha256") if isinstance(metadata, dict) else None
-    if isinstance(sums, dict):  # models saved before checksums were recorded load unchecked
+    unchecked = [name for name in CHECKED if not isinstance(sums, dict) or not isinstance(sums.get(name), str)]
+    if unchecked:  # an older model (or edited metadata): it loads, and the user is told it is unverified
+        print(f"reviewlstm: warning: {path / 'metadata.json'} records no sha256 for {', '.join(unchecked)}: "
+              "those files load unchecked (a damaged or edited file would not be noticed)", file=sys.stderr, flush=True)
+    if isinstance(sums, dict):
         for name in CHECKED:
-            if name in sums and file_sha256(path / name) != sums[name]:
+            if isinstance(sums.get(name), str) and file_sha256(path / name) != sums[name]:
                 raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
                                     "when the model was saved: the file was changed or damaged")
     try:
@@ -175,13 +262,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ArtifactError(f"{path / 'model.safetensors'}: cannot read the weights ({str(e).splitlines()[0]}): "
                             "the file is corrupt, truncated or not safetensors") from None
-    # the config's sizes checked against the file's shapes before anything is allocated
-    want = {"embedding.weight": (model_config.vocab_size, model_config.embed_dim),
-            "head.weight": (len(model_config.ratings), model_config.hidden * (2 if model_config.bidirectional else 1))}
-    for name, shape in want.items():
-        if shapes.get(name) != shape:
-            raise ArtifactError(f"{path}: config.json describes {name} of shape {shape}, model.safetensors holds "
-                                f"{shapes.get(name, 'none')}: the files do not belong together")
+    _check_sizes(path, model_config, shapes)
     try:
         tensors = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -199,6 +280,32 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         raise ArtifactError(f"{path / 'model.safetensors'}: the weights do not fit the config ({first})") from None
     model.to(device).eval()
     return LoadedModel(model, vocab, model_config, config.get("train", {}), metadata, path)
+
+
+def _check_sizes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple]) -> None:
+    """Every size in config.json checked against the names and shapes in the safetensors header, from
+    the numbers alone, before anything is allocated: a tampered size (a scale of 10**15 ratings, 10**7
+    layers) is one short error, not a MemoryError or gigabytes spent before refusing."""
+    where = f"{path}: config.json and model.safetensors do not belong together"
+    directions = 2 if cfg.bidirectional else 1
+    n_ratings = cfg.scale_max - cfg.scale_min + 1  # not len(cfg.ratings): that would build the list
+    want = {"embedding.weight": (cfg.vocab_size, cfg.embed_dim), "head.weight": (n_ratings, cfg.hidden * directions)}
+    for name, shape in want.items():
+        if shapes.get(name) != shape:
+            raise ArtifactError(f"{where}: the config describes {name} of shape {shape}, the weights hold "
+                                f"{shapes.get(name, 'none')}")
+    layers = {int(m.group(1)) for k in shapes if (m := re.match(r"rnn\..*_l(\d+)(?:_reverse)?$", k))}
+    if len(layers) != cfg.num_layers:
+        raise ArtifactError(f"{where}: the config says num_layers {cfg.num_layers}, the weights hold "
+                            f"{len(layers)} layer(s)")
+    # the sizes agree: the network's every name and shape, built on the meta device (no memory)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in RatingModel(cfg).state_dict().items()}
+    if expected != shapes:
+        diff = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]
+        k = diff[0]
+        raise ArtifactError(f"{where}: {len(diff)} weight(s) differ, first {k} (the config expects "
+                            f"{expected.get(k, 'none')}, the weights hold {shapes.get(k, 'none')})")
 
 
 def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:

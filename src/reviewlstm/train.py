@@ -234,7 +234,18 @@ def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    """Train, keep the best dev check and score the slice; see the module's docstring. `cfg.out` is
+    checked before anything trains (a directory holding files that are not a model's is refused)
+    and locked while this run writes there (a second run into it fails at once)."""
     cfg.validate()
+    artifact.check_output(cfg.out)
+    if os.environ.get("RANK", "0") != "0":  # torchrun's other ranks never write the model
+        return _train(cfg, log)
+    with artifact.OutputLock(cfg.out):
+        return _train(cfg, log)
+
+
+def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     started = time.perf_counter()
     # -- seed: the same config and data give the same model
     random.seed(cfg.seed)

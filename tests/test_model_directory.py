@@ -1,0 +1,134 @@
+"""A model directory is the model's alone: a save never moves or deletes what it did not write, one
+run writes it at a time, and a loaded model's sizes and checksums are checked before anything is
+allocated or trusted."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support import run_cli
+from reviewlstm import api, artifact
+
+
+def small_train(sst, out, *extra):
+    return ("train", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out, "--no-phrases",
+            "--max-examples", 120, "--hidden", 8, "--epochs", 1, "--no-progress", *extra)
+
+
+def test_an_out_holding_the_users_files_is_refused_and_nothing_is_touched(sst, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    for k in range(30):
+        (home / f"notes-{k}.txt").write_text(f"the user's note {k}")
+    (home / "photos").mkdir()
+    (home / "photos" / "a.jpg").write_bytes(b"\xff\xd8 not ours")
+    before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", *map(str, small_train(sst, "."))], cwd=home,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2, proc.stderr
+    assert "not a model's" in proc.stderr and "notes-0.txt" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == before
+    assert all((home / f"notes-{k}.txt").read_text() == f"the user's note {k}" for k in range(30))
+    assert not list(tmp_path.glob(".home.*"))  # nothing written beside it either
+
+
+def test_a_save_that_fails_puts_back_what_it_moved(tiny_model, tmp_path, monkeypatch):
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    (out / "checkpoint").mkdir(exist_ok=True)
+    (out / "checkpoint" / "state.json").write_text("{}")
+    loaded = api.load_model(out)
+    files_before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real_rename = Path.rename
+
+    def failing_swap(self, target):  # the moment between moving the checkpoint and swapping the model in
+        if self == out:
+            raise OSError(5, "Input/output error")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing_swap)
+    with pytest.raises(OSError):
+        artifact.save(out, loaded.model, loaded.vocab, loaded.train_config, loaded.metadata)
+    monkeypatch.undo()
+    assert (out / "checkpoint" / "state.json").read_text() == "{}"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files_before
+    assert not list(tmp_path.glob(".m.*"))
+    # and a directory holding a file that is not a model's is refused before anything moves
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(artifact.ArtifactError, match="notes.txt"):
+        artifact.save(out, loaded.model, loaded.vocab, loaded.train_config, loaded.metadata)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "checkpoint").is_dir()
+
+
+def test_a_second_training_into_the_same_out_fails_at_once(sst, tmp_path):
+    out = tmp_path / "m"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from reviewlstm import artifact\n"
+                               f"with artifact.OutputLock({str(out)!r}):\n    print('held', flush=True); time.sleep(600)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_cli(*small_train(sst, out, "--seed", 2))
+        assert proc.returncode == 2 and f"another run (pid {holder.pid}) is writing a model there" in proc.stderr, proc.stderr
+        assert not (out / "config.json").exists()
+    finally:
+        holder.kill()  # kill -9: the kernel drops the lock with its holder
+        holder.wait()
+    proc = run_cli(*small_train(sst, out, "--seed", 2))
+    assert proc.returncode == 0, proc.stderr
+    assert api.load_model(out).train_config["seed"] == 2
+    assert not (tmp_path / ".m.lock").exists()
+
+
+def _retamper(out: Path, field: str, value) -> None:
+    """Edit a size in config.json and record the edited file's sha256, so the checksum passes."""
+    config = json.loads((out / "config.json").read_text())
+    config["model"][field] = value
+    (out / "config.json").write_text(json.dumps(config))
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["sha256"]["config.json"] = hashlib.sha256((out / "config.json").read_bytes()).hexdigest()
+    (out / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("scale_max", 10**15, "head.weight of shape"), ("scale_max", 10**8, "head.weight of shape"),
+    ("num_layers", 10**7, "num_layers 10000000, the weights hold 1 layer(s)"),
+    ("num_layers", 400, "num_layers 400, the weights hold 1 layer(s)"),
+    ("pooling", "attention", "2 weight(s) differ, first attention.bias"),
+])
+def test_tampered_sizes_are_refused_from_the_header_before_allocating(tiny_model, tmp_path, field, value, message):
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    _retamper(out, field, value)
+    start = time.perf_counter()
+    with pytest.raises(artifact.ArtifactError) as e:
+        artifact.load(out)
+    assert time.perf_counter() - start < 5
+    assert message in str(e.value) and "do not belong together" in str(e.value)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+    proc = run_cli("predict", "--model", out, "good")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+
+
+@pytest.mark.parametrize("sums", [None, {}, {"model.safetensors": None}])
+def test_a_model_without_checksums_loads_with_a_warning(tiny_model, tmp_path, sums):
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    meta = json.loads((out / "metadata.json").read_text())
+    meta["sha256"] = sums
+    (out / "metadata.json").write_text(json.dumps(meta))
+    proc = run_cli("predict", "--model", out, "good")
+    assert proc.returncode == 0 and "records no sha256 for model.safetensors" in proc.stderr, proc.stderr
+    (out / "metadata.json").write_text("[]")
+    proc = run_cli("predict", "--model", out, "good")
+    assert proc.returncode == 2 and "metadata.json: expected a JSON object" in proc.stderr
+    proc = run_cli("predict", "--model", tiny_model, "good")
+    assert proc.returncode == 0 and "sha256" not in proc.stderr
