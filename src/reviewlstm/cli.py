@@ -263,23 +263,41 @@ def cmd_predict(args) -> int:
     from .fourgate import compiled
     compiled.allow_build(False)  # a few texts: the Python loop answers before a build would finish
     texts, where = args.texts, "TEXT"
+    numbers = list(range(1, len(texts) + 1))
     if not texts:
         if sys.stdin is None or sys.stdin.isatty():
             raise UserError("give at least one TEXT, texts on standard input (one a line), or --input FILE")
-        texts, where = [line.rstrip("\r\n") for line in sys.stdin], "line"
-        if not any(t.strip() for t in texts):
+        lines, where = [line.rstrip("\r\n") for line in sys.stdin], "line"
+        # blank lines separate, they are not reviews: skipped and counted, as --input skips empty rows
+        numbers = [n for n, t in enumerate(lines, 1) if t.strip()]
+        texts = [lines[n - 1] for n in numbers]
+        if not texts:
             raise UserError("standard input holds no text: give one review a line, or TEXT arguments")
-    for i, t in enumerate(texts):
-        if any("\udc80" <= ch <= "\udcff" for ch in t):  # bytes the shell passed that are not UTF-8
-            raise UserError(f"{where} {i + 1} is not valid UTF-8")
-        problem = api.text_problem(t)
-        if problem:
-            raise UserError(f"{where} {i + 1} {problem}" + (" (standard input: one review a line)" if where == "line" else ""))
+        if len(texts) < len(lines):
+            blank = [n for n, t in enumerate(lines, 1) if not t.strip()]
+            print(f"skipped {len(blank)} blank line(s) of standard input (line {', '.join(map(str, blank[:10]))}"
+                  f"{' and more' if len(blank) > 10 else ''}); --json outputs carry each review's line",
+                  file=sys.stderr)
+    kept, bad = [], []
+    for n, t in zip(numbers, texts):
+        problem = "is not valid UTF-8" if any("\udc80" <= ch <= "\udcff" for ch in t) else api.text_problem(t)
+        if problem:  # bytes the shell passed that are not UTF-8, a lone surrogate, ...
+            message = f"{where} {n} {problem}" + (" (standard input: one review a line)" if where == "line" else "")
+            if not args.skip_bad_rows:
+                raise UserError(message)
+            bad.append(message)
+            continue
+        kept.append((n, t))
+    if bad:
+        print(f"skipped {len(bad)} bad text(s): " + "; ".join(bad[:10]) + (" and more" if len(bad) > 10 else ""),
+              file=sys.stderr)
+    if not kept:
+        raise UserError("no text left to rate")
     loaded = api.load_model(args.model)
-    preds = api.predict(texts, model=loaded, long_text=args.long_text)
-    for text, p in zip(texts, preds):
+    preds = api.predict([t for _, t in kept], model=loaded, long_text=args.long_text)
+    for (n, text), p in zip(kept, preds):
         if args.json:
-            print(json.dumps({"text": text, **p.to_dict()}))
+            print(json.dumps({"text": text, **({"line": n} if where == "line" else {}), **p.to_dict()}))
         else:
             _print_prediction(text, p, loaded.config.ratings)
     return 0

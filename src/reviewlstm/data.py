@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 import sys
 import urllib.error
@@ -20,7 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-MAX_ROW_LINES = 1000  # a quoted field over this many lines is taken for a missing closing quote
+# A quoted field may hold a whole long review (many lines, 100k+ characters); one over this many
+# characters is taken for a missing closing quote (nothing after it could be trusted), and reading
+# stops there: an unclosed quote must not read a huge file into memory.
+MAX_FIELD_CHARS = 16 * 1024 * 1024
 TEXT_COLUMNS = ("text", "review", "review_text", "content", "body", "sentence")
 RATING_COLUMNS = ("rating", "stars", "star", "label", "score")
 FORMATS = ("sst", "csv", "tsv", "jsonl", "parquet")
@@ -108,7 +112,10 @@ def parse_tree(line: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
         phrases.append((label, tokens))
         return label, tokens
 
-    label, tokens = node()
+    try:
+        label, tokens = node()
+    except RecursionError:
+        raise ValueError("the tree is nested too deep to be a sentence's parse") from None
     if pos != n:
         raise ValueError(f"unexpected text after the tree at column {pos + 1}")
     return label, tokens, phrases
@@ -264,7 +271,7 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
 def _open_text(path: Path):
     """UTF-8 text (a leading BOM dropped, gzip or not) that keeps undecodable bytes as surrogates, so
     the bad row can be named, not the whole file."""
-    if path.suffix == ".gz":
+    if path.suffix.lower() == ".gz":
         import gzip
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline="")
     return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -283,6 +290,9 @@ def _lines(path: Path, f) -> Iterator[str]:
         raise DataError(f"{path}: not a gzip file (the name ends in .gz)") from None
     except (EOFError, zlib.error, OSError) as e:
         raise DataError(f"{path}:{n + 1}: the gzip data is corrupt or cut short ({e})") from None
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, as surrogateescape reads it
 
 
 def _check_decoded(value: str, column: str | None = None) -> None:
@@ -326,8 +336,14 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
                     continue
                 yield lineno, row, None
             return
-        # strict: a quote left open is an error at the end of the file, not a field that swallows it
-        reader = csv.reader(_lines(path, f), delimiter="\t" if fmt == "tsv" else ",", strict=True)
+        delimiter = "\t" if fmt == "tsv" else ","
+        # TSV is tab-separated, not CSV with tabs: a quote is text there ("Wow" is all I can say). CSV
+        # is strict: a quote left open is an error at the end of the file, not a field that swallows it
+        quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+        if csv.field_size_limit() < MAX_FIELD_CHARS:
+            csv.field_size_limit(MAX_FIELD_CHARS)
+        lines = _Tap(_lines(path, f))
+        reader = csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=fmt != "tsv")
         try:
             header = next(reader)
         except StopIteration:
@@ -341,29 +357,72 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
             raise DataError(f"{path}:1: {e}") from None
         while True:
             began = reader.line_num + 1  # the line this row starts on
+            lines.taken.clear()
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as e:
-                if "end of data" in str(e) or "field limit" in str(e):
+                if "end of data" in str(e) or "field limit" in str(e) or "field larger" in str(e):
                     # nothing after an open quote can be trusted: every later row would be part of it
                     raise DataError(f"{path}:{began}: a quoted field starts on this line and "
                                     + ("is never closed" if "end of data" in str(e) else
-                                       f"runs past {csv.field_size_limit():,} characters") + " (a missing closing quote?)") from None
+                                       f"runs past {MAX_FIELD_CHARS:,} characters") + " (a missing closing quote?)") from None
                 yield began, None, f"not valid {fmt.upper()} ({e})"
                 continue
-            if reader.line_num - began >= MAX_ROW_LINES:
-                raise DataError(f"{path}:{began}: a quoted field starts on this line and runs over "
-                                f"{reader.line_num - began + 1} lines, to line {reader.line_num} (a missing closing quote?)")
             if not fields:  # a blank line; a quoted empty field ("") is a row, and is checked
                 continue
+            row = dict(zip(header, fields))
             if len(fields) != len(header):
                 # the fields the header names are kept (an id column, say), so a scored output can
                 # still be joined back to this row; the row itself is an error
-                yield began, dict(zip(header, fields)), f"ragged row: {len(fields)} fields, the header has {len(header)}"
+                yield began, row, f"ragged row: {len(fields)} fields, the header has {len(header)}"
                 continue
-            yield began, dict(zip(header, fields)), None
+            if reader.line_num > began:
+                swallowed = _row_shaped(lines.taken, fields, delimiter)
+                if swallowed:
+                    yield began, row, (f"a quoted field opens on this line and takes lines {began + 1}-{reader.line_num}, "
+                                       f"{len(swallowed)} of which read alone as rows of this file (line "
+                                       f"{', '.join(str(began + k) for k in swallowed[:5])}"
+                                       f"{', ...' if len(swallowed) > 5 else ''}): a stray quote?")
+                    continue
+            yield began, row, None
+
+
+class _Tap:
+    """The lines a csv.reader consumes, kept for the record being read (to look inside one that runs
+    over several lines)."""
+
+    def __init__(self, lines: Iterator[str]):
+        self.lines, self.taken = lines, []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.taken.append(line)
+        return line
+
+
+def _is_int(value: str) -> bool:
+    value = value.strip()
+    return value.lstrip("+-").isdigit() and value.isascii()
+
+
+def _row_shaped(lines: list[str], fields: list[str], delimiter: str) -> list[int]:
+    """The lines wholly inside a record that runs over several lines which, read alone, look like rows
+    of the file: as many fields as the record, and an integer wherever the record has one (its rating,
+    an id). A review over several lines has prose there; a stray quote has swallowed rows."""
+    numeric = [i for i, v in enumerate(fields) if _is_int(v)]
+    if not numeric:
+        return []
+    found = []
+    for k, line in enumerate(lines[1:-1], 1):
+        alone = next(csv.reader([line], delimiter=delimiter), [])
+        if len(alone) == len(fields) and all(_is_int(alone[i]) for i in numeric):
+            found.append(k)
+    return found
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -409,10 +468,18 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
         if row is not None and problem is None and not resolved:
-            text_col = _pick(row.keys(), columns.text, TEXT_COLUMNS, "text", path, True)
-            rating_col = _pick(row.keys(), columns.rating, RATING_COLUMNS, "rating", path,
-                               require_rating or columns.rating is not None) if ratings else None
-            resolved = True
+            # JSONL rows may differ: the columns come from the first row that has them, and a row
+            # without them is a bad row; a table's header names them once
+            if fmt == "jsonl" and columns.text is None and _pick(row.keys(), None, TEXT_COLUMNS, "text", path, False) is None:
+                problem = (f"no text column in this row: expected one of {', '.join(TEXT_COLUMNS)} (or name it with "
+                           f"--text-column); its keys are {', '.join(map(str, row.keys())) or 'none'}")
+            else:
+                keys = list(row.keys()) if fmt != "jsonl" or columns.text is None else [columns.text, *row.keys()]
+                text_col = _pick(keys, columns.text, TEXT_COLUMNS, "text", path, True)
+                rating_keys = list(row.keys()) if fmt != "jsonl" or columns.rating is None else [columns.rating, *row.keys()]
+                rating_col = _pick(rating_keys, columns.rating, RATING_COLUMNS, "rating", path,
+                                   require_rating or columns.rating is not None) if ratings else None
+                resolved = True
         if problem is None:
             problem = _row_problem(row, text_col, rating_col, scale, require_rating)
         if problem is not None:
@@ -440,6 +507,9 @@ def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[
             f"text in column {text_col!r} is a {type(text).__name__}, not a string"
     try:
         _check_decoded(text, text_col)
+        for column, value in row.items():  # bytes that are not UTF-8, in any column: written back, never rewritten silently
+            if column != text_col and isinstance(value, str) and not value.isascii() and _UNDECODED.search(value):
+                _check_decoded(value, column)
     except ValueError as e:
         return str(e)
     if rating_col is None:

@@ -2,6 +2,7 @@
 
     REVIEWLSTM_CACHE    where downloads and the compiled kernel are kept (default ~/.cache/reviewlstm)
     REVIEWLSTM_KERNEL   off: never build or use the compiled CPU loop (the Python loop runs)
+    REVIEWLSTM_KERNEL_WAIT  seconds to wait for another process's build of the kernel (default 600)
     REVIEWLSTM_TRITON   off: keep CUDA on the step loop, not the Triton kernel
     REVIEWLSTM_DEBUG    set: the CLI re-raises errors with their traceback instead of one line
 """
@@ -21,6 +22,15 @@ def switch(name: str, default: bool = True) -> bool:
     if value is None:
         return default
     return value.strip().lower() not in ("0", "off", "false", "no")
+
+
+def kernel_wait_seconds() -> float:
+    """REVIEWLSTM_KERNEL_WAIT: how long to wait for another process's build of the kernel before
+    running the Python loop (default 600 s, longer than any build of the one file takes)."""
+    try:
+        return max(float(os.environ.get("REVIEWLSTM_KERNEL_WAIT", "600")), 0.0)
+    except ValueError:
+        return 600.0
 
 
 def debug() -> bool:

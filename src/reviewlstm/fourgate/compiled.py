@@ -10,6 +10,7 @@ lives in ``settings.cache_root()``, one directory per torch version, so an upgra
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -90,13 +91,17 @@ def load():
                     if built[i]:
                         _module = _import_built(name, build)
                         break
-                    _clear_stale_lock(build)
-                    _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
-                                                 verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
+                    with _build_lock(build):
+                        if any(build.glob(f"{name}*.so")):  # another process built it while this one waited
+                            _module = _import_built(name, build)
+                            break
+                        _clear_stale_lock(build)
+                        _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
+                                                     verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
                     _built_now = not any(built)
                     break
-                except Exception:
-                    if n == len(order) - 1:
+                except Exception as exc:
+                    if n == len(order) - 1 or isinstance(exc, TimeoutError):  # waited out: no other build either
                         raise
         except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -106,8 +111,39 @@ def load():
         return _module
 
 
-# no build of this one file takes this long; a lock older than that was left by a build that was killed
-STALE_LOCK_S = 600
+class _build_lock:
+    """An exclusive `flock` on the build directory's `reviewlstm.lock`, held while this process builds.
+    The kernel drops it when its holder dies, however it dies (kill -9 included), so a killed build
+    never blocks the next; a build still running is waited for at most `settings.kernel_wait_seconds()`, then this
+    process runs the Python loop and says so."""
+
+    def __init__(self, build: Path):
+        self.path = build / "reviewlstm.lock"
+        self.fd: int | None = None
+
+    def __enter__(self):
+        import fcntl
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline, said = time.monotonic() + settings.kernel_wait_seconds(), False
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    self.fd = None
+                    raise TimeoutError(f"another process has been building the kernel in {self.path.parent} for "
+                                       f"over {settings.kernel_wait_seconds():.0f} s (REVIEWLSTM_KERNEL_WAIT)") from None
+                if not said:
+                    print("reviewlstm: waiting for another process's build of the fast LSTM kernel", file=sys.stderr,
+                          flush=True)
+                    said = True
+                time.sleep(0.5)
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the lock; the file stays, so every process locks the same one
 
 
 def _import_built(name: str, build: Path):
@@ -124,17 +160,13 @@ def _import_built(name: str, build: Path):
 
 
 def _clear_stale_lock(build: Path) -> None:
-    """torch's build lock is a bare file that a killed build leaves behind, and every later build
-    would wait on it forever: one older than any build takes is removed, and said so."""
+    """torch's build lock is a bare file that a killed build leaves behind, and every later build would
+    wait on it forever. Called only while holding `_build_lock`, when no other reviewlstm build can be
+    running in this directory: any such file is a killed build's, removed, and said so."""
     lock = build / "lock"
-    try:
-        age = time.time() - lock.stat().st_mtime
-    except FileNotFoundError:
-        return
-    if age > STALE_LOCK_S:
+    if lock.exists():
         lock.unlink(missing_ok=True)
-        print(f"reviewlstm: removed {lock}, left {age / 60:.0f} minutes ago by a build that was stopped",
-              file=sys.stderr, flush=True)
+        print(f"reviewlstm: removed {lock}, left by a build of the kernel that was stopped", file=sys.stderr, flush=True)
 
 
 def tried() -> bool:
