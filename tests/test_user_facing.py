@@ -123,8 +123,8 @@ def test_texts_on_standard_input(tiny_model):
     assert proc.returncode == 0 and [json.loads(l)["text"] for l in proc.stdout.splitlines()] == ["a fine film", "dull"]
     proc = run_cli("predict", "--model", tiny_model, input="")
     assert proc.returncode == 2 and "standard input holds no text" in proc.stderr
-    proc = run_cli("predict", "--model", tiny_model, input="good\n\nbad\n")
-    assert proc.returncode == 2 and "line 2 is empty" in proc.stderr
+    proc = run_cli("predict", "--model", tiny_model, input="good\n\nbad\n")  # a blank line separates, it is skipped
+    assert proc.returncode == 0 and "skipped 1 blank line(s)" in proc.stderr and len(proc.stdout.splitlines()) == 2
     assert "standard input" in run_cli("predict", "--help").stdout
 
 

@@ -112,7 +112,22 @@ class TrainConfig:
         shared = {f.name: getattr(self, f.name) for f in fields(ModelConfig) if hasattr(self, f.name)}
         return ModelConfig(**{**shared, **decided})
 
+    def check_types(self) -> None:
+        """Every field of the type it is declared with (an int is not a bool, a float may be an int),
+        so a config file's `seed = "abc"` or `batch_size = true` is one line naming the field."""
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
+            ok = (value is None and "None" in allowed) or any({
+                "int": isinstance(value, int) and not isinstance(value, bool),
+                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+                "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(t, False) for t in allowed)
+            if not ok:
+                kinds = " or ".join({"int": "an int", "float": "a number", "bool": "true or false", "str": "a string",
+                                     "None": "null"}.get(t, t) for t in allowed)
+                raise ValueError(f"{f.name} must be {kinds}, got {json.dumps(value, default=repr)}")
+
     def validate(self) -> None:
+        self.check_types()
         if not self.train:
             raise ValueError("no training file: pass --train FILE")
         choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
@@ -130,6 +145,15 @@ class TrainConfig:
                 continue
             if isinstance(value, str) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("extra_glove_words", "average_best"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("max_examples", "threads", "patience"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("weight_decay", "clip"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if not 0 <= self.distill_alpha <= 1:
             raise ValueError(f"distill_alpha must be in [0, 1], got {self.distill_alpha}")
         if self.distill_temperature <= 0:
@@ -138,7 +162,7 @@ class TrainConfig:
             raise ValueError(f"average_best must be >= 0, got {self.average_best}")
         if not 0 <= self.holdout < 1:
             raise ValueError(f"holdout must be in [0, 1), got {self.holdout}")
-        if self.lr <= 0:
+        if not math.isfinite(self.lr) or self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.scale_max <= self.scale_min:
             raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty: the highest rating must be "
@@ -178,7 +202,12 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}")
-        return cls(**{**data, **overrides})
+        config = cls(**{**data, **overrides})
+        try:
+            config.check_types()
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return config
 
 
 @dataclass
