@@ -97,3 +97,18 @@ def test_page_shows_errors(browser_page):
     page.click("#go")
     page.wait_for_function("document.getElementById('error').textContent.includes('first')", timeout=10_000)
     assert page.locator("#stars").count() == 0
+
+
+def test_an_explanation_page_survives_script_like_text(browser_page, tiny_model, tmp_path):
+    from support import run_cli
+    page, _ = browser_page
+    text = "good <!--<script> film </script> and --> bad & <b>bold</b>"
+    out = tmp_path / "why.html"
+    proc = run_cli("explain", "--model", tiny_model, text, "--html", out)
+    assert proc.returncode == 0, proc.stderr
+    script = out.read_text().split("<script>window.REVIEWLSTM_EXPLANATION = ", 1)[1].split("</script>", 1)[0]
+    assert "<" not in script and ">" not in script  # nothing in the data can open or close a tag
+    page.goto(out.as_uri())
+    page.wait_for_selector("#stars", timeout=30_000)
+    assert page.inner_text("#rating") in {"1", "2", "3", "4", "5"}
+    assert page.locator("#heatmap span").count() > 5

@@ -161,7 +161,7 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     cfg = loaded.config
     bad = BadRows()
     examples = list(read_examples(path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad))
+                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad, scale_hint=False))
     preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
     result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
                            [p.expected_rating for p in preds], cfg.ratings)

@@ -204,6 +204,10 @@ def _read_json(path: Path):
         raise ArtifactError(f"{path}: not UTF-8 text: not a reviewlstm model file") from None
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path}:{e.lineno}: not valid JSON ({e.msg}): the file is corrupt or truncated") from None
+    except RecursionError:
+        raise ArtifactError(f"{path}: JSON nested too deep to be a reviewlstm model file") from None
+    except ValueError as e:  # a number of more digits than Python converts
+        raise ArtifactError(f"{path}: not a reviewlstm model file ({str(e).splitlines()[0][:120]})") from None
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
@@ -250,8 +254,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         vocab = Vocab.load(path / "vocab.json")
     except json.JSONDecodeError as e:
         raise ArtifactError(f"{path / 'vocab.json'}:{e.lineno}: not valid JSON ({e.msg}): corrupt or truncated") from None
+    except RecursionError:
+        raise ArtifactError(f"{path / 'vocab.json'}: JSON nested too deep to be a vocabulary") from None
     except ValueError as e:
-        raise ArtifactError(f"{path / 'vocab.json'}: {e}") from None
+        raise ArtifactError(f"{path / 'vocab.json'}: {str(e).splitlines()[0][:200]}") from None
     if len(vocab) != model_config.vocab_size:
         raise ArtifactError(f"{path}: vocab.json has {len(vocab)} tokens but the model was built for "
                             f"{model_config.vocab_size}")

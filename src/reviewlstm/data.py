@@ -237,7 +237,7 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
                   scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
                   skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True,
-                  keep_bad_rows: bool = False) -> Iterator[Example]:
+                  keep_bad_rows: bool = False, scale_hint: bool = True) -> Iterator[Example]:
     """Stream the examples of any supported file (ratings=False: ignore any rating column, as when
     scoring a file). Raises DataError on the first bad row unless skip_bad_rows, in which case bad
     rows are counted in `bad`, or keep_bad_rows (scoring: every row comes back), in which case a bad
@@ -256,7 +256,7 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
         rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad, keep_bad_rows=keep_bad_rows)
     else:
         rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings,
-                           keep_bad_rows)
+                           keep_bad_rows, scale_hint)
     n = 0
     skipped = bad.count
     for ex in rows:
@@ -315,11 +315,18 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
         except Exception as e:  # pyarrow raises several types for a file that is not Parquet
             raise DataError(f"{path}: not a Parquet file ({str(e).splitlines()[0]})") from None
         n = 0
-        for batch in pf.iter_batches(batch_size=4096):
+        batches = pf.iter_batches(batch_size=4096)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as e:  # corrupt pages: pyarrow's message names no file
+                raise DataError(f"{path}: cannot read the Parquet data after row {n} ({str(e).splitlines()[0]}): "
+                                "the file is corrupt or cut short") from None
             for row in batch.to_pylist():
                 n += 1
                 yield n, row, None
-        return
     with _open_text(path) as f:
         if fmt == "jsonl":
             for lineno, line in enumerate(_lines(path, f), 1):
@@ -463,7 +470,8 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
 
 
 def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
-                skip_bad_rows: bool, bad: BadRows, ratings: bool = True, keep_bad_rows: bool = False) -> Iterator[Example]:
+                skip_bad_rows: bool, bad: BadRows, ratings: bool = True, keep_bad_rows: bool = False,
+                scale_hint: bool = True) -> Iterator[Example]:
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
@@ -481,7 +489,7 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
                                    require_rating or columns.rating is not None) if ratings else None
                 resolved = True
         if problem is None:
-            problem = _row_problem(row, text_col, rating_col, scale, require_rating)
+            problem = _row_problem(row, text_col, rating_col, scale, require_rating, scale_hint)
         if problem is not None:
             reason = problem.split(" (")[0].split(":")[0]
             msg = f"{path}:{line}: {problem}"
@@ -498,7 +506,7 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
 
 
 def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[int, int],
-                 require_rating: bool) -> str | None:
+                 require_rating: bool, scale_hint: bool = True) -> str | None:
     if text_col not in row:
         return f"missing column {text_col!r}"
     text = row[text_col]
@@ -521,9 +529,11 @@ def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[
     lo, hi = scale
     if rating is None or not lo <= rating <= hi:
         hint = ""
-        if rating is not None and (lo, hi) == (1, 5):
+        if rating is not None and (lo, hi) == (1, 5) and scale_hint:
             hint = " (ratings on another scale: pass --scale, e.g. --scale 1-10" + \
                    (" or --scale 0-4" if rating == 0 else "") + ")"
+        elif rating is not None and not scale_hint:
+            hint = " (the model rates on its own scale: a file on another scale needs a model trained on it)"
         return f"rating {value!r} in column {rating_col!r} is not an integer in {lo}..{hi}{hint}"
     return None
 

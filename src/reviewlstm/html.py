@@ -13,8 +13,8 @@ WEB = Path(str(resources.files("reviewlstm") / "web"))  # index.html, app.js, st
 
 def explanation_page(e: Explanation, whole=None) -> str:
     """whole: the Prediction of the whole text, when only its first part was explained."""
-    data = json.dumps(e.to_dict()).replace("</", "<\\/")  # no "</script>" can end the script early
-    rated = json.dumps(whole.to_dict() if whole is not None else None).replace("</", "<\\/")
+    data = script_json(e.to_dict())
+    rated = script_json(whole.to_dict() if whole is not None else None)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>reviewlstm: {html.escape(e.text[:60])}</title>
@@ -27,3 +27,10 @@ def explanation_page(e: Explanation, whole=None) -> str:
 <div id="error"></div><div id="result"></div>
 </main></body></html>
 """
+
+
+def script_json(value) -> str:
+    """JSON safe inside a <script> element: every <, > and & as its \\u escape (the same value to
+    JavaScript), so no text of the review ("</script>", "<!--<script>") can end the script or put
+    the HTML parser into its escaped state and swallow the rest of the page."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

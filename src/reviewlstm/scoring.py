@@ -83,7 +83,11 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     predictor = Predictor(loaded, long_text=long_text)
     cfg = loaded.config
     output_path = Path(output_path)
-    out_fmt = detect_format(output_path)
+    try:
+        out_fmt = detect_format(output_path)
+    except DataError:  # --format names the input's format: the output's comes from its name alone
+        raise DataError(f"{output_path}: cannot tell the output's format from its name: end it in .csv, .tsv, "
+                        ".jsonl or .parquet (optionally .gz)") from None
     if out_fmt == "sst":
         raise DataError(f"{output_path}: write predictions as .csv, .tsv, .jsonl or .parquet")
     if output_path.is_dir():
