@@ -38,6 +38,8 @@ class Limits:
     max_explain_queue: int = 4
     max_gate_tokens: int = 300
     max_pass_chars: int = 100_000
+    max_connections: int = 256
+    body_timeout: int = 30
 
 
 LIMIT_HELP = {
@@ -50,6 +52,10 @@ LIMIT_HELP = {
     "max_gate_tokens": "/explain: per-unit gate values for the first N tokens (the means for all)",
     "max_pass_chars": "characters one /predict pass reads: a huge batch is read in parts, and short "
                       "requests that arrive meanwhile go in between",
+    "max_connections": "open connections; one more is answered 503 with Retry-After and closed at once, so "
+                       "idle or slow sockets cannot use up the process's files",
+    "body_timeout": "seconds a request has to send its whole body after its head (a body trickled a byte "
+                    "at a time is answered 408 and closed)",
 }
 
 
@@ -178,8 +184,13 @@ class BodyLimit:
         if size is not None and int(size) > limit:
             return await _answer(send, 413, f"request body is {size} bytes; the limit max_body_bytes is {limit}")
         body, more = bytearray(), True
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0))
+            except asyncio.TimeoutError:
+                return await _answer(send, 408, f"the request body did not arrive within {self.limits.body_timeout} s "
+                                                "(body_timeout)")
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -250,6 +261,7 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
 
     @app.on_event("startup")
     def _start() -> None:
+        _log_accept_errors_once(asyncio.get_running_loop())
         threading.Thread(target=load, daemon=True, name="load-model").start()
 
     @app.exception_handler(RequestValidationError)
@@ -361,36 +373,85 @@ def _version() -> str:
 
 def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
           limits: Limits | None = None, header_timeout: float = 10.0) -> None:
+    import resource
     import sys
     import uvicorn
+    limits = limits or Limits()
     # the event loop shares the interpreter with the model and explain threads: a shorter switch
     # interval (default 5 ms) lets it answer /health between their Python steps
     sys.setswitchinterval(0.001)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # as many files as allowed: max_connections is the cap
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # keep-alive connections idle over 5 s are closed (uvicorn's default, said here so it cannot drift);
-    # a connection that has not sent a whole request head within header_timeout is closed too
+    # a connection that has not sent a whole request head within header_timeout is closed too, for
+    # its first request and every later one
     uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5,
-                http=_with_header_timeout(header_timeout))
+                http=_guarded_protocol(header_timeout, limits.max_connections))
 
 
-def _with_header_timeout(seconds: float):
-    """uvicorn's HTTP protocol, closing a connection whose first request head is not in after
-    `seconds` (uvicorn has no such setting: a client sending its headers a byte at a time would hold
-    the socket open for as long as it liked)."""
+def _log_accept_errors_once(loop) -> None:
+    """Out of file descriptors, asyncio logs a traceback at every accept it retries: one line a minute
+    says it instead (the connection cap keeps the service below the limit; this is for the rest)."""
+    import errno
+    import logging
+    said = {"at": float("-inf")}
+    log = logging.getLogger("uvicorn.error")
+
+    def handler(loop, context):
+        exc = context.get("exception")
+        if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            if loop.time() - said["at"] >= 60:
+                said["at"] = loop.time()
+                log.warning("cannot accept connections: %s (said once a minute; max_connections caps them)",
+                            exc.strerror or exc)
+            return
+        loop.default_exception_handler(context)
+    loop.set_exception_handler(handler)
+
+
+_OVER_CAPACITY = b'{"detail": "too many open connections (max_connections): try again shortly"}'
+
+
+def _guarded_protocol(head_seconds: float, max_connections: int):
+    """uvicorn's HTTP protocol with two guards uvicorn has no setting for: a connection is closed when
+    a request head (its first or any later one on a kept-alive connection) is not in `head_seconds`
+    after it could start (a client sending its headers a byte at a time would hold the socket for as
+    long as it liked), and a connection past `max_connections` is answered 503 and closed at once."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Base
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
 
-    class HeaderTimeout(Base):
+    class Guarded(Base):
         def connection_made(self, transport):
             super().connection_made(transport)
-            self._head_timer = self.loop.call_later(seconds, self._head_late)
+            self._head_timer = None
+            if len(self.connections) > max_connections:
+                transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+                                b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
+                                + str(len(_OVER_CAPACITY)).encode() + b"\r\n\r\n" + _OVER_CAPACITY)
+                transport.close()
+                return
+            self._arm_head_timer()
+
+        def _arm_head_timer(self):
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(head_seconds, self._head_late)
 
         def _head_late(self):
-            if self.cycle is None and not self.transport.is_closing():
+            waiting_for_a_head = self.cycle is None or self.cycle.response_complete
+            if waiting_for_a_head and not self.transport.is_closing():
                 self.transport.close()
 
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_head_timer()  # the next request's head has as long as the first's had
+
         def connection_lost(self, exc):
-            self._head_timer.cancel()
+            if getattr(self, "_head_timer", None) is not None:
+                self._head_timer.cancel()
             super().connection_lost(exc)
-    return HeaderTimeout
+    return Guarded
