@@ -4,6 +4,8 @@ pytestmark = pytest.mark.distributed
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
@@ -13,11 +15,21 @@ from reviewlstm import api
 from reviewlstm.train import TrainConfig, train
 
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
 def torchrun(*args, timeout=300):
     # one thread each, as two processes sharing a 2-core machine should
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "reviewlstm", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0:  # every process's whole log, kept: a rare failure must be readable afterwards
+        ARTIFACTS.mkdir(exist_ok=True)
+        log = ARTIFACTS / f"torchrun-{os.getpid()}-{time.time_ns()}.log"
+        log.write_text(f"$ torchrun {' '.join(map(str, args))}\nexit {proc.returncode}\n--- stdout\n{proc.stdout}\n"
+                       f"--- stderr\n{proc.stderr}")
+        proc.stderr = f"(whole log: {log})\n" + proc.stderr
+    return proc
 
 
 def largest_difference(a, b) -> float:
@@ -39,7 +51,7 @@ def test_two_processes_take_the_same_steps_as_one(sst, tmp_path, batch, examples
     one = run_cli(*common(sst, tmp_path / "one", *args))
     assert one.returncode == 0, one.stderr
     two = torchrun(*common(sst, tmp_path / "two", *args))
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, two.stderr.splitlines()[0] + "\n" + two.stderr[-2000:]
     assert largest_difference(tmp_path / "one" / "model.safetensors", tmp_path / "two" / "model.safetensors") < 1e-5
 
 

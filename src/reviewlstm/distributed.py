@@ -110,7 +110,29 @@ def broadcast(obj, d: Dist):
 
 
 def teardown(d: Dist) -> None:
+    """Leave the process group together. A gloo barrier followed at once by destroying the group can
+    kill a peer (pytorch/gloo#155: a process that has passed the barrier closes its connections
+    while its last barrier message to the other is still queued; the other aborts, SIGABRT). So the
+    processes first meet once more on the rendezvous store (TCP, not gloo): none can pass it before
+    every one has left the gloo barrier, so no gloo message is in flight when the group is closed."""
     if d.on:
         import torch.distributed as dist
         if dist.is_initialized():
+            _store_meet(d, "reviewlstm/teardown")
             dist.destroy_process_group()
+
+
+def _store_meet(d: Dist, key: str, timeout_s: float = 300.0) -> None:
+    import time
+    import torch.distributed as dist
+    try:
+        store = dist.distributed_c10d._get_default_store()
+    except (AttributeError, RuntimeError, ValueError):  # no store to meet on: the gloo barrier alone
+        dist.barrier()
+        return
+    store.add(key, 1)
+    deadline = time.monotonic() + timeout_s
+    while int(store.add(key, 0)) < d.world:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"distributed: not every process reached the end within {timeout_s:.0f} s")
+        time.sleep(0.01)

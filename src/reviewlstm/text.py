@@ -1,7 +1,7 @@
 """Text to token ids: a Penn-Treebank tokenizer (the one SST was tokenized with) and a vocabulary.
 
 Text that is not ASCII is NFKC-normalized first (``ｇｒｅａｔ`` reads as ``great``, ``ﬁne`` as ``fine``), in
-training and prediction alike.
+training and prediction alike, except where that would split or rename a word (``don´t``, ``½``).
 
 SST-5 comes already tokenized the PTB way: "does n't", "it 's", brackets as -LRB- / -RRB-, quotes
 as `` and ''. A model trained on it must read raw reviews the same way, so raw text goes through
@@ -23,6 +23,7 @@ exported with HTML in them and written fast, so before the PTB rules :func:`toke
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
@@ -114,10 +115,14 @@ _OPENING = "\"'`([{<"
 
 
 def _split_stop(match: re.Match) -> str:
-    word = match.group(1)
+    return _stop_split(match.group(1))
+
+
+@functools.lru_cache(maxsize=65536)  # reviews repeat their words: each is judged once
+def _stop_split(word: str) -> str:
     bare = word.lstrip(_OPENING)
     if bare.lower() in ABBREVIATIONS or _INITIALISM.match(bare):
-        return match.group(0)
+        return word + "."
     return word + " ."
 
 
@@ -141,7 +146,9 @@ _HAS_BRACKET = re.compile(r"[\]\[\(\)\{\}<>]")
 # rules 4 and 6 of _PUNCTUATION (each character spaced off) as translation tables: the same result,
 # without a Python call per match, which made a text of a million brackets take seconds
 _SPACED_PUNCTUATION = str.maketrans({c: f" {c} " for c in ";@#$%&?!"})
-_SPACED_BRACKETS = str.maketrans({c: f" {c} " for c in "][(){}<>"})
+_HAS_PUNCTUATION = re.compile(r"[;@#$%&?!]")
+# brackets spaced off and named the PTB way (-LRB-) in the same pass: every bracket token comes from here
+_SPACED_BRACKETS = str.maketrans({c: f" {BRACKETS.get(c, c)} " for c in "][(){}<>"})
 _PTB_TOKEN = re.compile(r"^-[LR][RSC]B-$")
 
 
@@ -152,7 +159,7 @@ def tokenize(text: str, lowercase: bool = False) -> list[str]:
     :func:`_clean` and the PTB rules (:func:`_ptb`).
     """
     if not text.isascii():  # full-width letters, ligatures, superscripts read as the letters they are
-        text = unicodedata.normalize("NFKC", text)
+        text = compatibility_form(text)
     if "\\" in text:
         text = text.replace("\\/", "/").replace("\\*", "*")  # SST's escapes, if pasted from the treebank
     text = _clean(text)
@@ -183,10 +190,11 @@ def _ptb(text: str) -> list[str]:
             text = regex.sub(sub, text)
     if "..." in text:
         text = _PUNCTUATION[2][0].sub(_PUNCTUATION[2][1], text)
-    text = text.translate(_SPACED_PUNCTUATION)  # ;@#$%&?! (rule 4, as a table: one C pass however many)
+    if _HAS_PUNCTUATION.search(text):
+        text = text.translate(_SPACED_PUNCTUATION)  # ;@#$%&?! (rule 4, as a table: one C pass however many)
     text = _PUNCTUATION[4][0].sub(_PUNCTUATION[4][1], text)  # the final period
     if _HAS_BRACKET.search(text):
-        text = text.translate(_SPACED_BRACKETS)  # rule 6, as a table
+        text = text.translate(_SPACED_BRACKETS)  # rule 6, as a table, brackets renamed
     if "--" in text:
         text = _PUNCTUATION[6][0].sub(_PUNCTUATION[6][1], text)
     text = " " + text + " "
@@ -197,13 +205,32 @@ def _ptb(text: str) -> list[str]:
     for word, regex in zip(_CONTRACTION_WORDS, _CONTRACTIONS):
         if word in low:
             text = regex.sub(_SPLIT_TWO, text)
-    return [BRACKETS.get(t, t) for t in text.split()]
+    return text.split()
+
+
+@functools.lru_cache(maxsize=4096)
+def _splits_words(ch: str) -> bool:
+    """Characters NFKC would turn into a space and a combining mark (the acute accent written for an
+    apostrophe, "don´t") or into digits around a fraction slash (½): kept as they are, since either
+    form would split or rename a word."""
+    form = unicodedata.normalize("NFKC", ch)
+    return form != ch and ((" " in form and len(form) > 1) or "\u2044" in form)
+
+
+def compatibility_form(text: str) -> str:
+    """NFKC, except for the characters `_splits_words` keeps: ｇｒｅａｔ -> great, ﬁne -> fine, a
+    no-break space -> a space, don´t -> don´t."""
+    keep = [ch for ch in set(text) if not ch.isascii() and _splits_words(ch)]
+    if not keep:
+        return unicodedata.normalize("NFKC", text)
+    parts = re.split("([" + re.escape("".join(keep)) + "])", text)
+    return "".join(p if i % 2 else unicodedata.normalize("NFKC", p) for i, p in enumerate(parts))
 
 
 def normalize(token: str, lowercase: bool) -> str:
     """One already-split token as the vocabulary sees it (SST's escapes undone, case folded)."""
     if not token.isascii():
-        token = unicodedata.normalize("NFKC", token)
+        token = compatibility_form(token)
     token = token.replace("\\/", "/").replace("\\*", "*")
     return token.lower() if lowercase and not _PTB_TOKEN.match(token) else token
 
