@@ -114,21 +114,22 @@ def test_tampered_sizes_are_refused_from_the_header_before_allocating(tiny_model
     assert time.perf_counter() - start < 5
     assert message in str(e.value) and "do not belong together" in str(e.value)
     assert "\n" not in str(e.value) and len(str(e.value)) < 400
-    proc = run_cli("predict", "--model", out, "good")
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    if field == "num_layers" and value == 400:  # the command line says the same, in one line
+        proc = run_cli("predict", "--model", out, "good")
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
 
 
-@pytest.mark.parametrize("sums", [None, {}, {"model.safetensors": None}])
-def test_a_model_without_checksums_loads_with_a_warning(tiny_model, tmp_path, sums):
+def test_a_model_without_checksums_loads_with_a_warning(tiny_model, tmp_path, capsys):
     out = tmp_path / "m"
     shutil.copytree(tiny_model, out)
     meta = json.loads((out / "metadata.json").read_text())
-    meta["sha256"] = sums
-    (out / "metadata.json").write_text(json.dumps(meta))
-    proc = run_cli("predict", "--model", out, "good")
-    assert proc.returncode == 0 and "records no sha256 for model.safetensors" in proc.stderr, proc.stderr
+    for sums in (None, {}, {"model.safetensors": None}):
+        meta["sha256"] = sums
+        (out / "metadata.json").write_text(json.dumps(meta))
+        artifact.load(out)
+        assert "records no sha256 for model.safetensors" in capsys.readouterr().err, sums
+    artifact.load(tiny_model)
+    assert "sha256" not in capsys.readouterr().err
     (out / "metadata.json").write_text("[]")
     proc = run_cli("predict", "--model", out, "good")
     assert proc.returncode == 2 and "metadata.json: expected a JSON object" in proc.stderr
-    proc = run_cli("predict", "--model", tiny_model, "good")
-    assert proc.returncode == 0 and "sha256" not in proc.stderr

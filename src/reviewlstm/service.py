@@ -38,7 +38,7 @@ class Limits:
     max_explain_queue: int = 4
     max_gate_tokens: int = 300
     max_pass_chars: int = 100_000
-    max_connections: int = 256
+    max_connections: int = 128
     body_timeout: int = 30
 
 
