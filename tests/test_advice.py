@@ -7,23 +7,28 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import pytest
+
 from support import run_cli
+from reviewlstm import api, artifact
+from reviewlstm.data import DataError
 
 
 def test_the_output_format_is_not_sent_to_the_input_flag(tiny_model, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("text\ngood\n")
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--format", "csv", "--output", tmp_path / "o.dat")
-    assert proc.returncode == 2 and "o.dat: cannot tell the output's format from its name" in proc.stderr
-    assert "--format" not in proc.stderr
+    with pytest.raises(DataError) as e:
+        api.score_file(src, tmp_path / "o.dat", model=tiny_model, fmt="csv", progress=False)
+    assert "o.dat: cannot tell the output's format from its name" in str(e.value) and "--format" not in str(e.value)
 
 
 def test_evaluate_does_not_suggest_a_flag_it_lacks(tiny_model, tmp_path):
     src = tmp_path / "ten.csv"
     src.write_text("text,rating\ngood,9\n")
-    proc = run_cli("evaluate", src, "--model", tiny_model)
-    assert proc.returncode == 2 and "is not an integer in 1..5" in proc.stderr and "--scale" not in proc.stderr
-    assert "a model trained on it" in proc.stderr
+    with pytest.raises(DataError) as e:
+        api.evaluate(src, model=tiny_model)
+    assert "is not an integer in 1..5" in str(e.value) and "--scale" not in str(e.value)
+    assert "a model trained on it" in str(e.value)
 
 
 def test_a_corrupt_parquet_names_the_file(tiny_model, tmp_path):
@@ -48,5 +53,6 @@ def test_deep_or_huge_json_in_a_model_names_the_file(tiny_model, tmp_path):
             meta = json.loads((out / "metadata.json").read_text())
             del meta["sha256"]
             (out / "metadata.json").write_text(json.dumps(meta))
-        proc = run_cli("predict", "--model", out, "good")
-        assert proc.returncode == 2 and f"{out / name}" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        with pytest.raises(artifact.ArtifactError) as e:
+            artifact.load(out)
+        assert f"{out / name}" in str(e.value) and "\n" not in str(e.value)

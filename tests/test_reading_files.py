@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from support import run_cli
+from reviewlstm import api
 from reviewlstm.data import BadRows, Columns, DataError, read_examples
 
 STRAY = 'text,rating\n"Unterminated opening quote review,5\ngood one,4\nbad one,1\nmy 9",4\nnext,3\n'
@@ -23,8 +24,8 @@ def test_a_stray_quote_that_swallows_rows_is_reported_not_merged(tiny_model, tmp
         list(read_examples(src))
     assert str(e.value).startswith(f"{src}:2: a quoted field opens on this line and takes lines 3-5")
     assert "line 3, 4" in str(e.value) and "stray quote" in str(e.value)
-    proc = run_cli("evaluate", src, "--model", tiny_model)
-    assert proc.returncode == 2 and f"{src}:2: a quoted field" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(DataError, match=f"{src}:2: a quoted field opens"):
+        api.evaluate(src, model=tiny_model)
     out = tmp_path / "scored.csv"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr
@@ -47,7 +48,7 @@ def test_tsv_quotes_are_text_and_a_bad_row_keeps_its_fields(tiny_model, tmp_path
     got = list(read_examples(src, skip_bad_rows=True))
     assert [e.text for e in got] == ['"Wow" is all I can say', '"Meh."', 'my 9" screen, "bad']
     out = tmp_path / "scored.tsv"
-    assert run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress").returncode == 0
+    api.score_file(src, out, model=tiny_model, progress=False)
     lines = out.read_text().splitlines()
     assert lines[2].split("\t")[:2] == ["2", '"Meh."'] and lines[1].split("\t")[1] == '"Wow" is all I can say'
     assert lines[4].split("\t")[0] == "4" and "ragged row" in lines[4]  # the bad row keeps its id
@@ -68,8 +69,8 @@ def test_a_deep_sst_tree_is_a_bad_row_naming_its_line(tiny_model, tmp_path):
     with pytest.raises(DataError, match=r"deep.txt:2: not an SST tree: the tree is nested too deep"):
         list(read_examples(src))
     out = tmp_path / "scored.csv"
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
-    assert proc.returncode == 0 and "deep.txt:2" in proc.stderr, proc.stderr
+    s = api.score_file(src, out, model=tiny_model, progress=False)
+    assert s.errors == 1 and "deep.txt:2" in s.bad_rows.first[0]
     assert len(out.read_text().splitlines()) == 4
 
 
@@ -82,9 +83,8 @@ def test_a_jsonl_column_is_found_in_any_row(tiny_model, tmp_path):
     bad = BadRows()
     got = list(read_examples(src, skip_bad_rows=True, bad=bad, ratings=False, require_rating=False))
     assert [e.row["id"] for e in got] == [2, 3] and bad.count == 1 and "mixed.jsonl:1: no text column" in bad.first[0]
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", tmp_path / "o.jsonl",
-                   "--text-column", "text", "--skip-bad-rows", "--no-progress")
-    assert proc.returncode == 0, proc.stderr
+    api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, columns=Columns(text="text"), skip_bad_rows=True,
+                   progress=False)
     assert [json.loads(x)["id"] for x in (tmp_path / "o.jsonl").read_text().splitlines()] == [2, 3]
 
 
@@ -92,8 +92,7 @@ def test_bytes_that_are_not_utf8_in_any_column_flag_the_row_and_are_written_back
     src = tmp_path / "names.csv"
     src.write_bytes(b"author,text\nM\xfcller,a fine film\nAnna,dull\n")
     out = tmp_path / "scored.csv"
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
-    assert proc.returncode == 0 and "1 row(s) could not be rated" in proc.stderr, proc.stderr
+    assert api.score_file(src, out, model=tiny_model, progress=False).errors == 1
     raw = out.read_bytes()
     assert b"M\xfcller," in raw and b"udcfc" not in raw  # the user's bytes, as they were
     assert b"undecodable byte 0xfc in column 'author'" in raw
@@ -107,8 +106,6 @@ def test_standard_input_skips_blank_lines_and_says_so(tiny_model):
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [(o["text"], o["line"]) for o in out] == [("good", 1), ("bad", 3)]
     assert "skipped 2 blank line(s) of standard input (line 2, 4)" in proc.stderr
-    proc = run_cli("predict", "--model", tiny_model, "--skip-bad-rows", input="good\n\nbad\n")
-    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 2 and proc.stdout.rstrip().endswith("bad")
     bad = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--json",
                           "--skip-bad-rows"], input=b"good\nb\xffd\nfine\n", capture_output=True)
     assert bad.returncode == 0 and b"line 2 is not valid UTF-8" in bad.stderr
@@ -120,5 +117,5 @@ def test_an_upper_case_gz_is_read_and_written_compressed(tiny_model, tmp_path):
     src.write_bytes(gzip.compress(b"text\na fine film\n"))
     assert [e.text for e in read_examples(src, ratings=False, require_rating=False)] == ["a fine film"]
     out = tmp_path / "OUT.CSV.GZ"
-    assert run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress").returncode == 0
+    api.score_file(src, out, model=tiny_model, progress=False)
     assert gzip.decompress(out.read_bytes()).startswith(b"text,predicted_rating")

@@ -37,7 +37,7 @@ def test_an_output_that_is_a_link_is_written_through_it(tiny_model, tmp_path):
     target.write_text("old")
     link = tmp_path / "link.csv"
     link.symlink_to(target)
-    assert run_cli("predict", "--model", tiny_model, "--input", src, "--output", link, "--no-progress").returncode == 0
+    api.score_file(src, link, model=tiny_model, progress=False)
     assert link.is_symlink() and target.read_text().startswith("text,predicted_rating")
     assert sorted(p.name for p in target.parent.iterdir()) == ["real.csv"]
 
@@ -47,8 +47,8 @@ def test_a_directory_as_the_output_is_refused_and_leaves_nothing(tiny_model, tmp
     src.write_text("text\ngood\n")
     out = tmp_path / "out.csv"
     out.mkdir()
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
-    assert proc.returncode == 2 and f"{out}: is a directory" in proc.stderr
+    with pytest.raises(DataError, match=f"{out}: is a directory"):
+        api.score_file(src, out, model=tiny_model, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"] and not list(out.iterdir())
 
 

