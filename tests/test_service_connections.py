@@ -10,6 +10,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from support import free_port, start_server
 
@@ -37,38 +38,37 @@ def _closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") ->
     return False, got
 
 
-def test_a_trickled_body_is_cut_off(tiny_model):
-    proc, url = start_server(tiny_model, "--body-timeout", 2)
-    try:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n")
-            closed, got = _closed_within(sock, 8, trickle=b'{"text": "' + b"a" * 100)
-        assert closed and b" 408 " in got and b"body_timeout" in got
-        assert httpx.get(url + "/health", timeout=5).status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
+@pytest.fixture(scope="module")
+def guarded(tiny_model):
+    """One server with short limits: a body within 2 s, every request head within 2 s, 5 connections."""
+    proc, url = start_server(tiny_model, "--body-timeout", 2, "--header-timeout", 2, "--max-connections", 5)
+    yield url, int(url.rsplit(":", 1)[1])
+    proc.terminate()
+    proc.wait(10)
 
 
-def test_a_slow_head_on_a_kept_alive_connection_is_closed(tiny_model):
-    proc, url = start_server(tiny_model, "--header-timeout", 2)
-    try:
-        port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
-            time.sleep(0.5)
-            assert b"200 OK" in sock.recv(65536)
-            closed, _ = _closed_within(sock, 8, trickle=b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: " + b"y" * 40)
-        assert closed
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def test_a_trickled_body_is_cut_off(guarded):
+    url, port = guarded
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n")
+        closed, got = _closed_within(sock, 8, trickle=b'{"text": "' + b"a" * 100)
+    assert closed and b" 408 " in got and b"body_timeout" in got
+    assert httpx.get(url + "/health", timeout=5).status_code == 200
 
 
-def test_connections_past_the_cap_are_answered_503_at_once(tiny_model):
-    proc, url = start_server(tiny_model, "--max-connections", 5)
-    port = int(url.rsplit(":", 1)[1])
+def test_a_slow_head_on_a_kept_alive_connection_is_closed(guarded):
+    _, port = guarded
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        time.sleep(0.5)
+        assert b"200 OK" in sock.recv(65536)
+        closed, _ = _closed_within(sock, 8, trickle=b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: " + b"y" * 40)
+    assert closed
+
+
+def test_connections_past_the_cap_are_answered_503_at_once(guarded):
+    url, port = guarded
+    time.sleep(0.5)  # the other tests' connections are closed
     socks = []
     try:
         for _ in range(12):
@@ -86,12 +86,8 @@ def test_connections_past_the_cap_are_answered_503_at_once(tiny_model):
     finally:
         for sock in socks:
             sock.close()
-    try:
-        time.sleep(0.5)
-        assert httpx.get(url + "/health", timeout=5).status_code == 200
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    time.sleep(0.5)
+    assert httpx.get(url + "/health", timeout=5).status_code == 200
 
 
 def test_running_out_of_files_is_logged_once_and_the_service_recovers(tiny_model, tmp_path):
@@ -103,7 +99,7 @@ def test_running_out_of_files_is_logged_once_and_the_service_recovers(tiny_model
 
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(tiny_model), "--port",
-                                 str(port), "--max-connections", "1000", "--header-timeout", "3"],
+                                 str(port), "--max-connections", "1000", "--header-timeout", "1"],
                                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=few_files)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -120,10 +116,10 @@ def test_running_out_of_files_is_logged_once_and_the_service_recovers(tiny_model
                 socks.append(socket.create_connection(("127.0.0.1", port), timeout=1))
             except OSError:
                 break
-        time.sleep(4)
+        time.sleep(2)
         for sock in socks:
             sock.close()
-        time.sleep(4)  # the slow sockets are closed by the head timeout; accepting resumes
+        time.sleep(2)  # the slow sockets are closed by the head timeout; accepting resumes
         assert httpx.get(url + "/health", timeout=5).status_code == 200
     finally:
         proc.terminate()

@@ -26,10 +26,12 @@ MB = 1_000_000
 for name, expr in json.loads(sys.argv[1]).items():
     text = eval(expr)
     best = float("inf")
-    for _ in range(2):  # the better of two: a busy machine's pause is not the tokenizer's time
+    for _ in range(2):  # a second try when slow: a busy machine's pause is not the tokenizer's time
         start = time.perf_counter()
         tokenize(text)
         best = min(best, time.perf_counter() - start)
+        if best < 0.5:
+            break
     print(json.dumps([name, len(text), best]), flush=True)
 """
 
