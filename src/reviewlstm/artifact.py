@@ -240,15 +240,14 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     if not isinstance(metadata, dict):
         raise ArtifactError(f"{path / 'metadata.json'}: expected a JSON object, got {type(metadata).__name__}: "
                             "the file was replaced or damaged")
-    sums = metadata.get("sha256") if isinstance(metadata, dict) else None
-    unchecked = [name for name in CHECKED if not isinstance(sums, dict) or not isinstance(sums.get(name), str)]
+    sums = metadata.get("sha256") if isinstance(metadata.get("sha256"), dict) else {}
+    unchecked = [name for name in CHECKED if not isinstance(sums.get(name), str)]
     if unchecked:  # an older model (or edited metadata): it loads, and the user is told it is unverified
         print(f"reviewlstm: warning: {path / 'metadata.json'} records no sha256 for {', '.join(unchecked)}: "
               "those files load unchecked (a damaged or edited file would not be noticed)", file=sys.stderr, flush=True)
-    if isinstance(sums, dict):
-        for name in CHECKED:
-            if isinstance(sums.get(name), str) and file_sha256(path / name) != sums[name]:
-                raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
+    for name in CHECKED:
+        if name not in unchecked and file_sha256(path / name) != sums[name]:
+            raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
                                     "when the model was saved: the file was changed or damaged")
     try:
         vocab = Vocab.load(path / "vocab.json")

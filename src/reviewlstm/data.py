@@ -476,16 +476,18 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
         if row is not None and problem is None and not resolved:
-            # JSONL rows may differ: the columns come from the first row that has them, and a row
-            # without them is a bad row; a table's header names them once
-            if fmt == "jsonl" and columns.text is None and _pick(row.keys(), None, TEXT_COLUMNS, "text", path, False) is None:
+            # a table's header names its columns once; JSONL rows may differ, so a column named on the
+            # command line is taken as given and one picked by name comes from the first row that has
+            # it (a row without it is a bad row)
+            keys = list(row.keys())
+            if fmt == "jsonl":
+                keys += [c for c in (columns.text, columns.rating) if c is not None and c not in row]
+            if fmt == "jsonl" and _pick(keys, columns.text, TEXT_COLUMNS, "text", path, False) is None:
                 problem = (f"no text column in this row: expected one of {', '.join(TEXT_COLUMNS)} (or name it with "
                            f"--text-column); its keys are {', '.join(map(str, row.keys())) or 'none'}")
             else:
-                keys = list(row.keys()) if fmt != "jsonl" or columns.text is None else [columns.text, *row.keys()]
                 text_col = _pick(keys, columns.text, TEXT_COLUMNS, "text", path, True)
-                rating_keys = list(row.keys()) if fmt != "jsonl" or columns.rating is None else [columns.rating, *row.keys()]
-                rating_col = _pick(rating_keys, columns.rating, RATING_COLUMNS, "rating", path,
+                rating_col = _pick(keys, columns.rating, RATING_COLUMNS, "rating", path,
                                    require_rating or columns.rating is not None) if ratings else None
                 resolved = True
         if problem is None:

@@ -20,6 +20,23 @@ LONG_THRESHOLD = 60
 POOLINGS = ("final", "max", "mean", "attention")
 
 
+_KINDS = {"int": "an int", "float": "a float", "bool": "a bool", "str": "a str", "None": "null"}
+
+
+def check_type(name: str, value, annotation: str) -> None:
+    """ValueError unless `value` is of the dataclass field's annotated type ("int", "float | None",
+    ...): an int is not a bool, a float may be an int. The settings dataclasses check their fields
+    with it, so a config file's `seed = "abc"` is one line naming the field."""
+    kinds = [k.strip() for k in str(annotation).split("|")]
+    ok = any({"int": isinstance(value, int) and not isinstance(value, bool),
+              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+              "bool": isinstance(value, bool), "str": isinstance(value, str),
+              "None": value is None}.get(k, True) for k in kinds)
+    if not ok:
+        raise ValueError(f"{name} must be {' or '.join(_KINDS.get(k, k) for k in kinds)}, "
+                         f"got {json.dumps(value, default=repr)}")
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the network; saved in the model artifact beside the weights."""
@@ -62,14 +79,7 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
         for name, value in d.items():  # types checked before anything is built from them
-            kind, optional = types[name].split(" |")[0], "None" in types[name]
-            ok = (value is None and optional) or {
-                "int": isinstance(value, int) and not isinstance(value, bool),
-                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-                "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(kind, True)
-            if not ok:
-                raise ValueError(f"{name} must be {'a ' + kind if kind != 'int' else 'an int'}"
-                                 f"{' or null' if optional else ''}, got {json.dumps(value)}")
+            check_type(name, value, types[name])
         return cls(**d)
 
     def validate(self) -> None:

@@ -4,6 +4,7 @@ file order, through a temporary file renamed into place when whole; optionally o
 scored row gets (files, DataFrames, Ray)."""
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -114,7 +115,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     n_workers = _worker_count(workers, total, loaded)
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
-    writer = _Writer(output_path, out_fmt, _empty_schema(cfg.ratings),
+    writer = _Writer(output_path, out_fmt, cfg.ratings,
                      infer_numbers=detect_format(input_path, fmt) in ("csv", "tsv"))
     expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
     pool = _scoring_pool(loaded.path, long_text, n_workers) if n_workers > 1 else None
@@ -260,8 +261,6 @@ def _keep_bytes(exc: UnicodeEncodeError):
     return bytes(out), exc.end
 
 
-import codecs  # noqa: E402
-
 codecs.register_error("reviewlstm.keep_bytes", _keep_bytes)
 
 
@@ -279,7 +278,7 @@ class _Writer:
     anything, int to float, else to string), so no late row can fail the file; no rows is a valid
     file with the prediction columns."""
 
-    def __init__(self, path: Path, fmt: str, empty_schema=None, infer_numbers: bool = False):
+    def __init__(self, path: Path, fmt: str, ratings: list[int], infer_numbers: bool = False):
         import uuid
         self.final, self.fmt = path, fmt
         self.gz = path.suffix.lower() == ".gz"
@@ -293,7 +292,7 @@ class _Writer:
         self.pq = None
         self.schema = None                   # Parquet: the current part's schema
         self.parts: list[Path] = []          # Parquet: one file per schema, merged at the end
-        self.empty_schema = empty_schema
+        self.ratings = ratings  # for the prediction columns of an output with no rows
         self.infer_numbers = infer_numbers  # the input was CSV / TSV: its numbers arrive as text
 
     def _open(self, path: Path, mode: str):
@@ -399,7 +398,7 @@ class _Writer:
                     out.writerow(self._cells(json.loads(line)))
             full.replace(self.path)
         if self.fmt == "parquet":
-            _merge_parts(self.parts, self.path, self.empty_schema)
+            _merge_parts(self.parts, self.path, self.ratings)
 
 
 def _arrow_table(rows: list[dict], columns: list[str], infer_numbers: bool):
@@ -453,13 +452,13 @@ def _utf8(value: str) -> str:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _merge_parts(parts: list[Path], path: Path, empty_schema) -> None:
+def _merge_parts(parts: list[Path], path: Path, ratings: list[int]) -> None:
     """The parts (one per schema met) as one Parquet file, each column widened to hold every part's
     values: null to the other type, int to float, anything else mixed to string."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     if not parts:  # no rows: a valid file with the prediction columns, not zero bytes
-        pq.write_table(empty_schema.empty_table(), path)
+        pq.write_table(_empty_schema(ratings).empty_table(), path)
         return
     if len(parts) == 1:
         parts[0].replace(path)

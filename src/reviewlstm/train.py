@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import artifact, distributed, metrics
 from .data import BadRows, Columns, read_examples
-from .model import LONG_THRESHOLD, ModelConfig, RatingModel, ordinal_loss
+from .model import LONG_THRESHOLD, ModelConfig, RatingModel, check_type, ordinal_loss
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
 
@@ -113,18 +113,10 @@ class TrainConfig:
         return ModelConfig(**{**shared, **decided})
 
     def check_types(self) -> None:
-        """Every field of the type it is declared with (an int is not a bool, a float may be an int),
-        so a config file's `seed = "abc"` or `batch_size = true` is one line naming the field."""
+        """Every field of the type it is declared with (model.check_type), so a config file's
+        `seed = "abc"` or `batch_size = true` is one line naming the field."""
         for f in fields(self):
-            value, allowed = getattr(self, f.name), [t.strip() for t in str(f.type).split("|")]
-            ok = (value is None and "None" in allowed) or any({
-                "int": isinstance(value, int) and not isinstance(value, bool),
-                "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-                "bool": isinstance(value, bool), "str": isinstance(value, str)}.get(t, False) for t in allowed)
-            if not ok:
-                kinds = " or ".join({"int": "an int", "float": "a number", "bool": "true or false", "str": "a string",
-                                     "None": "null"}.get(t, t) for t in allowed)
-                raise ValueError(f"{f.name} must be {kinds}, got {json.dumps(value, default=repr)}")
+            check_type(f.name, getattr(self, f.name), f.type)
 
     def validate(self) -> None:
         self.check_types()
