@@ -29,7 +29,7 @@ def half_built_cache(compiled_kernel, tmp_path):
     builds = [p for p in dst.iterdir() if (p / "build.ninja").exists()]
     assert builds
     for build in builds:
-        (build / "lock").write_text("")  # fresh: the old check let any lock under 10 minutes stand
+        (build / "lock").write_text("")  # fresh, as a build killed a moment ago leaves it
     return cache, builds[0]
 
 
