@@ -1,6 +1,6 @@
 """Each cell against torch.nn.LSTM at the same shapes, side by side in one run, against the machine's ceiling.
 
-    python bench/bench_cells.py [--repeats 10] [--threads N]
+    python bench/bench_cells.py [--repeats 10] [--threads N] [--libraries]
 
 For every shape and implementation: forward+backward and forward-only (inference) time, tokens per
 second (forward-only), achieved GFLOP/s counting the multiply-adds of the equations (four-gate LSTM:
@@ -10,7 +10,9 @@ BLAS torch was built with, and through oneDNN, same threads, same run) and of th
 (clock x vector width; the run says which BLAS, ISA and clock),
 and the memory saved for backward (every tensor autograd keeps, counted once). Ratios are to
 torch.nn.LSTM in the same run: those are what to compare across machines, not the milliseconds.
-Runs are interleaved, so machine noise hits every implementation alike.
+Runs are interleaved, so machine noise hits every implementation alike. The compiled loop runs with
+the matrix libraries this machine's measurement chose (fourgate/products.py; the run says which);
+--libraries adds a row for each library forced on it (MKL, MKL with packed weights, oneDNN).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import time
 import torch
 from torch import nn
 
-from reviewlstm.fourgate import compiled
+from reviewlstm.fourgate import compiled, products
 from reviewlstm.layers import Recurrent
 
 SHAPES = [  # B, T, E, H, bidirectional
@@ -118,10 +120,21 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--libraries", action="store_true", help="also time the compiled loop with each matrix library forced")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    compiled.load()
+    module = compiled.load()
+    chosen = products.current()
+    # each compiled row sets its own libraries before its call (they are one global of the kernel)
+    setups = {"four-gate (compiled)": lambda: products.use(module, chosen)}
+    implementations = dict(IMPLEMENTATIONS)
+    if args.libraries and module is not None:
+        build = __import__("pathlib").Path(module.__file__).parent
+        for lib in products.LIBRARIES:
+            name = f"four-gate (compiled, {lib})"
+            implementations[name] = IMPLEMENTATIONS["four-gate (compiled)"]
+            setups[name] = (lambda lib: lambda: products.apply(module, build, forced=lib))(lib)
     gemms = gemm_ceilings()
     peak = max(gemms.values())
     fma, how = fma_peak(torch.get_num_threads())
@@ -141,13 +154,15 @@ def main() -> None:
               "GFLOP/s fwd+bwd | % of ceiling (fwd+bwd) | % of FMA peak | saved for backward |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         torch.manual_seed(0)
-        models = {name: make(E, H, bi) for name, make in IMPLEMENTATIONS.items()}
+        models = {name: make(E, H, bi) for name, make in implementations.items()}
         x = torch.randn(B, T, E, requires_grad=True)
         fb = {k: [] for k in models}
         fw = {k: [] for k in models}
         for rep in range(args.repeats + 2):
             for name, m in models.items():
                 m.zero_grad(set_to_none=True)
+                if name in setups and module is not None:
+                    setups[name]()
                 t0 = time.perf_counter()
                 m(x)[0].sum().backward()
                 t1 = time.perf_counter()

@@ -6,6 +6,7 @@ always, the compiled loop where there is a C++ compiler, the Triton kernels on a
 one, in Triton's interpreter (conftest sets TRITON_INTERPRET=1 before Triton is imported). A new
 backend gets every check by being listed here.
 """
+import json
 import os
 import platform
 import shutil
@@ -300,6 +301,69 @@ def test_compiled_splits_rows_across_threads_exactly(bidirectional):
             torch.testing.assert_close(fast(x, n)[0], slow(x, n)[0], rtol=0, atol=1e-10)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def product_library():
+    """Set the compiled loop's matrix library for one test, and put back the measured choice after."""
+    needs_compiler()
+    from reviewlstm.fourgate import products
+    module, before = compiled.load(), products.current()
+    build = Path(module.__file__).parent
+
+    def use(lib):
+        return products.apply(module, build, forced=lib)
+    yield use
+    products.use(module, before)
+
+
+@pytest.mark.parametrize("lib", ["blas", "blas-packed", "onednn"])
+@pytest.mark.parametrize("rows", [3, 40])  # below and above the few-rows cut (16), where the choice may differ
+def test_each_matrix_library_matches_the_readable_loop_float32(product_library, lib, rows):
+    """Whichever library a machine's measurement picks (MKL as is, MKL with packed weights, oneDNN),
+    for the per-step products and the products over all steps: the readable loop's numbers within 1e-5."""
+    choice = product_library(lib)
+    module = compiled.load()
+    if lib == "blas-packed":
+        assert (choice.step_many, choice.step_backward) == (lib,) * 2 or not module.packing_available()
+    if lib == "onednn":
+        assert (choice.step_many, choice.step_backward, choice.projection, choice.weight_grad) == (lib,) * 4 \
+            or not module.onednn_available()
+    torch.manual_seed(rows)
+    fast = Recurrent("lstm", 20, 24, bidirectional=True, backend="compiled")
+    slow = Recurrent("lstm", 20, 24, bidirectional=True, backend="readable")
+    slow.load_state_dict(fast.state_dict())
+    x = torch.randn(rows, 9, 20)
+    n = torch.randint(1, 10, (rows,))
+    for a, b in zip(outputs_and_gradients(fast, x, n), outputs_and_gradients(slow, x, n)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x, n)[0], slow(x, n)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_the_matrix_libraries_are_measured_once_and_read_back(product_library, tmp_path):
+    """No choice cached: measured and written beside the build; cached: read, not measured again (an
+    edited file is believed); unreadable or for another CPU: measured again. Never per call."""
+    from reviewlstm.fourgate import products
+    module = compiled.load()
+    first = products.apply(module, tmp_path)
+    path = products.choice_path(tmp_path)
+    saved = json.loads(path.read_text())
+    assert saved["cpu"] == products.cpu_name() and set(saved["measured"]) >= {"step_few", "step_many", "step_backward"}
+    assert all(t > 0 for cls in saved["measured"].values() for t in cls.values())
+    assert first.step_many == saved["step_many"]
+    saved["step_many"], saved["measured"] = "blas-packed", {"edited": {"blas": 1.0}}
+    path.write_text(json.dumps(saved))
+    again = products.apply(module, tmp_path)
+    assert again.measured == {"edited": {"blas": 1.0}}  # read back, not measured
+    assert again.step_many == ("blas-packed" if module.packing_available() else "blas")
+    path.write_text("{ not json")
+    assert "step_few" in products.apply(module, tmp_path).measured  # measured afresh
+    saved["cpu"] = "another CPU"
+    path.write_text(json.dumps(saved))
+    assert "step_few" in products.apply(module, tmp_path).measured
+    with pytest.raises(ValueError, match="REVIEWLSTM_PRODUCTS"):
+        products.apply(module, tmp_path, forced="cublas")
 
 
 # ---- the Triton backend: which kernels run, and when Triton is imported --------------------------

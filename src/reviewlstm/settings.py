@@ -3,6 +3,8 @@
     REVIEWLSTM_CACHE    where downloads and the compiled kernel are kept (default ~/.cache/reviewlstm)
     REVIEWLSTM_KERNEL   off: never build or use the compiled CPU loop (the Python loop runs)
     REVIEWLSTM_KERNEL_WAIT  seconds to wait for another process's build of the kernel (default 600)
+    REVIEWLSTM_PRODUCTS blas, blas-packed or onednn: the compiled loop's matrix library, instead of the
+                        one measured fastest on this machine (fourgate/products.py)
     REVIEWLSTM_TRITON   off: keep CUDA on the step loop, not the Triton kernel
     REVIEWLSTM_DEBUG    set: the CLI re-raises errors with their traceback instead of one line
 """
@@ -31,6 +33,11 @@ def kernel_wait_seconds() -> float:
         return max(float(os.environ.get("REVIEWLSTM_KERNEL_WAIT", "600")), 0.0)
     except ValueError:
         return 600.0
+
+
+def products() -> str | None:
+    """REVIEWLSTM_PRODUCTS: a matrix library forced on the compiled loop, or None (the measured choice)."""
+    return os.environ.get("REVIEWLSTM_PRODUCTS", "").strip().lower() or None
 
 
 def debug() -> bool:

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .. import settings
+from . import products
 from .history import History, SortedBatch
 
 SOURCE = Path(__file__).parent / "four_gate.cpp"
@@ -90,14 +91,18 @@ def load():
                 try:
                     if built[i]:
                         _module = _import_built(name, build)
+                        products.apply(_module, build, settings.products())
                         break
                     with _build_lock(build):
                         if any(build.glob(f"{name}*.so")):  # another process built it while this one waited
                             _module = _import_built(name, build)
+                            products.apply(_module, build, settings.products())
                             break
                         _clear_stale_lock(build)
                         _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                      verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
+                        # the matrix libraries measured once, under the build's lock, beside the build
+                        products.apply(_module, build, settings.products())
                     _built_now = not any(built)
                     break
                 except Exception as exc:
@@ -187,7 +192,7 @@ def status() -> str:
     if not enabled():
         return "off (REVIEWLSTM_KERNEL=off)"
     if _module is not None:
-        return f"compiled ({cache_dir()})"
+        return f"compiled ({cache_dir()}; {products.current().describe()})"
     return f"unavailable: {_error}" if _tried else "not loaded yet"
 
 

@@ -16,7 +16,7 @@ from functools import partial
 import torch
 
 from .. import settings
-from . import compiled, python_loop
+from . import compiled, products, python_loop
 from .history import History, SortedBatch
 
 BACKENDS = ("auto", "compiled", "triton", "python")
@@ -64,6 +64,7 @@ class _FourGateLoop(torch.autograd.Function):
         projs, ltm0s, stm0s, weights_hh, weights_u, biases_u, biases = zip(*per)
         histories = forward(batch, projs, biases, ltm0s, stm0s, weights_hh, weights_u, biases_u, True)
         ctx.backward, ctx.batch, ctx.D = backward, batch, len(per)
+        ctx.module = compiled.load() if backend[0] == "compiled" else None  # its products' libraries
         ctx.save_for_backward(*weights_hh, *weights_u, *(t for h in histories for t in h))
         return tuple(_outputs(batch, histories))
 
@@ -79,8 +80,8 @@ class _FourGateLoop(torch.autograd.Function):
         for (dpre, du_pre, dltm0, dstm0), h in zip(results, histories):
             T, B, H = h.n.shape
             # one product over all steps each (rows past a sequence's end are zero in dpre and du_pre)
-            d_weight_hh = dpre.reshape(-1, 4 * H).t() @ h.stm[:-1].reshape(-1, H)
-            d_weight_u = du_pre.reshape(-1, H).t() @ h.forget.reshape(-1, H)
+            d_weight_hh = products.mm(dpre.reshape(-1, 4 * H).t(), h.stm[:-1].reshape(-1, H), "weight_grad", ctx.module)
+            d_weight_u = products.mm(du_pre.reshape(-1, H).t(), h.forget.reshape(-1, H), "weight_grad", ctx.module)
             # the biases entered every step's pre-activations
             out += [dpre, dltm0, dstm0, d_weight_hh, d_weight_u, du_pre.sum((0, 1)), dpre.sum((0, 1))]
         return tuple(out)
@@ -116,7 +117,12 @@ def run(cells, events, lengths: torch.Tensor, ltm0s, stm0s, backend: str = "auto
     # the gates' bias goes in apart (broadcasting it over (T, B, 4H) is one more pass the compiled
     # loop saves by adding it in its fused step)
     steps = [(e if in_order else e[order]).transpose(0, 1).contiguous() for e in events]          # (T, B, E)
-    projs = [(s.reshape(T * B, -1) @ cell.weight_ih.t()).view(T, B, -1) for cell, s in zip(cells, steps)]  # (T, B, 4H)
+    if chosen[0] == "compiled" and products.current().projection == "onednn":
+        module = compiled.load()
+        projs = [products.Project.apply(s.reshape(T * B, -1), cell.weight_ih, module).view(T, B, -1)
+                 for cell, s in zip(cells, steps)]  # (T, B, 4H)
+    else:
+        projs = [(s.reshape(T * B, -1) @ cell.weight_ih.t()).view(T, B, -1) for cell, s in zip(cells, steps)]  # (T, B, 4H)
     if not in_order:
         ltm0s, stm0s = [s[order] for s in ltm0s], [s[order] for s in stm0s]
     params = [(cell.weight_hh, cell.weight_u, cell.bias_u, cell.bias) for cell in cells]

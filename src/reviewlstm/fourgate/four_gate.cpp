@@ -23,7 +23,21 @@ void sgemm_(const char*, const char*, const int*, const int*, const int*, const 
             const float*, const int*, const float*, float*, const int*) __attribute__((weak));
 void dgemm_(const char*, const char*, const int*, const int*, const int*, const double*, const double*, const int*,
             const double*, const int*, const double*, double*, const int*) __attribute__((weak));
+// MKL's packed GEMM: a weight reordered once into the layout its kernels read, then used for every
+// step of the sequence (CBLAS enums: row-major 101, no-trans 111, trans 112, packed 151, B matrix 162).
+size_t cblas_sgemm_pack_get_size(int identifier, int m, int n, int k) __attribute__((weak));
+void cblas_sgemm_pack(int layout, int identifier, int trans, int m, int n, int k, float alpha, const float* src, int ld,
+                      float* dest) __attribute__((weak));
+void cblas_sgemm_compute(int layout, int transa, int transb, int m, int n, int k, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c, int ldc) __attribute__((weak));
 }
+
+// oneDNN's matmul as torch links it (torch ships oneDNN inside libtorch_cpu, its own symbols hidden):
+// the faster library on some CPUs (AMD's, where MKL takes a generic path). Weak, like BLAS above.
+namespace at { namespace native {
+void mkldnn_matmul(const at::Tensor& mat1, const at::Tensor& mat2, const at::Tensor& result, float beta, float alpha)
+    __attribute__((weak));
+}}
 
 namespace {
 
@@ -67,6 +81,65 @@ void matmul(int64_t M, int64_t N, int64_t K, const T* A, const T* B, bool b_t, T
   auto b = b_t ? at::from_blob(const_cast<T*>(B), {N, K}, opt).t() : at::from_blob(const_cast<T*>(B), {K, N}, opt);
   auto c = at::from_blob(C, {M, N}, opt);
   if (accumulate) c.addmm_(a, b); else at::mm_out(c, a, b);
+}
+
+// The library for the loop's per-step products (float32; float64 always takes BLAS), chosen once per
+// machine by products.py's measurement and set when the module loads, never per call. Three classes
+// may differ: forward with rows < 16 at a step (a few reviews), forward with more (batches), backward.
+enum Library : int64_t { BLAS = 0, BLAS_PACKED = 1, ONEDNN = 2 };
+enum StepClass : int { FEW = 0, MANY = 1, BACK = 2 };
+Library step_library[3] = {BLAS, BLAS, BLAS};
+constexpr int64_t few_rows = 16;
+
+bool packing_available() { return cblas_sgemm_pack_get_size && cblas_sgemm_pack && cblas_sgemm_compute; }
+bool onednn_available() { return at::native::mkldnn_matmul != nullptr; }
+
+// A step product's weight: W (N, K) read as W^T when b_t (forward), else (K, N) read as is
+// (backward); `packed` is its MKL-packed copy when that library is on, else empty.
+template <typename T>
+struct Weight {
+  const T* w;
+  bool b_t;
+  at::Tensor packed;
+};
+
+template <typename T>
+Weight<T> step_weight(const at::Tensor& w, bool b_t, int64_t rows) {
+  Weight<T> out{w.data_ptr<T>(), b_t, at::Tensor()};
+  if constexpr (std::is_same_v<T, float>) {
+    // packed only where the library of this call's widest step wants it (a call of a few rows never packs)
+    const bool packed = step_library[!b_t ? BACK : rows >= few_rows ? MANY : FEW] == BLAS_PACKED;
+    if (packed && packing_available()) {
+      const int n = (int)(b_t ? w.size(0) : w.size(1)), k = (int)(b_t ? w.size(1) : w.size(0));
+      const size_t bytes = cblas_sgemm_pack_get_size(162, (int)std::max<int64_t>(rows, 1), n, k);
+      out.packed = at::empty({(int64_t)(bytes / sizeof(float)) + 16}, w.options());
+      cblas_sgemm_pack(101, 162, b_t ? 112 : 111, (int)std::max<int64_t>(rows, 1), n, k, 1.0f, out.w,
+                       b_t ? k : n, out.packed.template data_ptr<float>());
+    }
+  }
+  return out;
+}
+
+// C (M, N) (+)= A (M, K) @ op(W): the per-step products, through the library chosen for M rows.
+template <typename T>
+void step_product(int64_t M, int64_t N, int64_t K, const T* A, const Weight<T>& W, T* C, bool accumulate = false) {
+  if constexpr (std::is_same_v<T, float>) {
+    const Library lib = step_library[!W.b_t ? BACK : M >= few_rows ? MANY : FEW];  // backward reads W as is
+    if (lib == BLAS_PACKED && W.packed.defined()) {
+      cblas_sgemm_compute(101, 111, 151, (int)M, (int)N, (int)K, A, (int)K, W.packed.template data_ptr<float>(),
+                          W.b_t ? (int)K : (int)N, accumulate ? 1.0f : 0.0f, C, (int)N);
+      return;
+    }
+    if (lib == ONEDNN && onednn_available()) {
+      auto opt = at::TensorOptions().dtype(at::kFloat);
+      auto a = at::from_blob(const_cast<float*>(A), {M, K}, opt);
+      auto b = W.b_t ? at::from_blob(const_cast<float*>(W.w), {N, K}, opt).t()
+                     : at::from_blob(const_cast<float*>(W.w), {K, N}, opt);
+      at::native::mkldnn_matmul(a, b, at::from_blob(C, {M, N}, opt), accumulate ? 1.0f : 0.0f, 1.0f);
+      return;
+    }
+  }
+  matmul<T>(M, N, K, A, W.w, W.b_t, C, accumulate);
 }
 
 template <typename T>
@@ -193,8 +266,8 @@ struct History {  // history.py's History, one direction
 
 // The forward loop for rows [r0, r1) of one direction (see the layout at the top of the file).
 template <typename T>
-void forward_rows(History& h, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh,
-                  const at::Tensor& w_u, const at::Tensor& bias, const at::Tensor& bias_ih, bool save, int64_t r0,
+void forward_rows(History& h, const at::Tensor& proj, const std::vector<int64_t>& batch_sizes, const Weight<T>& Whh,
+                  const Weight<T>& Wu, const at::Tensor& bias, const at::Tensor& bias_ih, bool save, int64_t r0,
                   int64_t r1) {
   const int64_t T_ = proj.size(0), B = proj.size(1), H = proj.size(2) / 4;
   // proj is this call's own scratch (the dispatcher projects afresh for every call and reads it no
@@ -202,7 +275,7 @@ void forward_rows(History& h, const at::Tensor& proj, const std::vector<int64_t>
   T* P = const_cast<T*>(proj.data_ptr<T>());
   T *LTM = h.ltm.data_ptr<T>(), *STM = h.stm.data_ptr<T>(), *N = h.n.data_ptr<T>(), *IFV = h.ifv.data_ptr<T>();
   T *U = h.u.data_ptr<T>(), *FORGET = h.forget.data_ptr<T>();
-  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>(), *bu = bias.data_ptr<T>(), *bi = bias_ih.data_ptr<T>();
+  const T *bu = bias.data_ptr<T>(), *bi = bias_ih.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t) {
     const int64_t b = std::min(batch_sizes[t], r1);  // rows [r0, b) read at step t
     const int64_t k = save ? t : 0;
@@ -217,11 +290,11 @@ void forward_rows(History& h, const at::Tensor& proj, const std::vector<int64_t>
     if (b <= r0) continue;
     const int64_t n = b - r0;
     T* pre = P + (t * B + r0) * 4 * H;                       // (n, 4H): W_ih event, in place
-    matmul<T>(n, 4 * H, H, stm + r0 * H, Whh, true, pre, true);  // += W_hh stm
+    step_product<T>(n, 4 * H, H, stm + r0 * H, Whh, pre, true);  // += W_hh stm
     gates_step<T>(n, H, pre, bi, LTM + (t * B + r0) * H, LTM + ((t + 1) * B + r0) * H,
                   N + (k * B + r0) * H, IFV + (k * B + r0) * 3 * H, forget + r0 * H);
     T* u = U + (k * B + r0) * H;
-    matmul<T>(n, H, H, forget + r0 * H, Wu, true, u);    // (n, H): W_u forget
+    step_product<T>(n, H, H, forget + r0 * H, Wu, u);    // (n, H): W_u forget
     use_step<T>(n, H, u, bu, IFV + (k * B + r0) * 3 * H, stm_next + r0 * H);
   }
 }
@@ -232,14 +305,13 @@ struct Backward {
 
 // Backward through time for rows [r0, r1), mirroring forward step by step (reference/lstm.py).
 template <typename T>
-void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const at::Tensor& w_hh, const at::Tensor& w_u,
+void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const Weight<T>& Whh, const Weight<T>& Wu,
                    const History& h, int64_t r0, int64_t r1) {
   const int64_t T_ = h.n.size(0), B = h.n.size(1), H = h.n.size(2);
   T *dstm = g.dstm.data_ptr<T>(), *dltm = g.dltm.data_ptr<T>(), *dforget_u = g.dforget_u.data_ptr<T>();
   T *DPRE = g.dpre.data_ptr<T>(), *DU_PRE = g.du_pre.data_ptr<T>();
   const T* DOUT = g.dout.defined() ? g.dout.data_ptr<T>() : nullptr;
   const T *U = h.u.data_ptr<T>(), *IFV = h.ifv.data_ptr<T>(), *N = h.n.data_ptr<T>(), *LTM = h.ltm.data_ptr<T>();
-  const T *Whh = w_hh.data_ptr<T>(), *Wu = w_u.data_ptr<T>();
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const int64_t b = std::min(batch_sizes[t], r1);
     T* dpre = DPRE + t * B * 4 * H;
@@ -254,9 +326,9 @@ void backward_rows(Backward& g, const std::vector<int64_t>& batch_sizes, const a
     const T* ifv = IFV + q * 3 * H;
     use_back<T>(n, H, dstm + r0 * H, DOUT ? DOUT + q * H : nullptr, U + q * H, ifv, dpre + r0 * 4 * H,
                 du_pre + r0 * H);
-    matmul<T>(n, H, H, du_pre + r0 * H, Wu, false, dforget_u + r0 * H);      // U read forget through W_u
+    step_product<T>(n, H, H, du_pre + r0 * H, Wu, dforget_u + r0 * H);      // U read forget through W_u
     remember_back<T>(n, H, dforget_u + r0 * H, dltm + r0 * H, ifv, N + q * H, LTM + q * H, dpre + r0 * 4 * H);
-    matmul<T>(n, H, 4 * H, dpre + r0 * 4 * H, Whh, false, dstm + r0 * H);   // to the previous stm
+    step_product<T>(n, H, 4 * H, dpre + r0 * 4 * H, Whh, dstm + r0 * H);   // to the previous stm
   }
 }
 
@@ -294,10 +366,16 @@ std::vector<std::vector<at::Tensor>> forward_dirs(const std::vector<at::Tensor>&
   std::vector<int64_t> cuts;
   const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
   AT_DISPATCH_FLOATING_TYPES(proj[0].scalar_type(), "four_gate_forward", [&] {
+    // each weight packed (when that library is on) once for all steps and chunks of this call
+    std::vector<Weight<scalar_t>> whh(D), wu(D);
+    for (int64_t d = 0; d < D; ++d) {
+      whh[d] = step_weight<scalar_t>(weight_hh[d], true, B);
+      wu[d] = step_weight<scalar_t>(weight_u[d], true, B);
+    }
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        forward_rows<scalar_t>(h[d], proj[d], batch_sizes, weight_hh[d], weight_u[d], bias[d], bias_g[d], save,
+        forward_rows<scalar_t>(h[d], proj[d], batch_sizes, whh[d], wu[d], bias[d], bias_g[d], save,
                                cuts[c], cuts[c + 1]);
       }
     });
@@ -336,10 +414,15 @@ std::vector<std::vector<at::Tensor>> backward_dirs(const std::vector<std::vector
   std::vector<int64_t> cuts;
   const int64_t nc = chunks_per_direction(D, B, batch_sizes, &cuts);
   AT_DISPATCH_FLOATING_TYPES(n0.scalar_type(), "four_gate_backward", [&] {
+    std::vector<Weight<scalar_t>> whh(D), wu(D);
+    for (int64_t d = 0; d < D; ++d) {
+      whh[d] = step_weight<scalar_t>(w_hh[d], false, B);
+      wu[d] = step_weight<scalar_t>(w_u[d], false, B);
+    }
     at::parallel_for(0, D * nc, 1, [&](int64_t begin, int64_t end) {
       for (int64_t item = begin; item < end; ++item) {
         const int64_t d = item / nc, c = item % nc;
-        backward_rows<scalar_t>(g[d], batch_sizes, w_hh[d], w_u[d], h[d], cuts[c], cuts[c + 1]);
+        backward_rows<scalar_t>(g[d], batch_sizes, whh[d], wu[d], h[d], cuts[c], cuts[c + 1]);
       }
     });
   });
@@ -358,7 +441,33 @@ bool side_by_side() {
 #endif
 }
 
+// The per-step products' libraries, {forward rows < 16, forward rows >= 16, backward}: 0 BLAS, 1 BLAS
+// with packed weights, 2 oneDNN. A library this torch lacks falls back to BLAS; returns what is in force.
+std::vector<int64_t> set_step_libraries(const std::vector<int64_t>& libs) {
+  TORCH_CHECK(libs.size() == 3, "three libraries: forward with rows < 16, forward with more, backward");
+  for (int i = 0; i < 3; ++i) {
+    TORCH_CHECK(libs[i] >= BLAS && libs[i] <= ONEDNN, "library must be 0, 1 or 2");
+    Library lib = (Library)libs[i];
+    if ((lib == BLAS_PACKED && !packing_available()) || (lib == ONEDNN && !onednn_available())) lib = BLAS;
+    step_library[i] = lib;
+  }
+  return {step_library[FEW], step_library[MANY], step_library[BACK]};
+}
+
+// out (M, N) = a (M, K) @ b (K, N) (+ out when accumulate) through oneDNN, for the products over all
+// steps at once (the input projection, the weight gradients) where oneDNN is the faster library.
+void onednn_mm(const at::Tensor& a, const at::Tensor& b, const at::Tensor& out, bool accumulate) {
+  TORCH_CHECK(onednn_available(), "this torch has no oneDNN matmul");
+  TORCH_CHECK(a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && out.scalar_type() == at::kFloat,
+              "oneDNN products here are float32");
+  at::native::mkldnn_matmul(a, b, out, accumulate ? 1.0f : 0.0f, 1.0f);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("packing_available", &packing_available, "whether MKL's packed GEMM is linked");
+  m.def("onednn_available", &onednn_available, "whether torch's oneDNN matmul is linked");
+  m.def("set_step_libraries", &set_step_libraries, "the per-step products' libraries {few rows, many, backward}");
+  m.def("onednn_mm", &onednn_mm, "out = a @ b (+ out) through oneDNN");
   m.def("side_by_side", &side_by_side, "whether directions and row chunks run on threads side by side");
   m.def("forward_dirs", &forward_dirs, "four-gate LSTM over a length-sorted batch, every direction side by side");
   m.def("backward_dirs", &backward_dirs, "its backward through time");
