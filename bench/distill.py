@@ -35,6 +35,7 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=float, default=1.0)
     ap.add_argument("--teacher-batch-size", type=int, default=64)
     ap.add_argument("--teacher-max-length", type=int, default=256)
+    ap.add_argument("--teacher-precision", default="auto", choices=("auto", "float32", "bfloat16"))
     ap.add_argument("--augment", type=int, default=4)
     ap.add_argument("--alpha", type=float, default=0.5)
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -62,7 +63,7 @@ def main() -> None:
         result = distill(DistillConfig(student=st, work=str(work), teacher=args.teacher, teacher_epochs=args.teacher_epochs,
                                        teacher_batch_size=args.teacher_batch_size,
                                        teacher_max_length=args.teacher_max_length, augment=args.augment,
-                                       teacher_seed=0,
+                                       teacher_seed=0, teacher_precision=args.teacher_precision,
                                        until=args.until), log=lambda s: print(s, flush=True))
         if args.until:
             print(json.dumps(result.seconds))

@@ -254,3 +254,28 @@ def test_a_text_longer_than_the_teacher_reads_is_read_window_by_window(tiny_enco
     each = np.stack([teacher(*teacher.batch([w], "cpu")).detach().numpy()[0] for w in windows])
     expected = (each * np.array([len(w) for w in windows])[:, None]).sum(0) / sum(len(w) for w in windows)
     assert np.allclose(teacher.logits([text, "short"])[0], expected, atol=1e-5)
+
+
+def test_the_teacher_in_bfloat16_stays_float32_underneath_and_labels_apart(distilled, tiny_encoder, tmp_path):
+    """bfloat16 autocast runs the encoder's products in bfloat16 while weights, optimizer and logits
+    stay float32; its labels sit in their own cache folder (other numbers, other labels); auto picks it
+    only on a CPU with bfloat16 units."""
+    from reviewlstm.teacher import cpu_bfloat16, resolve_precision
+    assert resolve_precision("auto") == ("bfloat16" if cpu_bfloat16() else "float32")
+    assert resolve_precision("auto", "cuda") == "float32" and resolve_precision("float32") == "float32"
+    with pytest.raises(ValueError, match="teacher precision must be one of"):
+        resolve_precision("fp8")
+    teacher = Teacher.load(distilled.teacher)
+    texts = [["a", "fine", "film", "."], ["a", "dull", "one", "."], ["so", "so", "."]]
+    full, _ = label(teacher, texts, tmp_path, progress=False, log=lambda s: None)
+    half, _ = label(teacher, texts, tmp_path, progress=False, log=lambda s: None, precision="bfloat16")
+    assert half.dtype == np.float32 and np.abs(half - full).max() < 0.1 and not np.array_equal(half, full)
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert folders == [teacher.fingerprint()[:16], teacher.fingerprint()[:16] + "-bfloat16"]
+    fresh = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0)
+    before = fresh.head.weight.detach().clone()
+    fine_tune(fresh, ["a fine film", "a dull one"] * 8, [4, 0] * 8,
+              FineTuneConfig(epochs=1, batch_size=8, progress=False, precision="bfloat16"), tmp_path / "ckpt",
+              log=lambda s: None)
+    assert all(p.dtype == torch.float32 for p in fresh.parameters())
+    assert not torch.equal(before, fresh.head.weight)

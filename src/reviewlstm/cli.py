@@ -117,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
     _train_args(dd)
     from .distill import DistillConfig
+    from .teacher import PRECISIONS
     from .train import TrainConfig
     d = TrainConfig()
     dc = DistillConfig(student=d)
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--teacher-max-examples", type=_positive(int),
                     help="fine-tune the teacher on the first N training examples only")
     dd.add_argument("--teacher-seed", type=int, help="default: --seed")
+    dd.add_argument("--teacher-precision", choices=PRECISIONS,
+                    help=f"the teacher's matrix products: auto is bfloat16 on a CPU with bfloat16 units (AMX, AVX-512 "
+                         f"BF16), float32 elsewhere (default {dc.teacher_precision})")
     dd.add_argument("--augment", type=int, help=f"augmented texts per training review (default {dc.augment})")
     dd.add_argument("--mask-p", type=float, help=f"per word: masked (default {dc.mask_p})")
     dd.add_argument("--replace-p", type=float, help=f"per word: a GloVe neighbour (default {dc.replace_p})")
@@ -404,6 +408,7 @@ def cmd_distill(args) -> int:
         "work": args.work, "teacher": args.teacher, "teacher_epochs": args.teacher_epochs, "teacher_lr": args.teacher_lr,
         "teacher_batch_size": args.teacher_batch_size, "teacher_max_length": args.teacher_max_length,
         "teacher_max_examples": args.teacher_max_examples, "teacher_seed": args.teacher_seed, "augment": args.augment,
+        "teacher_precision": args.teacher_precision,
         "mask_p": args.mask_p, "replace_p": args.replace_p, "ngram_p": args.ngram_p, "until": args.until,
     }.items() if v is not None}
     result = distill(DistillConfig(student=student, **settings), log=lambda line: print(line, file=sys.stderr, flush=True))

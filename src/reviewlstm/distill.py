@@ -28,7 +28,7 @@ from typing import Callable
 
 import numpy as np
 
-from .teacher import MASK, FineTuneConfig, Teacher, fine_tune
+from .teacher import MASK, PRECISIONS, FineTuneConfig, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
 from .train import TOKEN_SEP, TrainConfig, _file_meta, _load, split_holdout
@@ -50,6 +50,9 @@ class DistillConfig:
     teacher_max_length: int = 256             # wordpieces; longer texts are cut (and counted)
     teacher_max_examples: int | None = None   # fine-tune the teacher on the first N training examples only
     teacher_seed: int | None = None           # None: the student's seed (one teacher for several students: fix it)
+    # the encoder's forward in fine-tuning, labelling and its dev checks: auto is bfloat16 autocast on a
+    # CPU with bfloat16 units (AMX, AVX-512 BF16), float32 elsewhere (teacher.resolve_precision)
+    teacher_precision: str = "auto"
     augment: int = 4                          # augmented texts per training review (0: none)
     mask_p: float = 0.1                       # per word: hidden (the student reads <unk>, the teacher [MASK])
     replace_p: float = 0.1                    # per word: swapped for one of its GloVe nearest neighbours
@@ -75,6 +78,8 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.teacher_epochs <= 0 or self.teacher_lr <= 0:
             raise ValueError("teacher_epochs and teacher_lr must be > 0")
+        if self.teacher_precision not in PRECISIONS:
+            raise ValueError(f"teacher_precision must be one of {', '.join(PRECISIONS)}, got {self.teacher_precision!r}")
         if self.until not in (None, "teacher", "label"):
             raise ValueError(f"until must be teacher or label, got {self.until!r}")
 
@@ -138,7 +143,8 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
     texts = [k.split(TOKEN_SEP) for k in unique] + augmented
     seconds["augment"] = round(time.perf_counter() - t0, 3)
-    logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log)
+    logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log,
+                                  precision=resolve_precision(cfg.teacher_precision, next(teacher.parameters()).device))
     transfer = work / "transfer.jsonl.gz"
     _write_transfer(transfer, texts, logits, len(unique))
     seconds["label"] = round(label_seconds, 3)
@@ -172,6 +178,9 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
     settings = {"source": cfg.teacher, "data_sha256": data_sha, "examples": n, "epochs": cfg.teacher_epochs,
                 "lr": cfg.teacher_lr, "batch_size": cfg.teacher_batch_size, "max_length": cfg.teacher_max_length,
                 "seed": _teacher_seed(cfg), "scale": [st.scale_min, st.scale_max], "phrases": st.phrases}
+    precision = resolve_precision(cfg.teacher_precision, device)
+    if precision != "float32":  # float32 teachers' settings stay as they were: their work is reused
+        settings["precision"] = precision
     if (target / "teacher.json").exists():
         teacher = Teacher.load(target)
         if (teacher.info.trained or {}).get("settings") == settings:
@@ -183,13 +192,13 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
     params = sum(p.numel() for p in teacher.parameters())
     log(f"teacher: fine-tuning {cfg.teacher} ({params / 1e6:.1f}M parameters, on {device}) on {n} examples, "
         f"{cfg.teacher_epochs:g} epoch(s), lr {cfg.teacher_lr:g}, batch {cfg.teacher_batch_size}, "
-        f"at most {cfg.teacher_max_length} wordpieces")
+        f"at most {cfg.teacher_max_length} wordpieces, {precision}")
     trained = fine_tune(teacher, [teacher.text(t) for t in tokens[:n]], [e.rating - st.scale_min for e in kept[:n]],
                         FineTuneConfig(epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, batch_size=cfg.teacher_batch_size,
-                                       seed=_teacher_seed(cfg), progress=st.progress),
+                                       seed=_teacher_seed(cfg), progress=st.progress, precision=precision),
                         work / "teacher-checkpoint", resume=st.resume, log=log, tag=settings,
                         # a dev check every epoch; the best epoch is kept (epochs is a ceiling)
-                        check=(lambda t: evaluate_teacher(st.dev, t, st)) if st.dev else None)
+                        check=(lambda t: evaluate_teacher(st.dev, t, st, precision=precision)) if st.dev else None)
     dev_metrics = trained.pop("dev_metrics", None)
     teacher.info.trained = {**trained, "settings": settings}
     if trained["cut_at_max_length"]:
@@ -213,8 +222,9 @@ def _check_scale(teacher: Teacher, st: TrainConfig, path) -> None:
 
 
 def evaluate_teacher(path, teacher: Teacher | str | Path, st: TrainConfig | None = None, fmt=None, columns=None,
-                     skip_bad_rows: bool = False) -> dict:
-    """The teacher's metrics on a labelled file, read as the student reads it (the same tokens)."""
+                     skip_bad_rows: bool = False, precision: str = "float32") -> dict:
+    """The teacher's metrics on a labelled file, read as the student reads it (the same tokens), its
+    encoder in `precision`."""
     from .data import read_examples
     if not isinstance(teacher, Teacher):
         teacher = Teacher.load(teacher)
@@ -222,15 +232,16 @@ def evaluate_teacher(path, teacher: Teacher | str | Path, st: TrainConfig | None
     examples = list(read_examples(path, fmt=fmt if st is None else st.format, columns=columns,
                                   scale=(info.scale_min, info.scale_max), require_rating=True,
                                   skip_bad_rows=skip_bad_rows))
-    result = teacher_metrics(teacher, examples, st.lowercase if st else True)
+    result = teacher_metrics(teacher, examples, st.lowercase if st else True, precision)
     result["file"] = str(path)
     return result
 
 
-def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True) -> dict:
+def teacher_metrics(teacher: Teacher, examples, lowercase: bool = True, precision: str = "float32") -> dict:
     from . import metrics
     info = teacher.info
-    logits = teacher.logits([teacher.text(text_tokens(e.text, e.tokens, lowercase)) for e in examples])
+    logits = teacher.logits([teacher.text(text_tokens(e.text, e.tokens, lowercase)) for e in examples],
+                            precision=precision)
     probs = _softmax(logits)
     from .predict import rating_and_expected
     ratings = list(range(info.scale_min, info.scale_max + 1))
@@ -314,14 +325,15 @@ def augment(token_lists: list[list[str]], per_text: int, rng: np.random.Generato
 
 
 def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_size: int = 64, progress: bool = True,
-          log=print, chunk: int = 2048) -> tuple[np.ndarray, float]:
+          log=print, chunk: int = 2048, precision: str = "float32") -> tuple[np.ndarray, float]:
     """(N, K) teacher logits for every text, and the seconds they cost to compute. Chunks of `chunk`
     texts are cached under the teacher's fingerprint, each named by the hash of its texts: rerunning
     reuses them (and resumes a stopped labelling); another teacher or another text gets new labels.
     Each chunk's seconds are kept beside it (seconds.json), so the cost reported is the labelling's,
     whichever run did it, not the few seconds a rerun takes to read the cache."""
     from tqdm import tqdm
-    folder = cache / teacher.fingerprint()[:16]
+    # labels in another precision are other labels: their own folder
+    folder = cache / (teacher.fingerprint()[:16] + ("" if precision == "float32" else f"-{precision}"))
     folder.mkdir(parents=True, exist_ok=True)
     texts = [teacher.text(t) for t in token_lists]
     out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
@@ -342,7 +354,7 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
                 bar.update(len(part))
                 continue
         t0 = time.perf_counter()
-        values = teacher.logits(part, batch_size, bar=bar)
+        values = teacher.logits(part, batch_size, bar=bar, precision=precision)
         tmp = name.with_suffix(".tmp.npy")
         np.save(tmp, values)
         tmp.replace(name)  # a chunk is whole or absent: a killed run leaves no half chunk
