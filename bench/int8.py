@@ -1,11 +1,11 @@
 """Dynamic int8 quantization of the default model: what it costs on SST-5 dev and what it buys in speed.
 
-    python bench/int8.py [--model DIR] [--sst ../shared/data/sst5]
+    python bench/int8.py [--model DIR] [--dev FILE] [--sst ../shared/data/sst5]
 
 PyTorch's dynamic quantization (torch.ao) covers nn.Linear: here the input projection of every gate
 (`cell.project`, the E -> 4H product for all steps at once) and the head. The recurrent products stay
-float32 inside the compiled loop (there is no int8 path for them). Accuracy and MAE on dev, and
-batch throughput (sentences/s) and single-sentence latency, measured side by side in one run.
+float32 inside the compiled loop (there is no int8 path for them). Accuracy and MAE on dev (SST-5's, or --dev with
+a model trained on that data), batch throughput (texts/s) and single-text latency, side by side in one run.
 """
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
     ap.add_argument("--sst", default="../shared/data/sst5")
+    ap.add_argument("--dev", default=None, help="the dev file to score (default: SST-5's dev.txt)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")  # torch.ao's deprecation notices
     loaded = api.load_model(args.model)
-    dev = list(read_examples(Path(args.sst) / "dev.txt"))
+    dev = list(read_examples(args.dev or Path(args.sst) / "dev.txt", scale=(loaded.config.scale_min, loaded.config.scale_max)))
     texts, gold = [e.text for e in dev], [e.rating for e in dev]
     variants = {"float32": Predictor(loaded), "int8 (projections + head)": Predictor(quantized(loaded))}
-    print("| weights | dev accuracy | dev MAE | batch sentences/s | single p50 ms |")
+    print(f"{args.dev or 'SST-5 dev'}, {len(dev)} texts")
+    print("| weights | dev accuracy | dev MAE | batch texts/s | single p50 ms |")
     print("|---|---|---|---|---|")
     rates = {k: [] for k in variants}
     lat = {k: [] for k in variants}

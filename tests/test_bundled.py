@@ -30,3 +30,15 @@ def test_bundled_model_is_what_its_card_says(sst):
     assert abs(scores["accuracy"] - claimed["accuracy"]) < 0.10
     assert abs(scores["mae"] - claimed["mae"]) < 0.15
     assert scores["accuracy"] > 59 / 220 + 0.10  # the commonest rating is 59 of the sample's 220
+
+
+def test_every_model_shipped_records_its_checksums_and_loads_without_a_warning(capsys):
+    """The bundled model and the start model for long reviews are ours: each records the sha256 of its
+    files, they match, and loading one says nothing (a missing checksum warns on every load)."""
+    from reviewlstm.artifact import CHECKED, file_sha256
+    for path in (api.default_model_path(), api.start_model_path()):
+        sums = json.loads((path / "metadata.json").read_text())["sha256"]
+        assert sums == {name: file_sha256(path / name) for name in CHECKED}, path
+        capsys.readouterr()
+        api.load_model(path)
+        assert "warning" not in capsys.readouterr().err, path
