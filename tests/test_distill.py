@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from support import run_cli
 from reviewlstm import api
+from reviewlstm.data import read_examples
 from reviewlstm.distill import DistillConfig, augment, distill, label
 from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
 from reviewlstm.train import TrainConfig, _distill_loss, split_holdout
@@ -243,6 +244,8 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
     assert bad.returncode == 2 and "not a Hugging Face model directory" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--mask-p", 2)
     assert bad.returncode == 2 and "mask_p must be in [0, 1]" in bad.stderr
+    bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--unlabeled", tmp_path / "none.csv")
+    assert bad.returncode == 2 and "none.csv: no such file (--unlabeled)" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_a_text_longer_than_the_teacher_reads_is_read_window_by_window(tiny_encoder):
@@ -279,3 +282,41 @@ def test_the_teacher_in_bfloat16_stays_float32_underneath_and_labels_apart(disti
               log=lambda s: None)
     assert all(p.dtype == torch.float32 for p in fresh.parameters())
     assert not torch.equal(before, fresh.head.weight)
+
+
+def test_unrated_reviews_become_transfer_text(distilled, sst, tmp_path):
+    """--unlabeled: each file's reviews (a text column, no rating) are read in order, split into sentences
+    or kept whole, repeats and texts already in the transfer set left out, capped, labelled by the
+    teacher and written as transfer rows without a gold rating; a row without text is named, not
+    labelled; the labelling time is estimated before it starts."""
+    import csv
+    first_train = " ".join(next(iter(read_examples(sst / "train.txt"))).tokens)
+    rows = [["id", "text"], ["u1", "A warm film. A dull ending!"], ["u2", first_train], ["u3", ""],
+            ["u4", "A warm film."], ["u5", "Quietly great"]]
+    path = tmp_path / "unrated.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    out, lines = tmp_path / "student", []
+
+    def run(**kw):
+        lines.clear()
+        kw = {"unlabeled": [str(path)], **kw}
+        return distill(DistillConfig(student=student_cfg(sst, out), teacher=str(distilled.teacher), augment=0,
+                                     until="label", **kw), log=lines.append)
+    result = run(unlabeled_split="sentences")
+    with gzip.open(result.transfer, "rt") as f:
+        unrated = [json.loads(line) for line in f if '"unrated"' in line]
+    assert [r["tokens"] for r in unrated] == [["a", "warm", "film", "."], ["a", "dull", "ending", "!"],
+                                              ["quietly", "great"]]
+    assert all(r["augmented"] and len(r["logits"]) == 5 for r in unrated)
+    said = "\n".join(lines)
+    assert f"unlabeled: 4 reviews read from {path}" in said and f"{path}:4" in said  # the empty row, by line
+    assert "unlabeled: 3 sentences for the teacher to label" in said
+    assert any(line.startswith("label: ") and "texts to label" in line for line in lines)
+    capped = run(unlabeled_split="whole", unlabeled_max=2)
+    with gzip.open(capped.transfer, "rt") as f:
+        unrated = [json.loads(line)["tokens"] for line in f if '"unrated"' in line]
+    assert unrated == [["a", "warm", "film", ".", "a", "dull", "ending", "!"], ["a", "warm", "film", "."]]
+    assert "stopped at --unlabeled-max" in "\n".join(lines)
+    with pytest.raises(ValueError, match="nothing.csv: no such file"):
+        run(unlabeled=[str(tmp_path / "nothing.csv")])

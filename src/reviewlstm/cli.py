@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--teacher-max-examples", type=_positive(int),
                     help="fine-tune the teacher on the first N training examples only")
     dd.add_argument("--teacher-seed", type=int, help="default: --seed")
+    dd.add_argument("--unlabeled", nargs="+", metavar="FILE",
+                    help="unrated reviews (any format read, a text column) for the teacher to label as more transfer "
+                         "text beside the augmented texts")
+    dd.add_argument("--unlabeled-max", type=_positive(int), metavar="N", help="at most N unrated texts")
+    dd.add_argument("--unlabeled-split", choices=("auto", "sentences", "whole"),
+                    help="split unrated reviews into sentences (auto: when the student learns from phrases) or "
+                         f"keep them whole (default {dc.unlabeled_split})")
     dd.add_argument("--teacher-precision", choices=PRECISIONS,
                     help=f"the teacher's matrix products: auto is bfloat16 on a CPU with bfloat16 units (AMX, AVX-512 "
                          f"BF16), float32 elsewhere (default {dc.teacher_precision})")
@@ -408,7 +415,8 @@ def cmd_distill(args) -> int:
         "work": args.work, "teacher": args.teacher, "teacher_epochs": args.teacher_epochs, "teacher_lr": args.teacher_lr,
         "teacher_batch_size": args.teacher_batch_size, "teacher_max_length": args.teacher_max_length,
         "teacher_max_examples": args.teacher_max_examples, "teacher_seed": args.teacher_seed, "augment": args.augment,
-        "teacher_precision": args.teacher_precision,
+        "teacher_precision": args.teacher_precision, "unlabeled": args.unlabeled, "unlabeled_max": args.unlabeled_max,
+        "unlabeled_split": args.unlabeled_split,
         "mask_p": args.mask_p, "replace_p": args.replace_p, "ngram_p": args.ngram_p, "until": args.until,
     }.items() if v is not None}
     result = distill(DistillConfig(student=student, **settings), log=lambda line: print(line, file=sys.stderr, flush=True))

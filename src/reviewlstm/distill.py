@@ -58,6 +58,13 @@ class DistillConfig:
     replace_p: float = 0.1                    # per word: swapped for one of its GloVe nearest neighbours
     ngram_p: float = 0.25                     # per text: cut to a random n-gram, n in 1..5
     label_batch_size: int = 64
+    # unrated reviews (any format the readers take, a text column only): labelled by the teacher as
+    # transfer text beside the augmented texts (Mukherjee & Awadallah 2019); read in file order
+    unlabeled: list[str] = field(default_factory=list)
+    unlabeled_max: int | None = None          # at most this many unrated texts (after any sentence split)
+    # "auto": split unrated reviews into sentences when the student learns from sentences and their
+    # phrases (SST-5's kind), else keep each whole; "sentences" or "whole" to say which
+    unlabeled_split: str = "auto"
     until: str | None = None                  # stop after this stage ("teacher" or "label"); --resume goes on
     extra: dict = field(default_factory=dict)  # recorded on the card
 
@@ -78,6 +85,13 @@ class DistillConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.teacher_epochs <= 0 or self.teacher_lr <= 0:
             raise ValueError("teacher_epochs and teacher_lr must be > 0")
+        if self.unlabeled_max is not None and self.unlabeled_max < 1:
+            raise ValueError(f"unlabeled_max must be >= 1, got {self.unlabeled_max}")
+        if self.unlabeled_split not in ("auto", "sentences", "whole"):
+            raise ValueError(f"unlabeled_split must be auto, sentences or whole, got {self.unlabeled_split!r}")
+        for path in self.unlabeled:
+            if not Path(path).is_file():
+                raise ValueError(f"{path}: no such file (--unlabeled)")
         if self.teacher_precision not in PRECISIONS:
             raise ValueError(f"teacher_precision must be one of {', '.join(PRECISIONS)}, got {self.teacher_precision!r}")
         if self.until not in (None, "teacher", "label"):
@@ -139,24 +153,29 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     log(f"augment: {len(augmented)} new texts from {len(roots)} reviews ({cfg.augment} each asked; "
         f"mask {cfg.mask_p}, GloVe neighbour {cfg.replace_p}, n-gram {cfg.ngram_p})")
 
-    # -- 4. label: the teacher's logits for every text, cached
+    # -- 4. unrated reviews: more transfer text, new texts only
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
-    texts = [k.split(TOKEN_SEP) for k in unique] + augmented
+    unrated = unlabeled_texts(cfg, exclude=set(unique) | {TOKEN_SEP.join(t) for t in augmented}, log=log)
+
+    # -- 5. label: the teacher's logits for every text, cached
+    texts = [k.split(TOKEN_SEP) for k in unique] + augmented + unrated
     seconds["augment"] = round(time.perf_counter() - t0, 3)
+    precision = resolve_precision(cfg.teacher_precision, next(teacher.parameters()).device)
+    log(labelling_estimate(teacher, texts, work / "labels", cfg.label_batch_size, precision))
     logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log,
-                                  precision=resolve_precision(cfg.teacher_precision, next(teacher.parameters()).device))
+                                  precision=precision)
     transfer = work / "transfer.jsonl.gz"
-    _write_transfer(transfer, texts, logits, len(unique))
+    _write_transfer(transfer, texts, logits, len(unique), len(unique) + len(augmented))
     seconds["label"] = round(label_seconds, 3)
     if cfg.until == "label":
         return DistillResult(None, teacher_dir, transfer, seconds)
 
-    # -- 5. student: an ordinary reviewlstm model, trained on the gold ratings and the teacher's
+    # -- 6. student: an ordinary reviewlstm model, trained on the gold ratings and the teacher's
     t0 = time.perf_counter()
     del teacher  # the student trains without the teacher in memory
     result = train_student(replace(st, transfer=str(transfer)), log=log)
     seconds["student"] = round(time.perf_counter() - t0, 3)
-    _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds)
+    _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds, len(unrated))
     return DistillResult(Path(st.out), teacher_dir, transfer, seconds, result)
 
 
@@ -332,8 +351,7 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
     Each chunk's seconds are kept beside it (seconds.json), so the cost reported is the labelling's,
     whichever run did it, not the few seconds a rerun takes to read the cache."""
     from tqdm import tqdm
-    # labels in another precision are other labels: their own folder
-    folder = cache / (teacher.fingerprint()[:16] + ("" if precision == "float32" else f"-{precision}"))
+    folder = _label_folder(cache, teacher, precision)
     folder.mkdir(parents=True, exist_ok=True)
     texts = [teacher.text(t) for t in token_lists]
     out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
@@ -344,7 +362,7 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
     costs = json.loads(costs_path.read_text()) if costs_path.exists() else {}
     for start in range(0, len(texts), chunk):
         part = texts[start:start + chunk]
-        name = folder / (hashlib.sha256("\0".join(part).encode("utf-8")).hexdigest()[:24] + ".npy")
+        name = folder / (_chunk_name(part) + ".npy")
         if name.exists():
             values = np.load(name)
             if values.shape == (len(part), out.shape[1]):
@@ -370,16 +388,99 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
     return out, cost
 
 
-def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int) -> None:
+def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int, n_augmented_end: int | None = None) -> None:
+    """Rows [0, n_labelled) are the training reviews, then augmented texts, then from n_augmented_end
+    the unrated reviews: all but the first have no gold rating (`augmented`), the last say so (`unrated`)."""
+    end = len(token_lists) if n_augmented_end is None else n_augmented_end
     tmp = path.with_name(path.name + ".tmp")
     with gzip.open(tmp, "wt", encoding="utf-8") as f:
         for i, (tokens, row) in enumerate(zip(token_lists, logits)):
-            f.write(json.dumps({"tokens": tokens, "logits": [round(float(v), 5) for v in row],
-                                "augmented": i >= n_labelled}) + "\n")
+            record = {"tokens": tokens, "logits": [round(float(v), 5) for v in row], "augmented": i >= n_labelled}
+            if i >= end:
+                record["unrated"] = True
+            f.write(json.dumps(record) + "\n")
     tmp.replace(path)
 
 
-def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict):
+def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print) -> list[list[str]]:
+    """The unrated reviews of cfg.unlabeled as the student's token lists: streamed file by file in
+    order, split into sentences or kept whole (cfg.unlabeled_split), texts already among `exclude` (the
+    training and augmented texts, keys joined by TOKEN_SEP) or seen before left out, at most
+    cfg.unlabeled_max. Rows that hold no readable text are counted and named, not labelled."""
+    if not cfg.unlabeled:
+        return []
+    from .data import read_examples
+    from .predict import split_sentences
+    st = cfg.student
+    split = cfg.unlabeled_split == "sentences" or (cfg.unlabeled_split == "auto" and st.phrases)
+    cap = cfg.unlabeled_max or float("inf")
+    seen, out = set(exclude), []
+    for path in cfg.unlabeled:
+        bad, rows, repeats = BadRows(), 0, 0
+        for e in read_examples(path, fmt=None, require_rating=False, ratings=False, skip_bad_rows=True, bad=bad,
+                               scale_hint=False):
+            rows += 1
+            whole = text_tokens(e.text, e.tokens, st.lowercase)
+            for piece in (split_sentences(whole) if split else [whole]):
+                key = TOKEN_SEP.join(piece)
+                if not piece or key in seen:
+                    repeats += 1
+                    continue
+                seen.add(key)
+                out.append(piece)
+                if len(out) >= cap:
+                    break
+            if len(out) >= cap:
+                break
+        log(f"unlabeled: {rows} reviews read from {path}" + (" (stopped at --unlabeled-max)" if len(out) >= cap else "")
+            + (f", {repeats} {'sentences' if split else 'texts'} already seen left out" if repeats else "")
+            + (f"; {bad.summary()}" if bad.count else ""))
+        if len(out) >= cap:
+            break
+    log(f"unlabeled: {len(out)} {'sentences' if split else 'texts'} for the teacher to label")
+    return out
+
+
+def labelling_estimate(teacher: Teacher, token_lists, cache: Path, batch_size: int, precision: str,
+                       sample: int = 128) -> str:
+    """A line saying how long labelling will take: the texts not yet in the cache, at the speed the
+    teacher reads a sample of them now (its longest-first batches), before the hours start."""
+    folder = _label_folder(cache, teacher, precision)
+    todo = len(token_lists) - (_cached_count(folder, teacher, token_lists) if folder.exists() else 0)
+    if todo <= 0:
+        return f"label: all {len(token_lists)} texts are in the cache"
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(token_lists), min(sample, len(token_lists)), replace=False)
+    texts = [teacher.text(token_lists[i]) for i in pick]
+    start = time.perf_counter()
+    teacher.logits(texts, batch_size, precision=precision)
+    rate = len(texts) / max(time.perf_counter() - start, 1e-9)
+    minutes = todo / rate / 60
+    return (f"label: {todo} of {len(token_lists)} texts to label, about {minutes:.0f} min at {rate:.0f} texts/s "
+            f"(measured on {len(texts)} of them, {precision})" if minutes >= 1 else
+            f"label: {todo} of {len(token_lists)} texts to label, under a minute at {rate:.0f} texts/s")
+
+
+def _cached_count(folder: Path, teacher: Teacher, token_lists, chunk: int = 2048) -> int:
+    """How many texts `label` would read from the cache (its chunks are named by their texts' hash)."""
+    n = 0
+    for start in range(0, len(token_lists), chunk):
+        part = [teacher.text(t) for t in token_lists[start:start + chunk]]
+        n += len(part) if (folder / (_chunk_name(part) + ".npy")).exists() else 0
+    return n
+
+
+def _label_folder(cache: Path, teacher: Teacher, precision: str) -> Path:
+    """Labels live under the teacher's fingerprint; labels in another precision are other labels."""
+    return cache / (teacher.fingerprint()[:16] + ("" if precision == "float32" else f"-{precision}"))
+
+
+def _chunk_name(texts: list[str]) -> str:
+    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:24]
+
+
+def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict,
+            n_unrated: int = 0):
     """The teacher and the recipe in the student's metadata and on its card."""
     from . import artifact
     teacher = json.loads((teacher_dir / "teacher.json").read_text())
@@ -389,6 +490,7 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
         "teacher": str(teacher_dir), "teacher_source": teacher["source"], "teacher_max_length": teacher["max_length"],
         "teacher_trained": teacher.get("trained"), "teacher_dev_metrics": teacher.get("dev_metrics"),
         "labelled_texts": n_labelled, "augmented_texts": n_augmented, "augment": cfg.augment,
+        "unrated_texts": n_unrated, "unlabeled_files": [str(f) for f in cfg.unlabeled],
         "mask_p": cfg.mask_p, "replace_p": cfg.replace_p, "ngram_p": cfg.ngram_p,
         "alpha": cfg.student.distill_alpha, "temperature": cfg.student.distill_temperature, "seconds": seconds,
         **cfg.extra}
