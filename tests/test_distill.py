@@ -320,3 +320,26 @@ def test_unrated_reviews_become_transfer_text(distilled, sst, tmp_path):
     assert "stopped at --unlabeled-max" in "\n".join(lines)
     with pytest.raises(ValueError, match="nothing.csv: no such file"):
         run(unlabeled=[str(tmp_path / "nothing.csv")])
+
+
+def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(distilled, sst, tmp_path):
+    """With a dev file, distill fits TF-IDF + LR on the same training texts and says, before labelling,
+    how the teacher compares on dev (a tiny random teacher is no better: the warning says so and what to
+    try); both metric sets are kept on the student's metadata."""
+    from reviewlstm.baseline import TfidfLR
+    lines = []
+    result = distill(DistillConfig(student=student_cfg(sst, tmp_path / "s"), teacher=str(distilled.teacher), augment=0,
+                                   until="teacher"), log=lines.append)
+    check = result.teacher_check
+    assert set(check) == {"teacher", "tfidf_lr", "dev", "dev_examples"} and check["dev_examples"] > 0
+    assert 0 <= check["tfidf_lr"]["accuracy"] <= 1 and check["tfidf_lr"]["mae"] >= 0
+    said = [line for line in lines if line.startswith("teacher check")]
+    assert f"TF-IDF + LR on the same training texts {check['tfidf_lr']['accuracy']:.1%}" in said[0]
+    behind = check["teacher"]["accuracy"] <= check["tfidf_lr"]["accuracy"] or check["teacher"]["mae"] >= check["tfidf_lr"]["mae"]
+    assert behind == any("warning: the teacher is not ahead" in line for line in said)
+    meta = json.loads((distilled.out / "metadata.json").read_text())["distillation"]
+    assert meta["teacher_check"]["tfidf_lr"]["accuracy"] == pytest.approx(check["tfidf_lr"]["accuracy"])
+    # the baseline's probabilities cover the whole scale in order, 0 for a rating never seen in training
+    peer = TfidfLR.fit(["good film", "bad film", "fine film"], [5, 1, 4])
+    probs = peer.proba(["good", "bad"], [1, 2, 3, 4, 5])
+    assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1) and (probs[:, [1, 2]] == 0).all()

@@ -109,6 +109,7 @@ class DistillResult:
     transfer: Path | None
     seconds: dict             # per stage
     student: object = None    # train()'s TrainResult
+    teacher_check: dict | None = None  # the teacher and TF-IDF + LR on dev, side by side (`teacher_check`)
 
 
 def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillResult:
@@ -142,8 +143,9 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # stage would otherwise report the seconds it took to load
     fine_tuned = (teacher.info.trained or {}).get("seconds")
     seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 3)
+    check = teacher_check(cfg, teacher, kept, tokens, log) if st.dev else None
     if cfg.until == "teacher":
-        return DistillResult(None, teacher_dir, None, seconds)
+        return DistillResult(None, teacher_dir, None, seconds, teacher_check=check)
 
     # -- 3. augment: from each review (an SST sentence, not its every phrase), seeded
     t0 = time.perf_counter()
@@ -168,15 +170,15 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     _write_transfer(transfer, texts, logits, len(unique), len(unique) + len(augmented))
     seconds["label"] = round(label_seconds, 3)
     if cfg.until == "label":
-        return DistillResult(None, teacher_dir, transfer, seconds)
+        return DistillResult(None, teacher_dir, transfer, seconds, teacher_check=check)
 
     # -- 6. student: an ordinary reviewlstm model, trained on the gold ratings and the teacher's
     t0 = time.perf_counter()
     del teacher  # the student trains without the teacher in memory
     result = train_student(replace(st, transfer=str(transfer)), log=log)
     seconds["student"] = round(time.perf_counter() - t0, 3)
-    _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds, len(unrated))
-    return DistillResult(Path(st.out), teacher_dir, transfer, seconds, result)
+    _record(Path(st.out), cfg, teacher_dir, len(unique), len(augmented), seconds, len(unrated), check)
+    return DistillResult(Path(st.out), teacher_dir, transfer, seconds, result, check)
 
 
 def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
@@ -228,6 +230,43 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
             f"MAE {m['mae']:.3f}, macro-F1 {m['macro_f1']:.3f} ({trained['seconds']:.0f} s to fine-tune)")
     teacher.save(target)
     return teacher, target
+
+
+def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print) -> dict | None:
+    """The teacher against TF-IDF + LR fitted on the same training texts (seconds), both on dev,
+    said before the teacher's labels are used: a teacher no better than that baseline cannot make a
+    student better than it. Returns both metric sets, or None without scikit-learn."""
+    from . import metrics
+    from .data import read_examples
+    try:
+        from .baseline import TfidfLR
+    except ImportError:  # pragma: no cover - scikit-learn comes with the teacher's extra
+        log("teacher check: skipped (scikit-learn is not installed: pip install -e \".[teacher]\")")
+        return None
+    st = cfg.student
+    ratings = list(range(st.scale_min, st.scale_max + 1))
+    dev = list(read_examples(st.dev, fmt=st.format, scale=(st.scale_min, st.scale_max), require_rating=True))
+    dev_texts = [" ".join(text_tokens(e.text, e.tokens, st.lowercase)) for e in dev]
+    gold = [e.rating for e in dev]
+    baseline = TfidfLR.fit([" ".join(t) for t in tokens], [e.rating for e in kept], seed=st.seed)
+    probs = baseline.proba(dev_texts, ratings)
+    from .predict import rating_and_expected
+    best, expected = rating_and_expected(probs, ratings)
+    peer = {**metrics.score(gold, best.tolist(), expected.tolist(), ratings),
+            "nll": metrics.nll(probs, np.asarray(gold) - st.scale_min)}
+    precision = resolve_precision(cfg.teacher_precision, next(teacher.parameters()).device)
+    ours = teacher.info.dev_metrics or evaluate_teacher(st.dev, teacher, st, precision=precision)
+    ahead = ours["accuracy"] - peer["accuracy"]
+    log(f"teacher check on {st.dev}: teacher accuracy {ours['accuracy']:.1%}, MAE {ours['mae']:.3f}; "
+        f"TF-IDF + LR on the same training texts {peer['accuracy']:.1%}, MAE {peer['mae']:.3f} "
+        f"({ahead * 100:+.1f} points)")
+    if ahead <= 0 or ours["mae"] >= peer["mae"]:
+        log("teacher check: warning: the teacher is not ahead of TF-IDF + LR on dev on both accuracy and MAE, so its "
+            "students are unlikely to be; more epochs (--teacher-epochs), another learning rate (--teacher-lr) or "
+            "a larger encoder (--teacher DIR) may help")
+    keep = ("accuracy", "mae", "macro_f1", "nll")
+    return {"teacher": {k: ours.get(k) for k in keep}, "tfidf_lr": {k: peer.get(k) for k in keep},
+            "dev": str(st.dev), "dev_examples": len(dev)}
 
 
 def _teacher_seed(cfg: DistillConfig) -> int:
@@ -480,7 +519,7 @@ def _chunk_name(texts: list[str]) -> str:
 
 
 def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict,
-            n_unrated: int = 0):
+            n_unrated: int = 0, check: dict | None = None):
     """The teacher and the recipe in the student's metadata and on its card."""
     from . import artifact
     teacher = json.loads((teacher_dir / "teacher.json").read_text())
@@ -490,7 +529,7 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
         "teacher": str(teacher_dir), "teacher_source": teacher["source"], "teacher_max_length": teacher["max_length"],
         "teacher_trained": teacher.get("trained"), "teacher_dev_metrics": teacher.get("dev_metrics"),
         "labelled_texts": n_labelled, "augmented_texts": n_augmented, "augment": cfg.augment,
-        "unrated_texts": n_unrated, "unlabeled_files": [str(f) for f in cfg.unlabeled],
+        "unrated_texts": n_unrated, "unlabeled_files": [str(f) for f in cfg.unlabeled], "teacher_check": check,
         "mask_p": cfg.mask_p, "replace_p": cfg.replace_p, "ngram_p": cfg.ngram_p,
         "alpha": cfg.student.distill_alpha, "temperature": cfg.student.distill_temperature, "seconds": seconds,
         **cfg.extra}
