@@ -1,9 +1,10 @@
 """The teacher's time on a CPU: fine-tuning steps and labelling in float32 and in bfloat16 autocast.
 
-    python bench/teacher_precision.py [--steps 20] [--label 2000] [--threads 2] [--sst ../shared/data/sst5]
+    python bench/teacher_precision.py [--steps 20] [--label 2000] [--batch 32] [--phrases] [--threads 2]
+                                      [--sst ../shared/data/sst5]
 
-MiniLM-L6 (the distillation teacher) on SST-5 training sentences, batch 32 for fine-tuning (the
-default), batch 64 for labelling. Each precision runs the same batches, interleaved round by round so
+MiniLM-L6 (the distillation teacher) on SST-5 training sentences (or, --phrases, its phrases: most
+are a few words), batch 32 for fine-tuning (the default), batch 64 for labelling. Each precision runs the same batches, interleaved round by round so
 the machine's noise hits both alike; the median step time and texts/s are reported, and for
 labelling how far bfloat16's probabilities are from float32's (largest difference, argmax agreement).
 bfloat16 runs on oneDNN's AMX or AVX-512 BF16 kernels where the CPU has them (the run says which); on
@@ -30,10 +31,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--label", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--phrases", action="store_true", help="SST-5's phrases instead of its sentences")
     ap.add_argument("--sst", default="../shared/data/sst5")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    examples = list(read_examples(Path(args.sst) / "train.txt"))
+    examples = list(read_examples(Path(args.sst) / "train.txt", phrases=args.phrases))
     texts = [" ".join(e.tokens) for e in examples]
     labels = torch.tensor([e.rating - 1 for e in examples])
     print(f"torch {torch.__version__}, {args.threads} threads, {torch.backends.cpu.get_cpu_capability()}; "
@@ -41,7 +44,7 @@ def main() -> None:
     teachers = {p: Teacher.from_encoder("minilm", (1, 5), 256, seed=0) for p in ("float32", "bfloat16")}
     optimizers = {p: torch.optim.AdamW(t.parameters(), lr=5e-5) for p, t in teachers.items()}
     rng = np.random.default_rng(0)
-    batches = [rng.choice(len(texts), 32, replace=False).tolist() for _ in range(args.steps + 2)]
+    batches = [rng.choice(len(texts), args.batch, replace=False).tolist() for _ in range(args.steps + 2)]
     step_times = {p: [] for p in teachers}
     for n, batch in enumerate(batches):
         for p, teacher in teachers.items():
@@ -56,14 +59,14 @@ def main() -> None:
             optimizers[p].step()
             if n >= 2:  # two warm-up steps
                 step_times[p].append(time.perf_counter() - start)
-    print("\n| precision | fine-tuning step (batch 32), median ms | steps/s | vs float32 |")
+    print(f"\n| precision | fine-tuning step (batch {args.batch}{', phrases' if args.phrases else ''}), median ms | steps/s | vs float32 |")
     print("|---|---|---|---|")
     base = statistics.median(step_times["float32"])
     for p, ts in step_times.items():
         m = statistics.median(ts)
         print(f"| {p} | {m * 1e3:.0f} | {1 / m:.2f} | {base / m:.2f}x |")
 
-    sample = texts[:args.label]
+    sample = [texts[i] for i in rng.choice(len(texts), min(args.label, len(texts)), replace=False)]
     frozen = teachers["float32"]
     label_times, probs = {p: [] for p in teachers}, {}
     for _ in range(3):
@@ -72,7 +75,7 @@ def main() -> None:
             logits = frozen.logits(sample, precision=p)
             label_times[p].append(time.perf_counter() - start)
             probs[p] = torch.softmax(torch.from_numpy(logits), 1).numpy()
-    print(f"\n| precision | labelling {len(sample)} sentences (batch 64), median s | texts/s | vs float32 | "
+    print(f"\n| precision | labelling {len(sample)} {'phrases' if args.phrases else 'sentences'} (batch 64), median s | texts/s | vs float32 | "
           "largest probability difference | same argmax |")
     print("|---|---|---|---|---|---|")
     base = statistics.median(label_times["float32"])
