@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import numpy as np
 import pytest
@@ -238,6 +239,7 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
                    "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "distilled model written to" in proc.stdout and "teacher: fine-tuning" in proc.stderr
+    assert re.search(r"; teacher \d+ s, augment \d+ s, label \d+ s, student \d+ s\)", proc.stdout), proc.stdout
     assert (tmp_path / "m.work" / "teacher" / "encoder" / "model.safetensors").exists()
     assert not list((tmp_path / "m.work").rglob("*.bin")) and not list((tmp_path / "m.work").rglob("*.pt"))
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher", tmp_path / "nothing")

@@ -428,7 +428,7 @@ def cmd_distill(args) -> int:
     print(f"distilled model written to {result.out} (teacher in {result.teacher}"
           + (f"; dev accuracy {dev['accuracy']:.1%}, MAE {dev['mae']:.3f}" if dev else "")
           + (f"; validation slice accuracy {held['accuracy']:.1%}, MAE {held['mae']:.3f}" if held else "")
-          + f"; seconds per stage {result.seconds})")
+          + "; " + ", ".join(f"{stage} {_duration(sec)}" for stage, sec in result.seconds.items()) + ")")
     return 0
 
 
@@ -609,8 +609,22 @@ def cmd_gradients(args) -> int:
 def cmd_build_kernel(args) -> int:
     from .fourgate import compiled
     module = compiled.load()
-    print(f"fast LSTM kernel: {compiled.status()}")
-    return 0 if module is not None else 1
+    if module is None:
+        print(f"fast LSTM kernel: {compiled.status()}")
+        return 1
+    # say whether this run compiled it or found it built: "compiled" for a cached build misleads
+    print(f"fast LSTM kernel: {'compiled now' if compiled.built_now() else 'already built'}: {compiled.status()}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    """12 s, 3 min 05 s, 1 h 02 min: a stage's time as a person reads it."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 class UserError(Exception):

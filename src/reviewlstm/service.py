@@ -8,6 +8,7 @@ named by a request.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -255,14 +256,16 @@ def create_app(model: str | Path | None = None, limits: Limits | None = None) ->
                       max_chars=limits.max_pass_chars)
     explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")  # one at a time: memory stays bounded
     explaining = {"n": 0}
-    app = FastAPI(title="reviewlstm", version=_version(),
-                  description="Predict a review's star rating and see why: word contributions and LSTM gate traces.")
-    app.add_middleware(BodyLimit, limits=limits)
-
-    @app.on_event("startup")
-    def _start() -> None:
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        # the model loads on a thread: the server answers /health (and says "loading") meanwhile
         _log_accept_errors_once(asyncio.get_running_loop())
         threading.Thread(target=load, daemon=True, name="load-model").start()
+        yield
+
+    app = FastAPI(title="reviewlstm", version=_version(), lifespan=lifespan,
+                  description="Predict a review's star rating and see why: word contributions and LSTM gate traces.")
+    app.add_middleware(BodyLimit, limits=limits)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
