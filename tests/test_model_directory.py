@@ -131,3 +131,16 @@ def test_a_model_without_checksums_loads_with_a_warning(tiny_model, tmp_path, ca
     (out / "metadata.json").write_text("[]")
     proc = run_cli("predict", "--model", out, "good")
     assert proc.returncode == 2 and "metadata.json: expected a JSON object" in proc.stderr
+
+
+def test_the_card_speaks_of_phrases_only_for_sst_trees():
+    """phrases=True is train's default, and means something only for SST trees: a card of a model
+    trained on a CSV does not claim it learnt from "every labelled phrase"."""
+    from reviewlstm import api
+    from reviewlstm.artifact import model_card
+    loaded = api.load_model(None)
+    meta = json.loads((api.default_model_path() / "metadata.json").read_text())
+    train = {**loaded.train_config, "phrases": True, "format": None}
+    for path, says in (("reviews.csv", False), ("reviews.csv.gz", False), ("train.txt", True)):
+        card = model_card(loaded.config, train, {**meta, "train_data": {**meta["train_data"], "path": path}})
+        assert ("every labelled phrase" in card) is says, path

@@ -313,6 +313,18 @@ def _check_sizes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple]) -> None
                             f"{expected.get(k, 'none')}, the weights hold {shapes.get(k, 'none')})")
 
 
+def _sst_file(path, fmt) -> bool:
+    """Whether the training file was SST trees, the only kind with phrases (phrases=True is the
+    default, and means nothing for a CSV)."""
+    if fmt:
+        return fmt == "sst"
+    from .data import DataError, detect_format
+    try:
+        return bool(path) and detect_format(Path(path)) == "sst"
+    except DataError:
+        return False
+
+
 def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
     dev = meta.get("dev_metrics") or {}
     data = meta.get("train_data", {})
@@ -323,7 +335,7 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         f"rating {cfg.scale_min}..{cfg.scale_max}.", "",
         "## Trained on", "",
         f"- {data.get('path', '?')} (sha256 {data.get('sha256', '?')[:16]}…), {data.get('examples', '?')} examples"
-        f"{' (every labelled phrase)' if train.get('phrases') else ''}",
+        f"{' (every labelled phrase)' if train.get('phrases') and _sst_file(data.get('path'), train.get('format')) else ''}",
         f"- {train.get('epochs', '?')} epochs at most, seed {train.get('seed', '?')}, best epoch {meta.get('best_epoch', '?')}",
         "", "## Scores (dev)", "",
     ]
