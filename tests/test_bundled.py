@@ -10,7 +10,8 @@ def test_predict_with_the_bundled_model():
     proc = run_cli("predict", "a gorgeous, witty, seductive movie.", "--json")
     assert proc.returncode == 0, proc.stderr
     p = json.loads(proc.stdout)
-    assert p["rating"] >= 4 and abs(sum(p["probabilities"]) - 1) < 1e-6
+    assert p["rating"] >= 4 and abs(sum(o["probability"] for o in p["probabilities"]) - 1) < 1e-6
+    assert [o["rating"] for o in p["probabilities"]] == [1, 2, 3, 4, 5]  # keyed by rating, the scale in order
     low = api.predict("a dull, lifeless and utterly tedious mess.")
     assert low.rating <= 2
 

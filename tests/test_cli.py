@@ -97,12 +97,13 @@ def test_predict_json_and_same_answer_alone_or_in_a_batch(tiny_model):
     assert alone.returncode == 0, alone.stderr
     one = json.loads(alone.stdout)
     assert isinstance(one["rating"], int) and 1 <= one["rating"] <= 5
-    assert len(one["probabilities"]) == 5 and abs(sum(one["probabilities"]) - 1) < 1e-6
+    assert [o["rating"] for o in one["probabilities"]] == [1, 2, 3, 4, 5]  # keyed by rating
+    assert abs(sum(o["probability"] for o in one["probabilities"]) - 1) < 1e-6
     assert isinstance(one["expected_rating"], float)
     batch = run_cli("predict", "--model", tiny_model, "dull and lifeless", text, "an instant classic", "--json")
     mine = [json.loads(line) for line in batch.stdout.splitlines()][1]
     assert mine["rating"] == one["rating"]
-    assert max(abs(a - b) for a, b in zip(mine["probabilities"], one["probabilities"])) < 1e-6
+    assert max(abs(a["probability"] - b["probability"]) for a, b in zip(mine["probabilities"], one["probabilities"])) < 1e-6
     human = run_cli("predict", "--model", tiny_model, text)
     assert "expected" in human.stdout and "★" in human.stdout
 

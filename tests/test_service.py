@@ -38,7 +38,9 @@ def test_predict_matches_the_cli(server, tiny_model):
     served = r.json()
     assert served["rating"] == cli["rating"] and served["text"] == cli["text"]
     assert served["tokens"] == cli["tokens"] and served["read_as"] == cli["read_as"]
-    assert served["probabilities"] == pytest.approx(cli["probabilities"], abs=1e-6)
+    assert [o["rating"] for o in served["probabilities"]] == [o["rating"] for o in cli["probabilities"]] == [1, 2, 3, 4, 5]
+    assert [o["probability"] for o in served["probabilities"]] == pytest.approx(
+        [o["probability"] for o in cli["probabilities"]], abs=1e-6)
     assert served["expected_rating"] == pytest.approx(cli["expected_rating"], abs=1e-6)
     batch = httpx.post(server + "/predict", json={"texts": ["dull .", text]}).json()["predictions"]
     assert [p["text"] for p in batch] == ["dull .", text]
@@ -98,7 +100,8 @@ def test_concurrent_clients_get_their_own_answers(server):
     for t, status, body in results:
         assert status == 200 and body["text"] == t
         assert body["rating"] == alone[t]["rating"]
-        assert body["probabilities"] == pytest.approx(alone[t]["probabilities"], abs=1e-6)
+        assert body["probabilities"] == [{"rating": o["rating"], "probability": pytest.approx(o["probability"], abs=1e-6)}
+                                         for o in alone[t]["probabilities"]]
 
 
 def test_binds_to_loopback_by_default_and_bad_model_is_one_line(tmp_path):
@@ -112,5 +115,9 @@ def test_the_response_schema_is_the_librarys_prediction():
     import dataclasses
     from reviewlstm.predict import Prediction
     from reviewlstm.service import create_app
-    schema = create_app().openapi()["components"]["schemas"]["Prediction"]["properties"]
-    assert list(schema) == ["text"] + [f.name for f in dataclasses.fields(Prediction)]
+    openapi = create_app().openapi()["components"]["schemas"]
+    schema = openapi["Prediction"]["properties"]
+    # every field as to_dict() writes it: the scale lives in the keyed probabilities, not beside them
+    assert list(schema) == ["text"] + [f.name for f in dataclasses.fields(Prediction) if f.name != "ratings"]
+    assert schema["probabilities"]["items"]["$ref"].endswith("/RatingProbability")
+    assert list(openapi["RatingProbability"]["properties"]) == ["rating", "probability"]

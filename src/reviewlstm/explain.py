@@ -71,7 +71,11 @@ class Explanation:
     gate_labels: dict = field(default_factory=dict)  # gate name -> what a person should read it as
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON form: probabilities keyed by rating, as every JSON answer gives them."""
+        from .predict import keyed
+        out = asdict(self)
+        out["probabilities"] = keyed(self.probabilities, self.ratings)
+        return out
 
 
 def _expected(probs: torch.Tensor, ratings: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -27,9 +27,22 @@ class Prediction:
     read_as: str                 # "whole", "sentences" (read sentence by sentence and averaged) or "truncated"
     known_share: float = 1.0     # share of the text's words (tokens with a letter or digit) the model knows
     warning: str | None = None   # set when the model could read little of the text
+    ratings: list[int] = field(default_factory=list)  # the scale, in the order of `probabilities`
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The JSON form (CLI --json, REST): probabilities keyed by rating, [{rating, probability}, ...]."""
+        out = asdict(self)
+        out["probabilities"] = keyed(self.probabilities, self.ratings)
+        del out["ratings"]
+        return out
+
+
+def keyed(probabilities, ratings) -> list[dict]:
+    """[{"rating": r, "probability": p}, ...] in the scale's order: the one shape every JSON answer
+    gives a distribution in."""
+    if len(ratings) != len(probabilities):
+        raise ValueError(f"{len(probabilities)} probabilities for {len(ratings)} ratings")
+    return [{"rating": int(r), "probability": float(q)} for r, q in zip(ratings, probabilities)]
 
 
 def rating_and_expected(probs: np.ndarray, ratings) -> tuple[np.ndarray, np.ndarray]:
@@ -175,5 +188,5 @@ class Predictor:
                                   expected_rating=float(expected[i]),
                                   tokens=len(token_lists[i]), read_as=modes[i],
                                   known_share=round(k / words, 4) if words else 0.0,
-                                  warning=known_warning(k, words)))
+                                  warning=known_warning(k, words), ratings=list(self.config.ratings)))
         return out

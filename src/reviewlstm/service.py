@@ -73,17 +73,29 @@ class PredictRequest(BaseModel):
         return self
 
 
-def _schema_of(cls, name: str, **extra):
-    """A response schema made from the library's own dataclass, so the two cannot drift."""
+def _schema_of(cls, name: str, leave_out=(), **extra):
+    """A response schema made from the library's own dataclass, so the two cannot drift; `extra`
+    adds fields or retypes them as the dataclass's to_dict() writes them."""
     import dataclasses
     import typing
     hints = typing.get_type_hints(cls)
-    return create_model(name, **extra, **{
-        f.name: (hints[f.name], ... if f.default is dataclasses.MISSING else f.default) for f in dataclasses.fields(cls)})
+    fields = {f.name: (hints[f.name], ... if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                       else None if f.default is dataclasses.MISSING else f.default)
+              for f in dataclasses.fields(cls) if f.name not in leave_out}
+    extra = dict(extra)
+    head = {k: extra.pop(k) for k in list(extra) if k not in fields}  # new fields first (the text)
+    return create_model(name, **head, **{k: extra.get(k, v) for k, v in fields.items()})
 
 
-# one text's answer: the text, then every field of reviewlstm.predict.Prediction
-Prediction = _schema_of(PredictionResult, "Prediction", text=(str, ...))
+class RatingProbability(BaseModel):
+    rating: int
+    probability: float
+
+
+# one text's answer: the text, then every field of reviewlstm.predict.Prediction as its to_dict() writes
+# them (probabilities keyed by rating; the scale is in them)
+Prediction = _schema_of(PredictionResult, "Prediction", leave_out=("ratings",), text=(str, ...),
+                        probabilities=(list[RatingProbability], ...))
 
 
 class PredictBatch(BaseModel):

@@ -124,8 +124,8 @@
     const p = whole || e, max = Math.max(...e.contributions.map(Math.abs), 1e-9);
     let h = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(p.rating, e.ratings)}</span>`;
     h += `<span class="num">rating <b id="rating">${p.rating}</b> · expected ${p.expected_rating.toFixed(2)}</span></div><div class="bars">`;
-    p.probabilities.forEach((q, k) => {
-      h += `<div class="bar"><span>${e.ratings[k]} ★</span><span class="track"><span class="fill" style="display:block;width:${(100 * q).toFixed(1)}%"></span></span><span>${(100 * q).toFixed(1)}%</span></div>`;
+    p.probabilities.forEach(({ rating, probability: q }) => {
+      h += `<div class="bar"><span>${rating} ★</span><span class="track"><span class="fill" style="display:block;width:${(100 * q).toFixed(1)}%"></span></span><span>${(100 * q).toFixed(1)}%</span></div>`;
     });
     h += `</div>`;
     if (whole && whole.warning) h += `<p class="note warn" id="warning">${esc(whole.warning)}</p>`;
@@ -182,7 +182,7 @@
       const why = await post("explain", { text, method: $("method").value });
       if (!why.ok) {
         const w = rated.body;
-        out.innerHTML = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(w.rating, w.probabilities.map((_, k) => k + 1))}</span>` +
+        out.innerHTML = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(w.rating, w.probabilities.map((o) => o.rating))}</span>` +
           `<span class="num">rating <b id="rating">${w.rating}</b> · expected ${w.expected_rating.toFixed(2)}</span></div></div>`;
         err.textContent = "Rated, but not explained: " + why.error;
         return;
