@@ -3,6 +3,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from support import run_cli
 from reviewlstm import api
@@ -200,3 +201,24 @@ def test_config_files_yaml_and_errors(tmp_path):
     (tmp_path / "c.ini").write_text("[x]\n")
     with pytest.raises(ValueError, match="must be .toml, .yaml or .yml"):
         TrainConfig.from_file(tmp_path / "c.ini")
+
+
+def test_threads_and_device_on_the_commands_that_run_a_model(tiny_model, tmp_path):
+    """predict, evaluate, explain and serve take --threads (the same answer on one thread); predict,
+    evaluate and serve take --device (auto is CPU here; CUDA on a machine without it is one line)."""
+    text = "a gorgeous , witty , seductive movie ."
+    base = json.loads(run_cli("predict", "--model", tiny_model, text, "--json").stdout)
+    one = run_cli("predict", "--model", tiny_model, text, "--json", "--threads", "1", "--device", "auto")
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["probabilities"] == base["probabilities"]
+    rated = tmp_path / "rated.csv"
+    rated.write_text("text,rating\ngood fun,5\na dull mess,1\n")
+    ev = run_cli("evaluate", rated, "--model", tiny_model, "--threads", "1", "--json")
+    assert ev.returncode == 0 and json.loads(ev.stdout)["n"] == 2, ev.stderr
+    ex = run_cli("explain", "--model", tiny_model, text, "--threads", "1", "--json")
+    assert ex.returncode == 0 and json.loads(ex.stdout)["rating"] == base["rating"], ex.stderr
+    if not torch.cuda.is_available():
+        gpu = run_cli("predict", "--model", tiny_model, text, "--device", "cuda")
+        assert gpu.returncode == 2 and "sees no CUDA GPU" in gpu.stderr and "Traceback" not in gpu.stderr
+    bad = run_cli("predict", "--model", tiny_model, text, "--threads", "0")
+    assert bad.returncode == 2 and "--threads" in bad.stderr

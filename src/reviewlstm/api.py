@@ -33,14 +33,23 @@ def start_model_path() -> Path:
     return Path(str(resources.files("reviewlstm") / "start_model"))
 
 
-def load_model(path: str | Path | None = None) -> LoadedModel:
-    """Load a model directory (the bundled model when path is None); cached per path."""
+def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu") -> LoadedModel:
+    """Load a model directory (the bundled model when path is None) onto `device` ("cpu", "cuda",
+    "cuda:1", or "auto": CUDA when there is one); cached per path and device. Everything that takes
+    `model=` runs on the device of the LoadedModel given."""
+    import torch
+    if isinstance(path, LoadedModel):  # already loaded (a caller chose its device)
+        return path
     p = Path(path) if path is not None else default_model_path()
-    key = str(p.resolve())
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch sees no CUDA GPU (use cpu or auto)")
+    key = f"{p.resolve()}@{device}"
     if key not in _CACHE:
         if path is None and not (p / "config.json").exists():
             raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
-        _CACHE[key] = artifact.load(p)
+        _CACHE[key] = artifact.load(p, device=device)
     return _CACHE[key]
 
 

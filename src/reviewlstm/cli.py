@@ -50,8 +50,14 @@ def _positive(kind):
 STARS = "★★★★★★★★★★"
 
 
-def _model_arg(p):
+def _model_arg(p, device: bool = True):
     p.add_argument("--model", default=None, help="model directory (default: the bundled SST-5 model)")
+    p.add_argument("--threads", type=_positive(int), default=None,
+                   help="CPU threads for the model (default: torch's, one per core; 1 keeps a busy machine's "
+                        "single-review latency low)")
+    if device:
+        p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                       help="where the model runs (auto: CUDA when there is one; default cpu)")
 
 
 def _column_args(p):
@@ -157,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
                        description="The rating, the words colored by their contribution, and (with --html) a page "
                                    "with the word heat map, the gate heat maps and the prediction after each word.")
-    _model_arg(x)
+    _model_arg(x, device=False)  # explanations run on the CPU
     x.add_argument("text", metavar="TEXT", help="the review to explain")
     x.add_argument("--method", choices=("integrated_gradients", "occlusion"), default="integrated_gradients",
                    help="word contributions by integrated gradients (default) or by leaving each word out")
@@ -575,7 +581,7 @@ def cmd_explain(args) -> int:
 
 def cmd_serve(args) -> int:
     from .service import Limits, serve
-    if args.model is not None:
+    if isinstance(args.model, (str, os.PathLike)):
         from . import api
         api.load_model(args.model)  # a bad --model fails here, as one line, before the server starts
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -636,6 +642,18 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _runtime(args) -> None:
+    """--threads and --device of the commands that run a model: the thread count set before anything
+    runs; a model on another device loaded here, so the command's every call uses it."""
+    threads, device = getattr(args, "threads", None), getattr(args, "device", "cpu")
+    if threads and getattr(args, "func", None) is not cmd_train and hasattr(args, "model"):
+        import torch
+        torch.set_num_threads(threads)
+    if hasattr(args, "model") and device != "cpu" and getattr(args, "func", None) is not cmd_train:
+        from . import api
+        args.model = api.load_model(args.model, device=device)
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
     parser = build_parser()
@@ -643,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the command line, not a caller's process
         signal.signal(signal.SIGTERM, _terminate)
     try:
+        _runtime(args)
         code = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that went away (| head) is met here, not at exit
         return code

@@ -170,6 +170,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
 def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
     if workers is not None:
         return workers
+    if next(loaded.model.parameters()).device.type != "cpu":  # one GPU process beats CPU workers
+        return 0
     if total is None or total < 20_000 or not (loaded.path and Path(loaded.path).is_dir()):
         return 0
     return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)

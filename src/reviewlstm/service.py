@@ -251,13 +251,13 @@ async def _answer(send, status: int, detail: str, headers: list | None = None) -
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: str | Path | None = None, limits: Limits | None = None) -> FastAPI:
+def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     state: dict = {"loaded": None, "error": None}
 
     def load() -> None:
         try:
-            loaded = api.load_model(model)
+            loaded = model if isinstance(model, api.LoadedModel) else api.load_model(model)
             from .fourgate import compiled
             compiled.load()  # built (once per machine) before /ready says yes, not on the first request
             state["loaded"] = loaded
@@ -386,7 +386,7 @@ def _version() -> str:
     return __version__
 
 
-def serve(model: str | Path | None = None, host: str = "127.0.0.1", port: int = 8000,
+def serve(model: "str | Path | api.LoadedModel | None" = None, host: str = "127.0.0.1", port: int = 8000,
           limits: Limits | None = None, header_timeout: float = 10.0) -> None:
     import resource
     import sys
