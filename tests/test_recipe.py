@@ -193,3 +193,14 @@ def test_event_dropout_is_its_own_setting_saved_with_the_model(sst, tmp_path):
         TrainConfig(train="x", event_dropout="half").validate()
     TrainConfig(train="x", event_dropout="auto").validate()
     TrainConfig(train="x", event_dropout=None).validate()
+
+
+def test_train_says_what_it_started_from_and_when_the_epoch_limit_stopped_it(sst, tmp_path):
+    """From scratch is said as plainly as a start model is; a run whose last dev check was its best,
+    ended by --epochs rather than by patience, says so and how to go on."""
+    logs = []
+    train(TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(tmp_path / "m"), phrases=False,
+                      max_examples=80, epochs=1, evals_per_epoch=1, init_from=None, **QUIET), log=logs.append)
+    assert any(line.startswith("started from scratch: random word vectors, a new layer and head") for line in logs), logs
+    limit = [line for line in logs if line.startswith("stopped at the epoch limit (1) with dev still improving")]
+    assert limit and "--resume --epochs 2" in limit[0], logs

@@ -344,6 +344,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     if init_from:
         log(_init_from(model, vocab, init_from) + (" (picked: reviews read whole, 1-5 stars)"
                                                    if cfg.init_from == "auto" else ""))
+    elif not cfg.resume:  # what a model starts from is part of its story: said either way
+        log(f"started from scratch: {'GloVe 6B 50d' if cfg.embeddings == 'glove' else 'random'} word vectors, a new "
+            "layer and head" + (" (init_from auto takes the shipped start model only for reviews read whole on a "
+                                "1-5 scale)" if cfg.init_from == "auto" else ""))
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
     model.to(device)
 
@@ -517,6 +521,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             break
     bar.close()
     seconds = earlier + time.perf_counter() - started
+    if d.main and not stop and dev_ex and history and best_epoch == history[-1]["epoch"]:
+        # the epoch limit, not the data, ended the run: say so, and how to go on
+        log(f"stopped at the epoch limit ({cfg.epochs}) with dev still improving (best at the last check): more epochs "
+            f"may help: the same command with --resume --epochs {cfg.epochs * 2} goes on from here")
     if not d.main:  # rank 0 writes the kept model and scores the slice; the others are done
         distributed.barrier(d)
         distributed.teardown(d)
