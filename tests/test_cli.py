@@ -222,3 +222,14 @@ def test_threads_and_device_on_the_commands_that_run_a_model(tiny_model, tmp_pat
         assert gpu.returncode == 2 and "sees no CUDA GPU" in gpu.stderr and "Traceback" not in gpu.stderr
     bad = run_cli("predict", "--model", tiny_model, text, "--threads", "0")
     assert bad.returncode == 2 and "--threads" in bad.stderr
+
+
+def test_explain_lists_each_word_once_and_never_a_zero():
+    """The words that moved the rating: one line each way, a repeated word once with its occurrences
+    summed and counted, a contribution that rounds to 0.00 left out (it moved nothing)."""
+    from reviewlstm.cli import _moved
+    tokens = ["good", "good", "good", "loud", ".", "bad"]
+    contributions = [0.1, 0.2, 0.001, -0.001, 0.0, -0.3]
+    assert _moved(tokens, contributions, +1) == "good ×3 +0.30"
+    assert _moved(tokens, contributions, -1) == "bad -0.30"
+    assert _moved(["loud"], [-0.004], -1) == "none"

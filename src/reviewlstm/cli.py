@@ -522,6 +522,18 @@ def _colored(tokens, contributions) -> str:
     return " ".join(out)
 
 
+def _moved(tokens: list[str], contributions: list[float], sign: int, k: int = 5) -> str:
+    """The k words that moved the rating most in one direction: each word once (its occurrences summed,
+    counted when more than one), none that rounds to 0.00."""
+    total: dict[str, float] = {}
+    count: dict[str, int] = {}
+    for t, c in zip(tokens, contributions):
+        total[t] = total.get(t, 0.0) + c
+        count[t] = count.get(t, 0) + 1
+    ranked = sorted((c * sign, t) for t, c in total.items() if round(c * sign, 2) > 0)[::-1][:k]
+    return ", ".join(f"{t}{f' ×{count[t]}' if count[t] > 1 else ''} {c * sign:+.2f}" for c, t in ranked) or "none"
+
+
 def cmd_explain(args) -> int:
     import json
     from tqdm import tqdm
@@ -560,9 +572,7 @@ def cmd_explain(args) -> int:
         print(f"note: the text has {e.text_chars:,} characters; the first {e.explained_chars:,} are explained "
               f"below (rated {e.rating} there; --max-chars N explains more, at about 40 passes over it)")
     # the words that moved the rating most come first; the whole text, colored, after
-    ranked = sorted(zip(e.contributions, e.tokens), reverse=True)
-    up = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[:5] if c > 0) or "none"
-    down = ", ".join(f"{t} {c:+.2f}" for c, t in ranked[::-1][:5] if c < 0) or "none"
+    up, down = _moved(e.tokens, e.contributions, +1), _moved(e.tokens, e.contributions, -1)
     print(f"pushed up: {up}")
     print(f"pushed down: {down}  ({e.method.replace('_', ' ')}, stars of expected rating)")
     if len(e.tokens) <= args.show_words:
