@@ -139,8 +139,14 @@ def plot_curves(curves: dict, path: str | Path) -> None:
                 ax.axvline(kept, color="grey", ls=":", lw=1)
             right.annotate("kept", (kept, right.get_ylim()[1]), ha="center", va="bottom", fontsize=8, color="grey")
             if slice_:
-                right.plot([kept], [slice_["accuracy"]], "*", ms=11, color="C2", label="slice accuracy (kept model)")
-                mae.plot([kept], [slice_["mae"]], "*", ms=11, color="C3", label="slice MAE (kept model)")
+                # the accuracy axes drawn above the MAE twin (else MAE's line hides the slice's star), and
+                # both stars outlined above their own lines
+                right.set_zorder(mae.get_zorder() + 1)
+                right.patch.set_visible(False)
+                right.plot([kept], [slice_["accuracy"]], "*", ms=13, color="C2", mec="black", mew=0.8, zorder=5,
+                           label="slice accuracy (kept model)")
+                mae.plot([kept], [slice_["mae"]], "*", ms=13, color="C3", mec="black", mew=0.8, zorder=5,
+                         label="slice MAE (kept model)")
         lines = right.get_legend_handles_labels()[0] + mae.get_legend_handles_labels()[0]
         right.legend(lines, [h.get_label() for h in lines], fontsize=8, loc="center right")
         right.set_title("dev at every check")
