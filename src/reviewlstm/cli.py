@@ -545,7 +545,8 @@ def cmd_explain(args) -> int:
     if problem:
         raise UserError(f"TEXT {problem}")
     loaded = api.load_model(args.model)
-    bar = tqdm(total=None, unit="sentence", desc="explaining", file=sys.stderr, leave=False,
+    # a pass is one read: the whole text, or one sentence of a long one (the bar never says "1/1 sentence" of two)
+    bar = tqdm(total=None, unit="pass", desc="explaining", file=sys.stderr, leave=False,
                disable=None if not args.json else True)
 
     def on_piece(done, total):
