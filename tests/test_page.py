@@ -112,3 +112,20 @@ def test_an_explanation_page_survives_script_like_text(browser_page, tiny_model,
     page.wait_for_selector("#stars", timeout=30_000)
     assert page.inner_text("#rating") in {"1", "2", "3", "4", "5"}
     assert page.locator("#heatmap span").count() > 5
+
+
+def test_a_long_reviews_page_puts_the_rating_before_its_text(browser_page, tiny_model, tmp_path):
+    """Above the rating only an excerpt of a long review; the whole text folded after the result."""
+    from support import run_cli
+    page, _ = browser_page
+    text = " ".join(["a long and winding review that praises the acting and mourns the plot ."] * 60)
+    out = tmp_path / "long.html"
+    proc = run_cli("explain", "--model", tiny_model, text, "--html", out)
+    assert proc.returncode == 0, proc.stderr
+    page.goto(out.as_uri())
+    page.wait_for_selector("#stars", timeout=30_000)
+    assert len(page.inner_text("p.sub >> nth=0")) < 320
+    stars_y = page.locator("#stars").bounding_box()["y"]
+    assert page.locator("#whole-text").bounding_box()["y"] > stars_y  # the text after the rating
+    assert page.locator("#whole-text p").text_content() == text  # folded, but all there
+    assert f"the whole text ({len(text):,} characters)" in page.inner_text("#whole-text summary")

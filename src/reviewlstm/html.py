@@ -23,10 +23,24 @@ def explanation_page(e: Explanation, whole=None) -> str:
 <script>{(WEB / "app.js").read_text()}</script>
 </head><body><main>
 <h1>reviewlstm</h1>
-<p class="sub">{html.escape(e.text)}</p>
-<div id="error"></div><div id="result"></div>
+<p class="sub">{html.escape(_excerpt(e.text))}</p>
+<div id="error"></div><div id="result"></div>{_whole_text(e.text)}
 </main></body></html>
 """
+
+
+EXCERPT_CHARS = 300  # above the rating: a long review's text comes after it, folded
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def _whole_text(text: str) -> str:
+    if len(text) <= EXCERPT_CHARS:
+        return ""
+    return (f'\n<details id="whole-text"><summary>the whole text ({len(text):,} characters)</summary>'
+            f'<p class="sub">{html.escape(text)}</p></details>')
 
 
 def script_json(value) -> str:
