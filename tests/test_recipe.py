@@ -140,7 +140,8 @@ def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_pa
     logs.clear()  # the same shape, but SST sentences: from scratch (the SST-5 models saw SST)
     train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "s"), epochs=1, phrases=False, max_examples=40,
                       progress=False, extra_glove_words=0), log=logs.append)
-    assert not any(line.startswith("started from") for line in logs)
+    assert not any(line.startswith("started from /") for line in logs)
+    assert any(line.startswith("started from scratch: GloVe 6B 50d word vectors") for line in logs), logs
 
 
 def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):

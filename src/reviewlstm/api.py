@@ -6,7 +6,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
-from . import artifact, metrics
+import numpy as np
+
+from . import artifact, calibration, metrics
 from .artifact import ArtifactError, LoadedModel
 from .data import BadRows, Columns, read_examples
 from .explain import EXPLAIN_MAX_CHARS, Explanation
@@ -164,8 +166,10 @@ def explain(text: str, model: str | Path | LoadedModel | None = None, method: st
 
 def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
              columns: Columns | None = None, skip_bad_rows: bool = False, confusion_png: str | Path | None = None,
-             long_text: str | None = None) -> dict:
-    """Every metric of the model on a labelled file (SST trees: sentences)."""
+             long_text: str | None = None, reliability_png: str | Path | None = None) -> dict:
+    """Every metric of the model on a labelled file (SST trees: sentences): accuracy, macro-F1, MAE,
+    within one star, QWK, the confusion matrix, and how well its probabilities are calibrated (ece,
+    brier, nll; `reliability` per confidence bin, drawn by reliability_png)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     bad = BadRows()
@@ -174,6 +178,10 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
     result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
                            [p.expected_rating for p in preds], cfg.ratings)
+    probs = np.asarray([p.probabilities for p in preds], dtype=np.float64).reshape(len(preds), len(cfg.ratings))
+    truth = np.asarray([e.rating - cfg.scale_min for e in examples])
+    result.update(calibration.scores(probs, truth), reliability=calibration.reliability(probs, truth),
+                  temperature=cfg.temperature)
     result["file"] = str(path)
     result["model"] = str(loaded.path)
     result["skipped_bad_rows"] = bad.count
@@ -182,4 +190,42 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     if confusion_png:
         metrics.plot_confusion(result, confusion_png, title=f"{Path(path).name}: accuracy {result['accuracy']:.1%}, "
                                                             f"MAE {result['mae']:.2f}")
+    if reliability_png:
+        calibration.plot_reliability(result["reliability"], reliability_png,
+                                     title=f"{Path(path).name}: ECE {result['ece']:.1%} (temperature {cfg.temperature:g})")
     return result
+
+
+def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
+              columns: Columns | None = None, skip_bad_rows: bool = False) -> dict:
+    """Fit the model's softmax temperature on a labelled file (reviews the model did not train on) and
+    write the calibrated model to `out` (the same directory as the model's updates it in place).
+    `train` does this on its dev set by itself; this is for a model trained without, or for another
+    domain's reviews. No rating moves. Returns the temperature and the file's ECE, Brier and NLL
+    before and after."""
+    import copy
+    import shutil
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    cfg = loaded.config
+    examples = list(read_examples(dev, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
+                                  require_rating=True, skip_bad_rows=skip_bad_rows, scale_hint=False))
+    if not examples:
+        raise ValueError(f"{dev}: no rated reviews to calibrate on")
+    reader = Predictor(loaded)
+    piece_ids = [[loaded.vocab.encode(p) for p in reader.pieces(reader.tokens(e.text, e.tokens))[0]] for e in examples]
+    truth = np.asarray([e.rating - cfg.scale_min for e in examples])
+    temperature, before, after = calibration.fit(loaded.model, piece_ids, truth)
+    calibrated = copy.deepcopy(loaded.model)  # the loaded (cached) model stays as it was
+    calibrated.config.temperature = temperature
+    record = {"temperature": temperature, "fitted_on": f"{dev} ({len(examples)} reviews)",
+              "dev_before": before, "dev_after": after}
+    out = Path(out)
+    source = Path(loaded.path)
+    artifact.save(out, calibrated, loaded.vocab, loaded.train_config, {**loaded.metadata, "calibration": record})
+    if out.resolve() != source.resolve():
+        for name in ("curves.json", "curves.png"):  # the training story travels with the model
+            if (source / name).is_file() and not (out / name).exists():
+                shutil.copy2(source / name, out / name)
+    for key in [k for k in _CACHE if k.startswith(f"{out.resolve()}@")]:
+        del _CACHE[key]  # a model rewritten in place is read afresh
+    return {**record, "out": str(out), "model": str(source)}

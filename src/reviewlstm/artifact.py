@@ -359,6 +359,18 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                      "training, never used for any choice, scored once on the kept model",
                      meta.get("holdout_majority_metrics"),
                      "- no validation slice was set aside (holdout 0)" if "holdout_data" in meta else "- not scored yet")
+    if meta.get("calibration"):
+        c = meta["calibration"]
+        b, a = c.get("dev_before") or {}, c.get("dev_after") or {}
+        lines += ["", "## Calibration", "",
+                  f"- softmax temperature {c.get('temperature')}, fitted on {c.get('fitted_on', 'dev')} by the "
+                  "negative log-likelihood: the probabilities are divided down to the frequencies they claim, "
+                  "no rating moves",
+                  f"- on dev: expected calibration error {b.get('ece', 0):.1%} -> {a.get('ece', 0):.1%}, Brier "
+                  f"{b.get('brier', 0):.3f} -> {a.get('brier', 0):.3f}, NLL {b.get('nll', 0):.3f} -> {a.get('nll', 0):.3f}"]
+        held = meta.get("holdout_metrics") or {}
+        if "ece" in held:
+            lines.append(f"- on the untouched validation slice, calibrated: ECE {held['ece']:.1%}, Brier {held['brier']:.3f}")
     if meta.get("reading"):
         lines += ["", "## Reading", "", f"- {meta['reading']}"]
     if meta.get("distillation"):

@@ -105,12 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE", help="labelled reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
+    e.add_argument("--reliability-png", metavar="PATH",
+                   help="also draw the reliability diagram (accuracy against confidence: is the model as sure as it is right?)")
     e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
                    help="default: as the model was trained")
     e.add_argument("--teacher", metavar="DIR",
                    help="also score a distillation teacher (reviewlstm distill's WORK/teacher), side by side")
     _column_args(e)
     e.set_defaults(func=cmd_evaluate)
+
+    c = sub.add_parser("calibrate", help="fit a model's softmax temperature on rated reviews",
+                       description="Fit the temperature that makes the model's probabilities honest (its confidence "
+                                   "matching its accuracy) on FILE, rated reviews it did not train on, and write the "
+                                   "calibrated model to --out (train does this on --dev by itself). No rating moves.")
+    _model_arg(c, device=False)
+    c.add_argument("file", metavar="FILE", help="rated reviews the model did not train on (its dev set, or new ones)")
+    c.add_argument("--out", required=True, metavar="DIR", help="where to write the calibrated model (--model's DIR: in place)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    _column_args(c)
+    c.set_defaults(func=cmd_calibrate)
 
     t = sub.add_parser("train", help="train a model on (review, rating) pairs",
                        description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
@@ -355,6 +368,8 @@ TRAIN_FLAGS = [
      "four-gate cell: start W_u uniform or as the identity (U = tanh(forget))"),
     ("--average-best", "average_best", {"type": int, "metavar": "K"},
      "keep the average of the K best dev checks' weights instead of the single best (0: the single best)"),
+    ("--calibrate", "calibrate", {"action": _BOOL},
+     "with --dev: fit a softmax temperature on dev at the end and keep it in the model (no rating moves)"),
     ("--holdout", "holdout", {"type": float},
      "share of training reviews set aside as an untouched validation slice, scored once at the end (0: none)"),
     ("--phrases", "phrases", {"action": _BOOL}, "SST trees: train on every labelled phrase, or sentences only"),
@@ -443,7 +458,8 @@ def cmd_evaluate(args) -> int:
     from . import api
     from .metrics import format_report
     result = api.evaluate(args.file, model=args.model, fmt=args.format, columns=_columns(args),
-                          skip_bad_rows=args.skip_bad_rows, confusion_png=args.confusion_png, long_text=args.long_text)
+                          skip_bad_rows=args.skip_bad_rows, confusion_png=args.confusion_png, long_text=args.long_text,
+                          reliability_png=args.reliability_png)
     teacher = None
     if args.teacher:
         from .distill import evaluate_teacher
@@ -461,6 +477,23 @@ def cmd_evaluate(args) -> int:
             print(result["bad_rows"])
         if args.confusion_png:
             print(f"confusion matrix drawn in {args.confusion_png}")
+        if args.reliability_png:
+            print(f"reliability diagram drawn in {args.reliability_png}")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import json
+    from . import api
+    r = api.calibrate(args.file, args.out, model=args.model, fmt=args.format, columns=_columns(args),
+                      skip_bad_rows=args.skip_bad_rows)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    b, a = r["dev_before"], r["dev_after"]
+    print(f"temperature {r['temperature']:g} fitted on {r['fitted_on']}: ECE {b['ece']:.1%} -> {a['ece']:.1%}, "
+          f"Brier {b['brier']:.3f} -> {a['brier']:.3f}, NLL {b['nll']:.3f} -> {a['nll']:.3f} (no rating moves); "
+          f"calibrated model written to {r['out']}")
     return 0
 
 

@@ -151,7 +151,7 @@ def _explain_piece(loaded: LoadedModel, tokens: list[str], method: str, steps: i
     with torch.no_grad():
         events = model.embed(ids)  # (1, T, E)
         logits, gate_acts = model.from_embeddings(events, lengths, return_gates=True)
-        probs = torch.softmax(logits, 1)[0]
+        probs = model.probabilities(logits)[0]
     if method == "integrated_gradients":
         contrib, class_contrib = _integrated_gradients(model, events, lengths, ratings, steps)
     else:
@@ -166,7 +166,7 @@ def _integrated_gradients(model, events, lengths, ratings, steps):
     K = len(ratings)
     alphas = (torch.arange(1, steps + 1, dtype=torch.float32) / steps)[:, None, None]  # (S, 1, 1)
     path = (alphas * events).requires_grad_(True)  # (S, T, E): from zero events to the real ones
-    probs = torch.softmax(model.from_embeddings(path, lengths.expand(steps)), dim=1)  # (S, K)
+    probs = model.probabilities(model.from_embeddings(path, lengths.expand(steps)))  # (S, K)
     outputs = torch.cat([_expected(probs, ratings)[:, None], probs], dim=1)  # (S, 1 + K)
     attributions = []
     for k in range(1 + K):
@@ -183,7 +183,7 @@ def _occlusion(model, ids, probs, ratings):
         return [float(_expected(probs, ratings)) - float(ratings.mean())], [(probs - 1 / len(ratings)).tolist()]
     variants = [torch.cat([ids[:i], ids[i + 1:]]) for i in range(T)]  # the text without word i
     batch, lengths = pad_batch([v.tolist() for v in variants])
-    p = torch.softmax(model(batch, lengths), 1)  # (T, K)
+    p = model.probabilities(model(batch, lengths))  # (T, K)
     return (_expected(probs, ratings) - _expected(p, ratings)).tolist(), (probs[None, :] - p).tolist()
 
 
@@ -194,7 +194,7 @@ def _trajectory(model, ids) -> list[list[float]]:
     batch = ids[None, :].expand(T, T).clone()  # (T, T): row t is the prefix of length t + 1
     lengths = torch.arange(1, T + 1)
     batch[torch.arange(T)[None, :] >= lengths[:, None]] = 0
-    return torch.softmax(model(batch, lengths), 1).tolist()
+    return model.probabilities(model(batch, lengths)).tolist()
 
 
 def _gate_traces(out: Explanation, acts: dict, cell: str) -> None:

@@ -63,8 +63,12 @@ def nll(probs: np.ndarray, truth: np.ndarray) -> float:
 def format_report(s: dict) -> str:
     """The metrics and the confusion matrix as a terminal table."""
     lines = [f"n={s['n']}  accuracy {s['accuracy']:.1%}  macro-F1 {s['macro_f1']:.3f}  MAE {s['mae']:.3f} stars  "
-             f"within ±1 {s['within_one']:.1%}  QWK {s['qwk']:.3f}", "",
-             "rating  precision  recall   f1     support"]
+             f"within ±1 {s['within_one']:.1%}  QWK {s['qwk']:.3f}"]
+    if "ece" in s:
+        lines.append(f"calibration: ECE {s['ece']:.1%}  Brier {s['brier']:.3f}  NLL {s['nll']:.3f}"
+                     + (f"  (temperature {s['temperature']:g})" if s.get("temperature", 1.0) != 1.0 else
+                        "  (uncalibrated: no temperature fitted)"))
+    lines += ["", "rating  precision  recall   f1     support"]
     for r, c in s["per_class"].items():
         lines.append(f"{r:>6}  {c['precision']:9.3f}  {c['recall']:6.3f}  {c['f1']:.3f}  {c['support']:>7}")
     ratings = s["ratings"]

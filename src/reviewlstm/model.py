@@ -62,6 +62,9 @@ class ModelConfig:
     # explain and the dev checks in training all read a text the same way.
     long_text: str = "sentences"
     long_threshold: int = LONG_THRESHOLD
+    # calibration: the logits are divided by this before the softmax (calibration.py: fitted on dev
+    # at the end of training, or by `reviewlstm calibrate`); 1.0 is none. No rating moves with it
+    temperature: float = 1.0
 
     @property
     def ratings(self) -> list[int]:
@@ -95,6 +98,8 @@ class ModelConfig:
         for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length", "long_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
 
 
 class RatingModel(nn.Module):
@@ -127,6 +132,10 @@ class RatingModel(nn.Module):
         pooled = self.pool(outputs, state, lengths)  # (B, H*D)
         logits = self.head(self.dropout(pooled))
         return (logits, result[2]) if return_gates else logits
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(B, K) logits -> the calibrated distribution over the scale: softmax(logits / temperature)."""
+        return torch.softmax(logits.float() / self.config.temperature, dim=-1)
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.from_embeddings(self.embed(token_ids), lengths)

@@ -80,10 +80,11 @@ def pad_batch(id_lists: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.inference_mode()
-def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int = 128) -> np.ndarray:
-    """(N, K) probabilities. Batches hold texts of similar length so little time goes on padding;
-    padded steps are masked, so a text gets the same answer alone or in any batch. 128 texts a
-    batch: larger batches no longer keep a step's working set in a core's cache."""
+def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int = 128, logits: bool = False) -> np.ndarray:
+    """(N, K) probabilities (the model's calibrated softmax), or with `logits` the raw logits. Batches
+    hold texts of similar length so little time goes on padding; padded steps are masked, so a text
+    gets the same answer alone or in any batch. 128 texts a batch: larger batches no longer keep a
+    step's working set in a core's cache."""
     was_training = model.training
     if was_training:  # switching modes walks every submodule: not on every call of a service
         model.eval()
@@ -93,8 +94,8 @@ def predict_proba(model: RatingModel, id_lists: list[list[int]], batch_size: int
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         ids, lengths = pad_batch([id_lists[i] for i in idx])
-        logits = model(ids.to(device), lengths.to(device))
-        out[idx] = torch.softmax(logits.float(), dim=1).cpu().numpy()
+        z = model(ids.to(device), lengths.to(device))
+        out[idx] = (z.float() if logits else model.probabilities(z)).cpu().numpy()
     if was_training:
         model.train()
     return out

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, distributed, metrics
+from . import artifact, calibration, distributed, metrics
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, ModelConfig, RatingModel, check_type, ordinal_loss
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
@@ -90,6 +90,9 @@ class TrainConfig:
     # choices than one best check out of many; bench/recipe.py measures it against the single best,
     # which the metadata keeps as "single_best"); not carried across --resume
     average_best: int = 0
+    # at the end, with a dev set: fit the softmax temperature on dev (calibration.py) and keep it in
+    # the model; no rating moves, the probabilities stop being overconfident
+    calibrate: bool = True
     # distillation (reviewlstm distill writes the transfer set): the teacher's logits for every
     # training review plus augmented texts; the loss is distill_alpha x cross-entropy on the gold
     # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
@@ -548,6 +551,17 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
         log(f"kept the average of the {len(top)} best dev checks: dev accuracy {meta['dev_metrics']['accuracy']:.1%}, "
             f"MAE {meta['dev_metrics']['mae']:.3f} (the single best: {single['dev_metrics']['accuracy']:.1%}, "
             f"{single['dev_metrics']['mae']:.3f})")
+    # -- calibration: one temperature fitted on dev, kept in the model (every reader applies it)
+    if dev_ex and cfg.calibrate:
+        kept = artifact.load(out)
+        truth = np.asarray([e.rating - model_cfg.scale_min for e in dev_ex])
+        temperature, before, after = calibration.fit(kept.model, dev_ids, truth)
+        kept.model.config.temperature = model_cfg.temperature = temperature
+        meta["calibration"] = {"temperature": temperature, "fitted_on": f"dev ({len(dev_ex)} reviews)",
+                               "dev_before": before, "dev_after": after}
+        artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
+        log(f"calibrated on dev: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
+            f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if holdout_ex:
@@ -748,7 +762,7 @@ def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distrib
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     pred, expected = (a.tolist() for a in rating_and_expected(probs, cfg.ratings))
     out = metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)
-    out["nll"] = metrics.nll(probs, truth)
+    out.update(calibration.scores(probs, truth))  # ece, brier, nll
     return out
 
 
