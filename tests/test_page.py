@@ -36,6 +36,8 @@ def test_page_rates_a_review_and_shows_why(browser_page):
     page.click("#go")
     page.wait_for_selector("#stars", timeout=30_000)
     assert page.inner_text("#rating") in {"1", "2", "3", "4", "5"}
+    # the served model was trained with a validation slice: its rating set shows beside the rating
+    assert "90% sure:" in page.inner_text("#rating-set")
     words = page.locator("#heatmap span")
     assert words.count() == 13  # the PTB tokens of the review
     gates = page.locator(".gate[data-gate]")

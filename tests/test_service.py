@@ -121,3 +121,18 @@ def test_the_response_schema_is_the_librarys_prediction():
     assert list(schema) == ["text"] + [f.name for f in dataclasses.fields(Prediction) if f.name != "ratings"]
     assert schema["probabilities"]["items"]["$ref"].endswith("/RatingProbability")
     assert list(openapi["RatingProbability"]["properties"]) == ["rating", "probability"]
+
+
+def test_predict_carries_rating_sets_when_asked(server, tiny_model):
+    """coverage: each answer carries its rating set, as the CLI's; texts asking different coverages in
+    the same moment are batched apart; a coverage out of (0, 1) is refused by the schema."""
+    text = "a gorgeous , witty , seductive movie ."
+    cli = json.loads(run_cli("predict", "--model", tiny_model, text, "--json", "--coverage", "0.8").stdout)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda c: httpx.post(server + "/predict", json={"text": text, "coverage": c}).json(),
+                                [0.8, 0.5, 0.8, None]))
+    assert answers[0]["rating_set"] == answers[2]["rating_set"] == cli["rating_set"] and answers[0]["coverage"] == 0.8
+    assert answers[1]["coverage"] == 0.5 and set(answers[1]["rating_set"]) <= set(answers[0]["rating_set"])
+    assert answers[3]["rating_set"] is None and answers[3]["coverage"] is None
+    bad = httpx.post(server + "/predict", json={"text": text, "coverage": 1.2})
+    assert bad.status_code == 422 and "coverage" in bad.json()["detail"]

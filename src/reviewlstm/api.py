@@ -62,7 +62,7 @@ def train(config: TrainConfig | None = None, log: Callable[[str], None] = print,
 
 
 def predict(texts, model: str | Path | LoadedModel | None = None, long_text: str | None = None,
-            text_column: str | None = None):
+            text_column: str | None = None, coverage: float | None = None):
     """The rating of one text (a Prediction), of each of several (a list), or of every row of a table.
 
     texts: a string; a list (or any iterable) of strings; a pandas Series or pyarrow Array of
@@ -71,10 +71,11 @@ def predict(texts, model: str | Path | LoadedModel | None = None, long_text: str
     with the prediction columns added. The rule for a text that cannot be rated is the CLI's and the
     service's: a string or list with an empty (or non-string) text is refused with a ValueError naming
     it; a table keeps every row, and the rows that could not be rated get an `error`, as
-    `reviewlstm predict --input` does.
+    `reviewlstm predict --input` does. coverage (e.g. 0.9): each Prediction also carries `rating_set`,
+    the run of neighbouring ratings holding the true one with that probability (conformal.py).
     """
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    predictor = Predictor(loaded, long_text=long_text)
+    predictor = Predictor(loaded, long_text=long_text, coverage=coverage)
     table = _as_table(texts, text_column)
     if table is not None:
         return _predict_table(predictor, *table)
@@ -166,10 +167,12 @@ def explain(text: str, model: str | Path | LoadedModel | None = None, method: st
 
 def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
              columns: Columns | None = None, skip_bad_rows: bool = False, confusion_png: str | Path | None = None,
-             long_text: str | None = None, reliability_png: str | Path | None = None) -> dict:
+             long_text: str | None = None, reliability_png: str | Path | None = None,
+             coverage: float | None = None) -> dict:
     """Every metric of the model on a labelled file (SST trees: sentences): accuracy, macro-F1, MAE,
     within one star, QWK, the confusion matrix, and how well its probabilities are calibrated (ece,
-    brier, nll; `reliability` per confidence bin, drawn by reliability_png)."""
+    brier, nll; `reliability` per confidence bin, drawn by reliability_png); with `coverage`, the rating
+    sets' coverage reached on this file and their mean size (`rating_sets`)."""
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     bad = BadRows()
@@ -182,6 +185,13 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     result.update(calibration.scores(probs, truth), reliability=calibration.reliability(probs, truth),
                   temperature=cfg.temperature)
+    if coverage is not None:
+        from . import conformal
+        kept = (loaded.metadata or {}).get("conformal")
+        if not kept:
+            raise ValueError(f"{loaded.path}: this model has no rating-set calibration (trained without a validation "
+                             "slice): reviewlstm calibrate FILE --out DIR adds one")
+        result["rating_sets"] = conformal.evaluate(probs, truth, kept, coverage)
     result["file"] = str(path)
     result["model"] = str(loaded.path)
     result["skipped_bad_rows"] = bad.count
@@ -219,9 +229,14 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
     calibrated.config.temperature = temperature
     record = {"temperature": temperature, "fitted_on": f"{dev} ({len(examples)} reviews)",
               "dev_before": before, "dev_after": after}
+    # rating sets from the same reviews, at the new temperature (conformal.py)
+    from . import conformal
+    from .predict import read_distributions
+    sets = conformal.calibrate(read_distributions(calibrated, piece_ids), truth, record["fitted_on"])
     out = Path(out)
     source = Path(loaded.path)
-    artifact.save(out, calibrated, loaded.vocab, loaded.train_config, {**loaded.metadata, "calibration": record})
+    artifact.save(out, calibrated, loaded.vocab, loaded.train_config,
+                  {**loaded.metadata, "calibration": record, "conformal": sets})
     if out.resolve() != source.resolve():
         for name in ("curves.json", "curves.png"):  # the training story travels with the model
             if (source / name).is_file() and not (out / name).exists():

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long reviews: read sentence by sentence and average, or in one pass "
                         "(default: as the model was trained, its config's long_text)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while scoring --input")
+    p.add_argument("--coverage", type=_coverage, default=None, metavar="C",
+                   help="also give the run of ratings that holds the true one with probability C (e.g. 0.9), "
+                        "calibrated on the model's untouched validation slice")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local (default): this process and its workers; ray: Ray Data actors, --input a file or "
                         "folder, --output a folder of Parquet files (pip install -e \".[ray]\")")
@@ -105,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE", help="labelled reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--confusion-png", metavar="PATH", help="also draw the confusion matrix")
+    e.add_argument("--coverage", type=_coverage, default=None, metavar="C",
+                   help="also score the rating sets at coverage C: how often they hold the true rating, how wide")
     e.add_argument("--reliability-png", metavar="PATH",
                    help="also draw the reliability diagram (accuracy against confidence: is the model as sure as it is right?)")
     e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
@@ -241,7 +246,11 @@ def _print_prediction(text: str, p, ratings: list[int]) -> None:
     probs = "  ".join(f"{r}:{q:.2f}" for r, q in zip(ratings, p.probabilities))
     note = {"sentences": " (read sentence by sentence)", "truncated": " (truncated)"}.get(p.read_as, "")
     shown = text if len(text) <= 70 else text[:67] + "..."
-    print(f"{stars}  {p.rating}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
+    within = ""
+    if p.rating_set is not None:
+        run = f"{p.rating_set[0]}" if len(p.rating_set) == 1 else f"{p.rating_set[0]}-{p.rating_set[-1]}"
+        within = f"  (with {p.coverage:.0%} coverage: {run})"
+    print(f"{stars}  {p.rating}{within}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
     if p.warning:
         print(f"  warning: {p.warning}")
 
@@ -250,6 +259,9 @@ def cmd_predict(args) -> int:
     import json
     from . import api
     if args.engine == "ray" or args.address:
+        if args.coverage is not None:
+            raise UserError("--coverage is for the local engine (TEXT, standard input or --input): Ray scoring writes "
+                            "the probabilities, p_<rating>, without rating sets")
         if not (args.input and args.output) or args.texts:
             raise UserError("--engine ray scores --input FILE_OR_FOLDER into --output FOLDER (Parquet files)")
         import time
@@ -272,6 +284,7 @@ def cmd_predict(args) -> int:
         if not args.output:
             raise UserError("--input needs --output FILE for the scored rows")
         s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
+                           coverage=args.coverage,
                            skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
                            workers=args.workers)
         rated = s.rows - s.errors
@@ -324,13 +337,23 @@ def cmd_predict(args) -> int:
     if not kept:
         raise UserError("no text left to rate")
     loaded = api.load_model(args.model)
-    preds = api.predict([t for _, t in kept], model=loaded, long_text=args.long_text)
+    preds = api.predict([t for _, t in kept], model=loaded, long_text=args.long_text, coverage=args.coverage)
     for (n, text), p in zip(kept, preds):
         if args.json:
             print(json.dumps({"text": text, **({"line": n} if where == "line" else {}), **p.to_dict()}))
         else:
             _print_prediction(text, p, loaded.config.ratings)
     return 0
+
+
+def _coverage(value: str) -> float:
+    try:
+        c = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a coverage between 0 and 1, got {value!r}") from None
+    if not 0 < c < 1:
+        raise argparse.ArgumentTypeError(f"expected a coverage between 0 and 1 (exclusive), got {value!r}")
+    return c
 
 
 def _rate_or_auto(value: str):
@@ -459,7 +482,7 @@ def cmd_evaluate(args) -> int:
     from .metrics import format_report
     result = api.evaluate(args.file, model=args.model, fmt=args.format, columns=_columns(args),
                           skip_bad_rows=args.skip_bad_rows, confusion_png=args.confusion_png, long_text=args.long_text,
-                          reliability_png=args.reliability_png)
+                          reliability_png=args.reliability_png, coverage=args.coverage)
     teacher = None
     if args.teacher:
         from .distill import evaluate_teacher
@@ -479,6 +502,10 @@ def cmd_evaluate(args) -> int:
             print(f"confusion matrix drawn in {args.confusion_png}")
         if args.reliability_png:
             print(f"reliability diagram drawn in {args.reliability_png}")
+        if result.get("rating_sets"):
+            r = result["rating_sets"]
+            print(f"rating sets at {r['target']:.0%} coverage (calibrated on {r['calibrated_on']}): {r['reached']:.1%} of "
+                  f"these reviews' ratings inside, {r['mean_size']:.2f} ratings a set on average")
     return 0
 
 

@@ -28,6 +28,10 @@ class Prediction:
     known_share: float = 1.0     # share of the text's words (tokens with a letter or digit) the model knows
     warning: str | None = None   # set when the model could read little of the text
     ratings: list[int] = field(default_factory=list)  # the scale, in the order of `probabilities`
+    # with a coverage asked: the run of neighbouring ratings that holds the true one with that
+    # probability (conformal.py, calibrated on the model's validation slice); else None
+    rating_set: list[int] | None = None
+    coverage: float | None = None
 
     def to_dict(self) -> dict:
         """The JSON form (CLI --json, REST): probabilities keyed by rating, [{rating, probability}, ...]."""
@@ -155,13 +159,22 @@ class Predictor:
     """
 
     def __init__(self, loaded: LoadedModel, long_text: str | None = None, long_threshold: int | None = None,
-                 batch_size: int = 128):
+                 batch_size: int = 128, coverage: float | None = None):
         self.loaded, self.model, self.vocab, self.config = loaded, loaded.model, loaded.vocab, loaded.config
         long_text = long_text or self.config.long_text
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
         self.long_text, self.batch_size = long_text, batch_size
         self.long_threshold = long_threshold or self.config.long_threshold
+        self.coverage, self.set_threshold = coverage, None
+        if coverage is not None:  # rating sets: the threshold for this coverage, from the model's calibration
+            from . import conformal
+            kept = (loaded.metadata or {}).get("conformal")
+            if not kept:
+                raise ValueError(f"{loaded.path}: this model has no rating-set calibration (it was trained without a "
+                                 "validation slice, or before rating sets existed): reviewlstm calibrate FILE --out DIR "
+                                 "adds one from rated reviews it did not train on")
+            self.set_threshold = conformal.threshold(kept["scores"], coverage)
 
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
         return text_tokens(text, pretokenized, self.config.lowercase)
@@ -182,6 +195,11 @@ class Predictor:
         total = read_distributions(self.model, piece_ids, self.batch_size)
         out = []
         best, expected = rating_and_expected(total, self.config.ratings)
+        sets = [None] * len(total)
+        if self.set_threshold is not None:
+            from . import conformal
+            ratings = self.config.ratings
+            sets = [ratings[lo:hi + 1] for lo, hi in (conformal.rating_set(p, self.set_threshold) for p in total)]
         for i, p in enumerate(total):
             k, words = known[i]  # of the tokens read (after any truncation)
             out.append(Prediction(rating=int(best[i]),
@@ -189,5 +207,6 @@ class Predictor:
                                   expected_rating=float(expected[i]),
                                   tokens=len(token_lists[i]), read_as=modes[i],
                                   known_share=round(k / words, 4) if words else 0.0,
-                                  warning=known_warning(k, words), ratings=list(self.config.ratings)))
+                                  warning=known_warning(k, words), ratings=list(self.config.ratings),
+                                  rating_set=sets[i], coverage=self.coverage))
         return out

@@ -31,16 +31,20 @@ def rate_rows(predictor: Predictor, texts: list, errors: list) -> list[dict]:
     empty with that row's error. Tables everywhere (DataFrames, Ray) go through here."""
     good = [i for i, e in enumerate(errors) if not isinstance(e, str)]
     preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
-    ratings = predictor.config.ratings
-    return [prediction_columns(preds.get(i), ratings, None if i in preds else errors[i]) for i in range(len(texts))]
+    ratings, with_set = predictor.config.ratings, predictor.coverage is not None
+    return [prediction_columns(preds.get(i), ratings, None if i in preds else errors[i], with_set) for i in range(len(texts))]
 
 
-def prediction_columns(p: Prediction | None, ratings: list[int], error: str | None) -> dict:
-    """The columns a scored row gets: the same in file scoring and in DataFrames."""
+def prediction_columns(p: Prediction | None, ratings: list[int], error: str | None, with_set: bool = False) -> dict:
+    """The columns a scored row gets: the same in file scoring and in DataFrames (with_set: a coverage
+    was asked, and set_low, set_high bound each row's rating set)."""
     row = {"predicted_rating": p.rating if p else None,
            "expected_rating": round(p.expected_rating, 4) if p else None}
     for k, r in enumerate(ratings):
         row[f"p_{r}"] = round(p.probabilities[k], 5) if p else None
+    if with_set:
+        row["set_low"] = p.rating_set[0] if p else None
+        row["set_high"] = p.rating_set[-1] if p else None
     row["known_share"] = p.known_share if p else None
     row["error"] = error  # why the row has no prediction; None when it has one
     return row
@@ -64,7 +68,7 @@ class ScoreSummary:
 def score_file(input_path: str | Path, output_path: str | Path, model: str | Path | LoadedModel | None = None,
                fmt: str | None = None, columns: Columns | None = None, skip_bad_rows: bool = False,
                chunk_size: int = 4096, progress: bool = True, long_text: str | None = None,
-               workers: int | None = None) -> ScoreSummary:
+               workers: int | None = None, coverage: float | None = None) -> ScoreSummary:
     """Score every row of a file and write it back with its predictions, streaming: memory stays flat
     in the file's size. Output columns: every input column, then predicted_rating, expected_rating,
     p_<rating> for each rating on the scale, known_share (the share of its words the model knows) and
@@ -81,8 +85,9 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     from collections import deque
     from tqdm import tqdm
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
-    predictor = Predictor(loaded, long_text=long_text)
+    predictor = Predictor(loaded, long_text=long_text, coverage=coverage)
     cfg = loaded.config
+    with_set = coverage is not None
     output_path = Path(output_path)
     try:
         out_fmt = detect_format(output_path)
@@ -115,14 +120,14 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     n_workers = _worker_count(workers, total, loaded)
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
-    writer = _Writer(output_path, out_fmt, cfg.ratings,
+    writer = _Writer(output_path, out_fmt, cfg.ratings, with_set=with_set,
                      infer_numbers=detect_format(input_path, fmt) in ("csv", "tsv"))
     expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
-    pool = _scoring_pool(loaded.path, long_text, n_workers) if n_workers > 1 else None
+    pool = _scoring_pool(loaded.path, long_text, n_workers, coverage) if n_workers > 1 else None
     pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
 
-    ours = set(prediction_columns(None, cfg.ratings, None))
+    ours = set(prediction_columns(None, cfg.ratings, None, with_set))
 
     def write(chunk, preds):
         nonlocal n
@@ -132,7 +137,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
                 raise DataError(f"{input_path}:{e.line}: the input already has column(s) {taken}, which scoring "
                                 "writes: rename them (or score the file they came from); nothing was written")
         preds = iter(preds)  # one per row without an error, in order
-        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings) for e in chunk])
+        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings, with_set) for e in chunk])
         n += len(chunk)
         bar.update(len(chunk))
 
@@ -177,7 +182,7 @@ def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -
     return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
 
 
-def _scoring_pool(model_path, long_text: str, n: int):
+def _scoring_pool(model_path, long_text: str, n: int, coverage: float | None = None):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from .fourgate import compiled
@@ -185,17 +190,17 @@ def _scoring_pool(model_path, long_text: str, n: int):
     # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
     # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                               initargs=(str(model_path), long_text))
+                               initargs=(str(model_path), long_text, coverage))
 
 
 _worker_predictor: Predictor | None = None
 
 
-def _worker_init(model_path: str, long_text: str) -> None:
+def _worker_init(model_path: str, long_text: str, coverage: float | None = None) -> None:
     global _worker_predictor
     _die_with_parent()
     torch.set_num_threads(1)  # one core each: the workers are the parallelism
-    _worker_predictor = Predictor(load_model(model_path), long_text=long_text)
+    _worker_predictor = Predictor(load_model(model_path), long_text=long_text, coverage=coverage)
 
 
 def _die_with_parent() -> None:
@@ -222,9 +227,9 @@ def _chained(rows):
     yield None
 
 
-def _output_row(e: Example, p: Prediction | None, ratings: list[int]) -> dict:
+def _output_row(e: Example, p: Prediction | None, ratings: list[int], with_set: bool = False) -> dict:
     row = dict(e.row) if e.row is not None else {"text": e.text, "rating": e.rating}
-    row.update(prediction_columns(p, ratings, e.error))
+    row.update(prediction_columns(p, ratings, e.error, with_set))
     return row
 
 
@@ -246,11 +251,12 @@ def _count_rows(path: Path, fmt: str | None) -> int | None:
         return None
 
 
-def _empty_schema(ratings: list[int]):
+def _empty_schema(ratings: list[int], with_set: bool = False):
     """The prediction columns' types: the schema of a Parquet output with no rows."""
     import pyarrow as pa
     return pa.schema([("predicted_rating", pa.int64()), ("expected_rating", pa.float64())]
                      + [(f"p_{r}", pa.float64()) for r in ratings]
+                     + ([("set_low", pa.int64()), ("set_high", pa.int64())] if with_set else [])
                      + [("known_share", pa.float64()), ("error", pa.string())])
 
 
@@ -280,7 +286,7 @@ class _Writer:
     anything, int to float, else to string), so no late row can fail the file; no rows is a valid
     file with the prediction columns."""
 
-    def __init__(self, path: Path, fmt: str, ratings: list[int], infer_numbers: bool = False):
+    def __init__(self, path: Path, fmt: str, ratings: list[int], infer_numbers: bool = False, with_set: bool = False):
         import uuid
         self.final, self.fmt = path, fmt
         self.gz = path.suffix.lower() == ".gz"
@@ -295,6 +301,7 @@ class _Writer:
         self.schema = None                   # Parquet: the current part's schema
         self.parts: list[Path] = []          # Parquet: one file per schema, merged at the end
         self.ratings = ratings  # for the prediction columns of an output with no rows
+        self.with_set = with_set
         self.infer_numbers = infer_numbers  # the input was CSV / TSV: its numbers arrive as text
 
     def _open(self, path: Path, mode: str):
@@ -400,7 +407,7 @@ class _Writer:
                     out.writerow(self._cells(json.loads(line)))
             full.replace(self.path)
         if self.fmt == "parquet":
-            _merge_parts(self.parts, self.path, self.ratings)
+            _merge_parts(self.parts, self.path, self.ratings, self.with_set)
 
 
 def _arrow_table(rows: list[dict], columns: list[str], infer_numbers: bool):
@@ -454,13 +461,13 @@ def _utf8(value: str) -> str:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _merge_parts(parts: list[Path], path: Path, ratings: list[int]) -> None:
+def _merge_parts(parts: list[Path], path: Path, ratings: list[int], with_set: bool = False) -> None:
     """The parts (one per schema met) as one Parquet file, each column widened to hold every part's
     values: null to the other type, int to float, anything else mixed to string."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     if not parts:  # no rows: a valid file with the prediction columns, not zero bytes
-        pq.write_table(_empty_schema(ratings).empty_table(), path)
+        pq.write_table(_empty_schema(ratings, with_set).empty_table(), path)
         return
     if len(parts) == 1:
         parts[0].replace(path)

@@ -65,6 +65,8 @@ class PredictRequest(BaseModel):
     text: str | None = Field(None, description="one review")
     texts: list[str] | None = Field(None, description="several reviews")
     long_text: Literal["sentences", "whole"] | None = None  # None: as the model was trained
+    coverage: float | None = Field(None, gt=0, lt=1, description="also give each text's rating set: the run of "
+                                   "ratings holding the true one with this probability (e.g. 0.9)")
 
     @model_validator(mode="after")
     def one_of(self):
@@ -114,19 +116,20 @@ class Batcher:
     recurrent loop's per-step overhead dominates), so under load this multiplies throughput, with no
     added wait when idle. A pass reads at most `max_chars` characters, shortest requests first, so a
     huge batch is read over several passes and a short request is never stuck behind all of it. A
-    text's answer does not depend on its batch-mates (padding is masked)."""
+    text's answer does not depend on its batch-mates (padding is masked). Requests are batched only
+    with requests asking the same `mode` (how long texts are read, the coverage of rating sets)."""
 
     def __init__(self, predict, max_texts: int = 512, max_chars: int = 100_000):
         self.predict, self.max_texts, self.max_chars = predict, max_texts, max_chars
         self.queue: asyncio.Queue | None = None
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="model")
 
-    async def submit(self, texts: list[str], long_text: str):
+    async def submit(self, texts: list[str], mode):
         if self.queue is None:
             self.queue = asyncio.Queue()
             asyncio.get_running_loop().create_task(self._run())
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(texts, long_text, future))
+        await self.queue.put(_Job(texts, mode, future))
         return await future
 
     async def _run(self) -> None:
@@ -138,10 +141,10 @@ class Batcher:
             while not self.queue.empty():
                 jobs.append(self.queue.get_nowait())
             jobs.sort(key=lambda j: j.left_chars)  # shortest first: a huge batch waits its turn in parts
-            mode = jobs[0].long_text
+            mode = jobs[0].mode
             taken, texts, chars = [], [], 0
             for job in jobs:
-                if job.long_text != mode:
+                if job.mode != mode:
                     continue
                 while job.next < len(job.texts) and len(texts) < self.max_texts and \
                         (not texts or chars + len(job.texts[job.next]) <= self.max_chars):
@@ -166,8 +169,8 @@ class Batcher:
 
 
 class _Job:
-    def __init__(self, texts, long_text, future):
-        self.texts, self.long_text, self.future = texts, long_text, future
+    def __init__(self, texts, mode, future):
+        self.texts, self.mode, self.future = texts, mode, future
         self.next, self.done = 0, []
 
     @property
@@ -264,7 +267,8 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
             state["error"] = f"{type(e).__name__}: {e}"
 
-    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode),
+    # a pass's mode: (long_text, coverage)
+    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode[0], coverage=mode[1]),
                       max_chars=limits.max_pass_chars)
     explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")  # one at a time: memory stays bounded
     explaining = {"n": 0}
@@ -342,7 +346,10 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
                 raise HTTPException(422, detail=f"texts has {len(texts)} items; the limit max_batch is {limits.max_batch}")
         for i, t in enumerate(texts):
             check_text(t, "text" if req.text is not None else f"texts[{i}]", limits.max_text_chars, "max_text_chars")
-        preds = await batcher.submit(texts, req.long_text)
+        if req.coverage is not None and not (state["loaded"].metadata or {}).get("conformal"):
+            raise HTTPException(422, detail="coverage: this model has no rating-set calibration (trained without a "
+                                            "validation slice); reviewlstm calibrate adds one")
+        preds = await batcher.submit(texts, (req.long_text, req.coverage))
         out = [Prediction(text=t, **p.to_dict()) for t, p in zip(texts, preds)]
         return out[0] if req.text is not None else PredictBatch(predictions=out)
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, calibration, distributed, metrics
+from . import artifact, calibration, conformal, distributed, metrics
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, ModelConfig, RatingModel, check_type, ordinal_loss
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
@@ -566,8 +566,14 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     holdout_metrics = None
     if holdout_ex:
         kept = artifact.load(out)
-        holdout_metrics = _score(kept.model, ids_of(holdout_tokens), holdout_ex, model_cfg)
+        holdout_ids = ids_of(holdout_tokens)
+        holdout_metrics = _score(kept.model, holdout_ids, holdout_ex, model_cfg)
         meta["holdout_metrics"] = holdout_metrics
+        # rating sets: the slice's conformity scores, so a prediction can carry a run of ratings that
+        # holds the truth at any coverage asked (conformal.py); the slice never chose anything above
+        truth = np.asarray([e.rating - model_cfg.scale_min for e in holdout_ex])
+        meta["conformal"] = conformal.calibrate(read_distributions(kept.model, holdout_ids), truth,
+                                                f"the validation slice ({len(holdout_ex)} reviews)")
         meta["holdout_majority_metrics"] = _majority(holdout_ex, majority, model_cfg)
         log(f"validation slice ({len(holdout_ex)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "

@@ -17,6 +17,15 @@
     return v < 0 ? `rgba(214, 40, 40, ${a})` : `rgba(33, 140, 70, ${a})`;
   }
 
+  const COVERAGE = 0.9;  // the rating set the page asks for
+
+  // " (90% sure: 3–5★)" for a prediction carrying a rating set, else nothing
+  function within(p) {
+    if (!p || !p.rating_set) return "";
+    const s = p.rating_set, run = s.length === 1 ? `${s[0]}` : `${s[0]}–${s[s.length - 1]}`;
+    return ` <span id="rating-set" title="the run of ratings that holds the true one with this probability (conformal, calibrated on reviews the model never chose on)">(${Math.round(100 * p.coverage)}% sure: ${run}★)</span>`;
+  }
+
   function stars(rating, ratings) {
     const n = ratings[ratings.length - 1] - ratings[0] + 1, k = rating - ratings[0] + 1;
     return "★".repeat(k) + `<span class="off">${"★".repeat(n - k)}</span>`;
@@ -123,7 +132,7 @@
   function render(e, root, whole) {
     const p = whole || e, max = Math.max(...e.contributions.map(Math.abs), 1e-9);
     let h = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(p.rating, e.ratings)}</span>`;
-    h += `<span class="num">rating <b id="rating">${p.rating}</b> · expected ${p.expected_rating.toFixed(2)}</span></div><div class="bars">`;
+    h += `<span class="num">rating <b id="rating">${p.rating}</b>${within(whole)} · expected ${p.expected_rating.toFixed(2)}</span></div><div class="bars">`;
     p.probabilities.forEach(({ rating, probability: q }) => {
       h += `<div class="bar"><span>${rating} ★</span><span class="track"><span class="fill" style="display:block;width:${(100 * q).toFixed(1)}%"></span></span><span>${(100 * q).toFixed(1)}%</span></div>`;
     });
@@ -177,13 +186,15 @@
     btn.disabled = true;
     try {
       // the rating of the whole text first: a review too long to explain whole is still rated
-      const rated = await post("predict", { text });
+      // with its rating set where the model has one (a model without the calibration says so: asked again without)
+      let rated = await post("predict", { text, coverage: COVERAGE });
+      if (!rated.ok && /rating-set calibration/.test(rated.error)) rated = await post("predict", { text });
       if (!rated.ok) { err.textContent = rated.error; out.innerHTML = ""; return; }
       const why = await post("explain", { text, method: $("method").value });
       if (!why.ok) {
         const w = rated.body;
         out.innerHTML = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(w.rating, w.probabilities.map((o) => o.rating))}</span>` +
-          `<span class="num">rating <b id="rating">${w.rating}</b> · expected ${w.expected_rating.toFixed(2)}</span></div></div>`;
+          `<span class="num">rating <b id="rating">${w.rating}</b>${within(w)} · expected ${w.expected_rating.toFixed(2)}</span></div></div>`;
         err.textContent = "Rated, but not explained: " + why.error;
         return;
       }
