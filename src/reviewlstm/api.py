@@ -244,3 +244,13 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
     for key in [k for k in _CACHE if k.startswith(f"{out.resolve()}@")]:
         del _CACHE[key]  # a model rewritten in place is read afresh
     return {**record, "out": str(out), "model": str(source)}
+
+
+def export(out: str | Path, model: str | Path | LoadedModel | None = None, format: str = "onnx") -> Path:
+    """Write the model for another runtime: `format` "onnx" (out/model.onnx with its vocab.json and
+    config.json: onnx_export.py). Returns the model file's path."""
+    if format != "onnx":
+        raise ValueError(f"format must be onnx, got {format!r}")
+    from . import onnx_export
+    loaded = model if isinstance(model, LoadedModel) else load_model(model)
+    return onnx_export.export(loaded, out)

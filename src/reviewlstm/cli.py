@@ -130,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     _column_args(c)
     c.set_defaults(func=cmd_calibrate)
 
+    o = sub.add_parser("export", help="write the model for another runtime (ONNX)",
+                       description="Write --model as one ONNX graph (the four-gate recurrence as a Scan over any "
+                                   "length, batch and time dynamic) with its vocab.json and config.json, for "
+                                   "onnxruntime and the engines built on it (pip install -e \".[onnx]\").")
+    _model_arg(o, device=False)
+    o.add_argument("--format", choices=("onnx",), default="onnx", help="default onnx")
+    o.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
+    o.set_defaults(func=cmd_export)
+
     t = sub.add_parser("train", help="train a model on (review, rating) pairs",
                        description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
     _train_args(t)
@@ -506,6 +515,14 @@ def cmd_evaluate(args) -> int:
             r = result["rating_sets"]
             print(f"rating sets at {r['target']:.0%} coverage (calibrated on {r['calibrated_on']}): {r['reached']:.1%} of "
                   f"these reviews' ratings inside, {r['mean_size']:.2f} ratings a set on average")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from . import api
+    from .onnx_export import describe
+    path = api.export(args.out, model=args.model, format=args.format)
+    print(f"exported {describe(path)}")
     return 0
 
 
