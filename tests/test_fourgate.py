@@ -283,6 +283,21 @@ def test_quick_cli_jobs_do_not_build(tmp_path):
     assert not (tmp_path / "cache" / "kernels").exists()
 
 
+def test_a_small_file_is_scored_without_waiting_for_a_build(tmp_path):
+    """A 31-row file with nothing cached: the Python loop scores it at once and says why; the build
+    is left for a job worth it (BUILD_ROWS) or `build-kernel`."""
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
+    src = tmp_path / "in.csv"
+    src.write_text("text\n" + "".join(f"review number {i} was fine\n" for i in range(31)))
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--output",
+                           str(tmp_path / "out.csv"), "--no-progress"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "31 rows: scored with the Python loop" in proc.stderr and "compiling" not in proc.stderr
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 32
+    assert not list((tmp_path / "cache").rglob("*.so"))
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_compiled_splits_rows_across_threads_exactly(bidirectional):
     """With two threads and one direction, the compiled loop runs the batch as two chunks of rows

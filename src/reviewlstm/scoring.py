@@ -5,6 +5,7 @@ scored row gets (files, DataFrames, Ray)."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
@@ -108,22 +109,27 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     from .fourgate import compiled
+    total = _count_rows(Path(input_path), fmt)
+    # a file this small is scored sooner by the Python loop than after the kernel's one-time build
+    build_now = None if total is None or total >= BUILD_ROWS else False
+    if build_now is False and not compiled.tried() and not compiled.built() and compiled.enabled():
+        print(f"reviewlstm: {total} rows: scored with the Python loop instead of waiting for the fast kernel's "
+              "one-time build (`reviewlstm build-kernel` builds it now)", file=sys.stderr, flush=True)
     fresh, build = not compiled.tried(), time.perf_counter()
-    compiled.load()  # a first run on this machine compiles the kernel: timed apart from the scoring
+    compiled.load(build_now)  # a first run on this machine compiles the kernel: timed apart from the scoring
     build_seconds = time.perf_counter() - build if fresh and compiled.built_now() else 0.0
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
                          require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False,
                          keep_bad_rows=not skip_bad_rows)
-    total = _count_rows(Path(input_path), fmt)
     n_workers = _worker_count(workers, total, loaded)
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = _Writer(output_path, out_fmt, cfg.ratings, with_set=with_set,
                      infer_numbers=detect_format(input_path, fmt) in ("csv", "tsv"))
     expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
-    pool = _scoring_pool(loaded.path, long_text, n_workers, coverage) if n_workers > 1 else None
+    pool = _scoring_pool(loaded.path, long_text, n_workers, coverage, build_now) if n_workers > 1 else None
     pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
 
@@ -141,6 +147,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         n += len(chunk)
         bar.update(len(chunk))
 
+    hold = compiled.no_build() if build_now is False else contextlib.nullcontext()
+    hold.__enter__()  # left in the `finally` below: until then no call of the model starts a build
     try:
         chunk: list[Example] = []
         for ex in _chained(rows):
@@ -169,7 +177,13 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
             pool.shutdown(wait=ok, cancel_futures=not ok)
         writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
         bar.close()
+        hold.__exit__(None, None, None)
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start, skip_bad_rows, build_seconds)
+
+
+# Rows from which a file is worth the kernel's one-time build (about half a minute) over the Python
+# loop: bench/compile_threshold.py measures the two loops' scoring speed and the build on this machine
+BUILD_ROWS = 50_000
 
 
 def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
@@ -182,24 +196,27 @@ def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -
     return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
 
 
-def _scoring_pool(model_path, long_text: str, n: int, coverage: float | None = None):
+def _scoring_pool(model_path, long_text: str, n: int, coverage: float | None = None, build: bool | None = None):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from .fourgate import compiled
-    compiled.load()  # built (if ever) here, once, not by every worker at the same time
+    compiled.load(build)  # built (if ever) here, once, not by every worker at the same time
     # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
     # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                               initargs=(str(model_path), long_text, coverage))
+                               initargs=(str(model_path), long_text, coverage, compiled.built()))
 
 
 _worker_predictor: Predictor | None = None
 
 
-def _worker_init(model_path: str, long_text: str, coverage: float | None = None) -> None:
+def _worker_init(model_path: str, long_text: str, coverage: float | None = None, kernel: bool = True) -> None:
     global _worker_predictor
     _die_with_parent()
     torch.set_num_threads(1)  # one core each: the workers are the parallelism
+    if not kernel:  # the parent chose the Python loop: no worker builds the kernel behind its back
+        from .fourgate import compiled
+        compiled.allow_build(False)
     _worker_predictor = Predictor(load_model(model_path), long_text=long_text, coverage=coverage)
 
 

@@ -9,6 +9,7 @@ lives in ``settings.cache_root()``, one directory per torch version, so an upgra
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sys
@@ -46,6 +47,23 @@ _build_allowed = True
 _built_now = False  # this process compiled it (nothing was cached): callers time that apart
 
 
+_holds = 0  # jobs running under `no_build`
+
+
+@contextlib.contextmanager
+def no_build():
+    """While a small job runs: use a cached build if there is one, never start one, and leave the
+    build to a later job (unlike `allow_build(False)`, which holds for the process)."""
+    global _holds
+    with _lock:
+        _holds += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _holds -= 1
+
+
 def allow_build(allowed: bool) -> None:
     """Whether `load` may compile when nothing is cached. The CLI turns it off for quick jobs (a few
     texts to rate or explain): a minute of compiling would cost more than the Python loop ever will."""
@@ -61,24 +79,28 @@ def enabled() -> bool:
     return settings.switch("REVIEWLSTM_KERNEL")
 
 
-def load():
-    """The compiled module, or None (then `error()` says why). Builds on first use; thread-safe."""
+def load(build: bool | None = None):
+    """The compiled module, or None (then `error()` says why). Builds on first use; thread-safe.
+    build=False: use a cached build only, and leave building to a later call (a small job's choice:
+    `built()` says whether there is one); None: as `allow_build` says."""
     global _module, _error, _tried, _built_now
     if _tried or not enabled():
         return _module
     with _lock:
         if _tried:
             return _module
-        _tried = True
         try:
             from torch.utils import cpp_extension
             # a directory per build: two versions of the source (two checkouts, an upgrade) sharing one
             # would rewrite each other's build.ninja and rebuild in turn, under each other's feet
             names = [_name(*flags) for flags in BUILDS]
             built = [any((cache_dir() / name).glob(f"{name}*.so")) for name in names]
-            if not any(built) and not _build_allowed:
+            if not any(built) and (build is False or (build is None and (_holds or not _build_allowed))):
                 _error = "not built yet (quick jobs do not build it; `reviewlstm build-kernel` does)"
+                # the CLI's quick-job switch holds for the process; a job's own choice leaves it to the next
+                _tried = build is None and not _holds
                 return None
+            _tried = True
             if not any(built):
                 print("reviewlstm: compiling the fast LSTM kernel for this machine (once, a minute or so; "
                       "REVIEWLSTM_KERNEL=off skips it)", file=sys.stderr, flush=True)
@@ -109,6 +131,7 @@ def load():
                     if n == len(order) - 1 or isinstance(exc, TimeoutError):  # waited out: no other build either
                         raise
         except Exception as exc:  # no compiler, no headers, a full disk: fall back, and say why once
+            _tried = True
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             _error = f"{type(exc).__name__}: {first}"[:300]
             print(f"reviewlstm: fast kernel unavailable, using the Python loop ({_error})",
@@ -172,6 +195,12 @@ def _clear_stale_lock(build: Path) -> None:
     if lock.exists():
         lock.unlink(missing_ok=True)
         print(f"reviewlstm: removed {lock}, left by a build of the kernel that was stopped", file=sys.stderr, flush=True)
+
+
+def built() -> bool:
+    """Whether a build for this source is cached (loading it costs a fraction of a second)."""
+    return _module is not None or (enabled() and any(any((cache_dir() / _name(*f)).glob(f"{_name(*f)}*.so"))
+                                                    for f in BUILDS))
 
 
 def tried() -> bool:
