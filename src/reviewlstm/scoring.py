@@ -181,9 +181,10 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start, skip_bad_rows, build_seconds)
 
 
-# Rows from which a file is worth the kernel's one-time build (about half a minute) over the Python
-# loop: bench/compile_threshold.py measures the two loops' scoring speed and the build on this machine
-BUILD_ROWS = 50_000
+# Rows from which a file is scored sooner by building the kernel first (once per machine) than by the
+# Python loop: the break-even `python bench/compile_threshold.py` measures (BENCHMARKS.md, "Scoring a
+# large file"). Below it a first job does not wait for the build; `reviewlstm build-kernel` builds it
+BUILD_ROWS = 200_000
 
 
 def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
