@@ -6,6 +6,7 @@ import random
 
 import pytest
 
+from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.train import TrainConfig, split_holdout, train
@@ -205,3 +206,35 @@ def test_train_says_what_it_started_from_and_when_the_epoch_limit_stopped_it(sst
     assert any(line.startswith("started from scratch: random word vectors, a new layer and head") for line in logs), logs
     limit = [line for line in logs if line.startswith("stopped at the epoch limit (1) with dev still improving")]
     assert limit and "--resume --epochs 2" in limit[0], logs
+
+
+def test_ratings_in_words_are_declared_in_order_kept_and_shown_back(sst, tmp_path):
+    """A rating column of words: refused with a hint until their order is declared (--ratings), then
+    rated 1..K, the words kept in the model and shown back by predict, its JSON and file scoring;
+    evaluate reads them the same way; a word not declared is a bad row naming it."""
+    names = {1: "negative", 2: "negative", 3: "neutral", 4: "positive", 5: "positive"}
+    rows = [(e.text, names[e.rating].upper() if i % 7 == 0 else names[e.rating])
+            for i, e in enumerate(read_examples(sst / "train.txt"))][:200]
+    data = write_csv(tmp_path / "words.csv", rows)
+    plain = run_cli("train", "--train", data, "--out", tmp_path / "x", "--epochs", 1, "--no-progress")
+    assert plain.returncode == 2 and "--ratings negative,neutral,positive" in plain.stderr
+    out = tmp_path / "m"
+    proc = run_cli("train", "--train", data, "--dev", data, "--out", out, "--epochs", 1, "--hidden", 8,
+                   "--embeddings", "random", "--ratings", "negative, neutral, positive", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    loaded = api.load_model(out)
+    assert loaded.config.ratings == [1, 2, 3] and loaded.config.label_names == ["negative", "neutral", "positive"]
+    assert "rating 1..3 (1 negative, 2 neutral, 3 positive)" in (out / "MODEL_CARD.md").read_text()
+    p = api.predict("a fine film", model=out)
+    assert p.label == ["negative", "neutral", "positive"][p.rating - 1]
+    one = json.loads(run_cli("predict", "--model", out, "a fine film", "--json").stdout)
+    assert one["label"] == p.label and [o["label"] for o in one["probabilities"]] == ["negative", "neutral", "positive"]
+    assert f" {p.rating} {p.label}" in run_cli("predict", "--model", out, "a fine film").stdout
+    scored = tmp_path / "scored.csv"
+    assert run_cli("predict", "--model", out, "--input", data, "--output", scored, "--no-progress").returncode == 0
+    first = next(csv.DictReader(open(scored)))
+    assert first["predicted_label"] == ["negative", "neutral", "positive"][int(first["predicted_rating"]) - 1]
+    assert api.evaluate(data, model=out)["n"] == 200
+    odd = write_csv(tmp_path / "odd.csv", rows[:5] + [("a strange one", "mixed")])
+    bad = run_cli("evaluate", odd, "--model", out)
+    assert bad.returncode == 2 and "odd.csv:7" in bad.stderr and "not one of the declared ratings" in bad.stderr

@@ -177,7 +177,8 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     cfg = loaded.config
     bad = BadRows()
     examples = list(read_examples(path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad, scale_hint=False))
+                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad, scale_hint=False,
+                                  labels=cfg.label_names))
     preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
     result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
                            [p.expected_rating for p in preds], cfg.ratings)
@@ -218,7 +219,8 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     examples = list(read_examples(dev, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                                  require_rating=True, skip_bad_rows=skip_bad_rows, scale_hint=False))
+                                  require_rating=True, skip_bad_rows=skip_bad_rows, scale_hint=False,
+                                  labels=cfg.label_names))
     if not examples:
         raise ValueError(f"{dev}: no rated reviews to calibrate on")
     reader = Predictor(loaded)

@@ -332,7 +332,9 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         "# reviewlstm model card", "",
         f"A {'bidirectional ' if cfg.bidirectional else ''}{cfg.cell} ({cfg.num_layers} layer(s), hidden {cfg.hidden}, "
         f"{cfg.pooling} pooling) over {cfg.embed_dim}-d {train.get('embeddings', '?')} embeddings, "
-        f"rating {cfg.scale_min}..{cfg.scale_max}.", "",
+        f"rating {cfg.scale_min}..{cfg.scale_max}" + (
+            f" ({', '.join(f'{r} {name}' for r, name in zip(cfg.ratings, cfg.label_names))})." if cfg.labels else "."),
+        "",
         "## Trained on", "",
         f"- {data.get('path', '?')} (sha256 {data.get('sha256', '?')[:16]}…), {data.get('examples', '?')} examples"
         f"{' (every labelled phrase)' if train.get('phrases') and _sst_file(data.get('path'), train.get('format')) else ''}",

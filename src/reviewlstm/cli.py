@@ -259,7 +259,8 @@ def _print_prediction(text: str, p, ratings: list[int]) -> None:
     if p.rating_set is not None:
         run = f"{p.rating_set[0]}" if len(p.rating_set) == 1 else f"{p.rating_set[0]}-{p.rating_set[-1]}"
         within = f"  (with {p.coverage:.0%} coverage: {run})"
-    print(f"{stars}  {p.rating}{within}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
+    named = f" {p.label}" if p.label else ""
+    print(f"{stars}  {p.rating}{named}{within}  expected {p.expected_rating:.2f}  [{probs}]{note}  {shown}")
     if p.warning:
         print(f"  warning: {p.warning}")
 
@@ -402,6 +403,8 @@ TRAIN_FLAGS = [
      "keep the average of the K best dev checks' weights instead of the single best (0: the single best)"),
     ("--calibrate", "calibrate", {"action": _BOOL},
      "with --dev: fit a softmax temperature on dev at the end and keep it in the model (no rating moves)"),
+    ("--ratings", "labels", {"metavar": "WORDS"},
+     "the rating column holds words: their order, lowest first (e.g. negative,neutral,positive); rated 1..K, the words shown back"),
     ("--holdout", "holdout", {"type": float},
      "share of training reviews set aside as an untouched validation slice, scored once at the end (0: none)"),
     ("--phrases", "phrases", {"action": _BOOL}, "SST trees: train on every labelled phrase, or sentences only"),

@@ -237,11 +237,13 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
                   scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
                   skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True,
-                  keep_bad_rows: bool = False, scale_hint: bool = True) -> Iterator[Example]:
+                  keep_bad_rows: bool = False, scale_hint: bool = True,
+                  labels: list[str] | None = None) -> Iterator[Example]:
     """Stream the examples of any supported file (ratings=False: ignore any rating column, as when
-    scoring a file). Raises DataError on the first bad row unless skip_bad_rows, in which case bad
-    rows are counted in `bad`, or keep_bad_rows (scoring: every row comes back), in which case a bad
-    row is yielded with its `error` and counted in `bad` too. A file that cannot be read past a row
+    scoring a file; labels: the rating column holds these words, lowest first, read as 1..K). Raises
+    DataError on the first bad row unless skip_bad_rows, in which case bad rows are counted in `bad`,
+    or keep_bad_rows (scoring: every row comes back), in which case a bad row is yielded with its
+    `error` and counted in `bad` too. A file that cannot be read past a row
     (an unclosed quote, a corrupt .gz) is an error either way. An empty file is an error."""
     path = Path(path)
     if not path.exists():
@@ -256,7 +258,7 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
         rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad, keep_bad_rows=keep_bad_rows)
     else:
         rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings,
-                           keep_bad_rows, scale_hint)
+                           keep_bad_rows, scale_hint, labels)
     n = 0
     skipped = bad.count
     for ex in rows:
@@ -471,7 +473,7 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
 
 def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
                 skip_bad_rows: bool, bad: BadRows, ratings: bool = True, keep_bad_rows: bool = False,
-                scale_hint: bool = True) -> Iterator[Example]:
+                scale_hint: bool = True, labels: list[str] | None = None) -> Iterator[Example]:
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
@@ -491,7 +493,7 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
                                    require_rating or columns.rating is not None) if ratings else None
                 resolved = True
         if problem is None:
-            problem = _row_problem(row, text_col, rating_col, scale, require_rating, scale_hint)
+            problem = _row_problem(row, text_col, rating_col, scale, require_rating, scale_hint, labels)
         if problem is not None:
             reason = problem.split(" (")[0].split(":")[0]
             msg = f"{path}:{line}: {problem}"
@@ -503,12 +505,12 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
                 raise DataError(msg)
             bad.add(msg, reason)
             continue
-        rating = _as_rating(row.get(rating_col)) if rating_col else None
+        rating = _as_rating(row.get(rating_col), labels) if rating_col else None
         yield Example(text=str(row[text_col]), rating=rating, line=line, row=row)
 
 
 def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[int, int],
-                 require_rating: bool, scale_hint: bool = True) -> str | None:
+                 require_rating: bool, scale_hint: bool = True, labels: list[str] | None = None) -> str | None:
     if text_col not in row:
         return f"missing column {text_col!r}"
     text = row[text_col]
@@ -527,10 +529,14 @@ def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[
     value = row.get(rating_col)
     if value is None or (isinstance(value, str) and not value.strip()):
         return f"missing rating in column {rating_col!r}" if require_rating else None
-    rating = _as_rating(value)
+    rating = _as_rating(value, labels)
+    if labels and rating is None:
+        return f"rating {value!r} in column {rating_col!r} is not one of the declared ratings {', '.join(labels)}"
     lo, hi = scale
     if rating is None or not lo <= rating <= hi:
         hint = ""
+        if rating is None and isinstance(value, str) and any(ch.isalpha() for ch in value) and scale_hint:
+            hint = " (ratings in words: declare their order, lowest first, with --ratings, e.g. --ratings negative,neutral,positive)"
         if rating is not None and (lo, hi) == (1, 5) and scale_hint:
             hint = " (ratings on another scale: pass --scale, e.g. --scale 1-10" + \
                    (" or --scale 0-4" if rating == 0 else "") + ")"
@@ -540,7 +546,11 @@ def _row_problem(row: dict, text_col: str, rating_col: str | None, scale: tuple[
     return None
 
 
-def _as_rating(value) -> int | None:
+def _as_rating(value, labels: list[str] | None = None) -> int | None:
+    if labels is not None:  # a declared word, compared without case or surrounding space: its rank, 1..K
+        word = str(value).strip().lower() if value is not None else ""
+        ranks = {name.lower(): k for k, name in enumerate(labels, 1)}
+        return ranks.get(word)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -245,7 +245,9 @@ def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print)
         return None
     st = cfg.student
     ratings = list(range(st.scale_min, st.scale_max + 1))
-    dev = list(read_examples(st.dev, fmt=st.format, scale=(st.scale_min, st.scale_max), require_rating=True))
+    from .model import parse_labels
+    dev = list(read_examples(st.dev, fmt=st.format, scale=(st.scale_min, st.scale_max), require_rating=True,
+                             labels=parse_labels(st.labels) if st.labels else None))
     dev_texts = [" ".join(text_tokens(e.text, e.tokens, st.lowercase)) for e in dev]
     gold = [e.rating for e in dev]
     baseline = TfidfLR.fit([" ".join(t) for t in tokens], [e.rating for e in kept], seed=st.seed)
@@ -287,9 +289,11 @@ def evaluate_teacher(path, teacher: Teacher | str | Path, st: TrainConfig | None
     if not isinstance(teacher, Teacher):
         teacher = Teacher.load(teacher)
     info = teacher.info
+    from .model import parse_labels
     examples = list(read_examples(path, fmt=fmt if st is None else st.format, columns=columns,
                                   scale=(info.scale_min, info.scale_max), require_rating=True,
-                                  skip_bad_rows=skip_bad_rows))
+                                  skip_bad_rows=skip_bad_rows,
+                                  labels=parse_labels(st.labels) if st is not None and st.labels else None))
     result = teacher_metrics(teacher, examples, st.lowercase if st else True, precision)
     result["file"] = str(path)
     return result

@@ -69,12 +69,13 @@ class Explanation:
     text_chars: int = 0                  # characters in the text given
     explained_chars: int = 0             # characters explained: all, or the first max_chars (to a word's end)
     gate_labels: dict = field(default_factory=dict)  # gate name -> what a person should read it as
+    labels: list[str] | None = None      # every rating's word, for a model that rates in words
 
     def to_dict(self) -> dict:
         """The JSON form: probabilities keyed by rating, as every JSON answer gives them."""
         from .predict import keyed
         out = asdict(self)
-        out["probabilities"] = keyed(self.probabilities, self.ratings)
+        out["probabilities"] = keyed(self.probabilities, self.ratings, self.labels)
         return out
 
 
@@ -126,7 +127,7 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
                       method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
                       trajectory=traj, truncated=read_as == "truncated", max_length=cfg.max_length,
                       total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces],
-                      text_chars=given, explained_chars=len(text))
+                      text_chars=given, explained_chars=len(text), labels=cfg.label_names)
     if gates:
         acts = {name: torch.cat([part["gates"][name] for part in parts], dim=3) for name in parts[0]["gates"]}
         _gate_traces(out, acts, cfg.cell)

@@ -37,6 +37,18 @@ def check_type(name: str, value, annotation: str) -> None:
                          f"got {json.dumps(value, default=repr)}")
 
 
+def parse_labels(text: str) -> list[str]:
+    """'negative, neutral, positive' -> the labels in order, lowest rating first: at least two, each
+    named once (compared without case), none empty."""
+    names = [n.strip() for n in str(text).split(",")]
+    if len(names) < 2 or any(not n for n in names):
+        raise ValueError(f"ratings {text!r}: give at least two labels, lowest first, separated by commas "
+                         "(e.g. negative,neutral,positive)")
+    if len({n.lower() for n in names}) != len(names):
+        raise ValueError(f"ratings {text!r}: a label is named twice")
+    return names
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild the network; saved in the model artifact beside the weights."""
@@ -62,6 +74,9 @@ class ModelConfig:
     # explain and the dev checks in training all read a text the same way.
     long_text: str = "sentences"
     long_threshold: int = LONG_THRESHOLD
+    # ordered text labels, lowest first ("negative,neutral,positive"), when the training file rated in
+    # words: the model rates 1..K and shows each rating's label back; None: numeric ratings
+    labels: str | None = None
     # calibration: the logits are divided by this before the softmax (calibration.py: fitted on dev
     # at the end of training, or by `reviewlstm calibrate`); 1.0 is none. No rating moves with it
     temperature: float = 1.0
@@ -69,6 +84,15 @@ class ModelConfig:
     @property
     def ratings(self) -> list[int]:
         return list(range(self.scale_min, self.scale_max + 1))
+
+    @property
+    def label_names(self) -> list[str] | None:
+        """The text labels in rating order, or None."""
+        return parse_labels(self.labels) if self.labels else None
+
+    def label_of(self, rating: int) -> str | None:
+        names = self.label_names
+        return names[rating - self.scale_min] if names else None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +122,8 @@ class ModelConfig:
         for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length", "long_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.labels is not None and len(parse_labels(self.labels)) != self.scale_max - self.scale_min + 1:
+            raise ValueError(f"labels {self.labels!r} do not name every rating of {self.scale_min}..{self.scale_max}")
         if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
             raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
 

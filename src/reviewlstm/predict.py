@@ -32,20 +32,25 @@ class Prediction:
     # probability (conformal.py, calibrated on the model's validation slice); else None
     rating_set: list[int] | None = None
     coverage: float | None = None
+    label: str | None = None     # the rating's word, for a model trained on ratings in words (else None)
+    labels: list[str] | None = field(default=None, repr=False)  # every rating's word, in scale order
 
     def to_dict(self) -> dict:
         """The JSON form (CLI --json, REST): probabilities keyed by rating, [{rating, probability}, ...]."""
         out = asdict(self)
-        out["probabilities"] = keyed(self.probabilities, self.ratings)
-        del out["ratings"]
+        out["probabilities"] = keyed(self.probabilities, self.ratings, self.labels)
+        del out["ratings"], out["labels"]
         return out
 
 
-def keyed(probabilities, ratings) -> list[dict]:
+def keyed(probabilities, ratings, labels: list[str] | None = None) -> list[dict]:
     """[{"rating": r, "probability": p}, ...] in the scale's order: the one shape every JSON answer
-    gives a distribution in."""
+    gives a distribution in (each with its "label" too, for a model that rates in words)."""
     if len(ratings) != len(probabilities):
         raise ValueError(f"{len(probabilities)} probabilities for {len(ratings)} ratings")
+    if labels:
+        return [{"rating": int(r), "label": name, "probability": float(q)}
+                for r, name, q in zip(ratings, labels, probabilities)]
     return [{"rating": int(r), "probability": float(q)} for r, q in zip(ratings, probabilities)]
 
 
@@ -208,5 +213,6 @@ class Predictor:
                                   tokens=len(token_lists[i]), read_as=modes[i],
                                   known_share=round(k / words, 4) if words else 0.0,
                                   warning=known_warning(k, words), ratings=list(self.config.ratings),
-                                  rating_set=sets[i], coverage=self.coverage))
+                                  rating_set=sets[i], coverage=self.coverage,
+                                  label=self.config.label_of(int(best[i])), labels=self.config.label_names))
         return out

@@ -33,14 +33,19 @@ def rate_rows(predictor: Predictor, texts: list, errors: list) -> list[dict]:
     good = [i for i, e in enumerate(errors) if not isinstance(e, str)]
     preds = dict(zip(good, predictor.predict([texts[i] for i in good])))
     ratings, with_set = predictor.config.ratings, predictor.coverage is not None
-    return [prediction_columns(preds.get(i), ratings, None if i in preds else errors[i], with_set) for i in range(len(texts))]
+    labels = predictor.config.label_names
+    return [prediction_columns(preds.get(i), ratings, None if i in preds else errors[i], with_set, labels)
+            for i in range(len(texts))]
 
 
-def prediction_columns(p: Prediction | None, ratings: list[int], error: str | None, with_set: bool = False) -> dict:
+def prediction_columns(p: Prediction | None, ratings: list[int], error: str | None, with_set: bool = False,
+                       labels: list[str] | None = None) -> dict:
     """The columns a scored row gets: the same in file scoring and in DataFrames (with_set: a coverage
     was asked, and set_low, set_high bound each row's rating set)."""
-    row = {"predicted_rating": p.rating if p else None,
-           "expected_rating": round(p.expected_rating, 4) if p else None}
+    row = {"predicted_rating": p.rating if p else None}
+    if labels:  # a model that rates in words: the word beside the number
+        row["predicted_label"] = p.label if p else None
+    row["expected_rating"] = round(p.expected_rating, 4) if p else None
     for k, r in enumerate(ratings):
         row[f"p_{r}"] = round(p.probabilities[k], 5) if p else None
     if with_set:
@@ -133,7 +138,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
 
-    ours = set(prediction_columns(None, cfg.ratings, None, with_set))
+    ours = set(prediction_columns(None, cfg.ratings, None, with_set, cfg.label_names))
 
     def write(chunk, preds):
         nonlocal n
@@ -143,7 +148,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
                 raise DataError(f"{input_path}:{e.line}: the input already has column(s) {taken}, which scoring "
                                 "writes: rename them (or score the file they came from); nothing was written")
         preds = iter(preds)  # one per row without an error, in order
-        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings, with_set) for e in chunk])
+        writer.write([_output_row(e, None if e.error else next(preds), cfg.ratings, with_set, cfg.label_names)
+                      for e in chunk])
         n += len(chunk)
         bar.update(len(chunk))
 
@@ -245,9 +251,10 @@ def _chained(rows):
     yield None
 
 
-def _output_row(e: Example, p: Prediction | None, ratings: list[int], with_set: bool = False) -> dict:
+def _output_row(e: Example, p: Prediction | None, ratings: list[int], with_set: bool = False,
+                labels: list[str] | None = None) -> dict:
     row = dict(e.row) if e.row is not None else {"text": e.text, "rating": e.rating}
-    row.update(prediction_columns(p, ratings, e.error, with_set))
+    row.update(prediction_columns(p, ratings, e.error, with_set, labels))
     return row
 
 

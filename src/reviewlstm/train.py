@@ -44,6 +44,9 @@ class TrainConfig:
     rating_column: str | None = None
     scale_min: int = _MODEL["scale_min"]
     scale_max: int = _MODEL["scale_max"]
+    # the rating column holds these words, lowest rating first ("negative,neutral,positive"): the
+    # model rates them 1..K and shows the words back (the scale follows from them)
+    labels: str | None = None
     phrases: bool = True               # SST: every labelled phrase is an example, not just sentences
     skip_bad_rows: bool = False
     max_examples: int | None = None    # the first N training examples only (quick runs, tests)
@@ -123,6 +126,12 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.check_types()
+        if self.labels is not None:
+            from .model import parse_labels
+            k = len(parse_labels(self.labels))
+            if (self.scale_min, self.scale_max) not in ((_MODEL["scale_min"], _MODEL["scale_max"]), (1, k)):
+                raise ValueError(f"--ratings names {k} labels, rated 1..{k}: leave --scale out")
+            self.scale_min, self.scale_max = 1, k
         if not self.train:
             raise ValueError("no training file: pass --train FILE")
         choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
@@ -755,9 +764,11 @@ def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
 
 
 def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
+    from .model import parse_labels
     return list(read_examples(path, fmt=cfg.format, columns=Columns(cfg.text_column, cfg.rating_column),
                               scale=scale, require_rating=True, phrases=phrases,
-                              skip_bad_rows=cfg.skip_bad_rows, bad=bad))
+                              skip_bad_rows=cfg.skip_bad_rows, bad=bad,
+                              labels=parse_labels(cfg.labels) if cfg.labels else None))
 
 
 def _quiet(line: str) -> None:
