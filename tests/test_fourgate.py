@@ -251,7 +251,8 @@ def test_a_first_run_without_openmp_builds_the_serial_loop_and_times_it_apart(ti
     cxx.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && { echo "unsupported option -fopenmp" >&2; '
                    f'exit 1; }}; done\nexec {shutil.which(os.environ.get("CXX", "c++"))} "$@"\n')
     cxx.chmod(0o755)
-    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache"), "CXX": str(cxx)}  # nothing built yet
+    # nothing built yet; a file of any size builds first (REVIEWLSTM_BUILD_ROWS 0: as a file past the break-even)
+    env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache"), "CXX": str(cxx), "REVIEWLSTM_BUILD_ROWS": "0"}
     src = tmp_path / "in.csv"
     src.write_text("text\n" + "good film\n" * 50)
     proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",

@@ -131,3 +131,22 @@ def test_a_long_reviews_page_puts_the_rating_before_its_text(browser_page, tiny_
     assert page.locator("#whole-text").bounding_box()["y"] > stars_y  # the text after the rating
     assert page.locator("#whole-text p").text_content() == text  # folded, but all there
     assert f"the whole text ({len(text):,} characters)" in page.inner_text("#whole-text summary")
+
+
+def test_a_model_rating_in_words_shows_its_words(browser_page, sst, tmp_path):
+    """The bars and the verdict of a model trained on ratings in words carry the words."""
+    from support import run_cli
+    from reviewlstm.data import read_examples
+    page, _ = browser_page
+    names = {1: "bad", 2: "bad", 3: "so-so", 4: "good", 5: "good"}
+    data = tmp_path / "words.csv"
+    data.write_text("text,rating\n" + "".join(f"\"{e.text.replace(chr(34), '')}\",{names[e.rating]}\n"
+                                              for e in list(read_examples(sst / "train.txt"))[:80]))
+    out = tmp_path / "m"
+    assert run_cli("train", "--train", data, "--out", out, "--epochs", 1, "--hidden", 4, "--embeddings", "random",
+                   "--ratings", "bad,so-so,good", "--no-progress").returncode == 0
+    html = tmp_path / "why.html"
+    assert run_cli("explain", "--model", out, "a fine film", "--html", html).returncode == 0
+    page.goto(html.as_uri())
+    page.wait_for_selector("#stars", timeout=30_000)
+    assert [t.strip() for t in page.locator(".bar > span:first-child").all_inner_texts()] == ["bad", "so-so", "good"]

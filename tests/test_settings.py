@@ -37,3 +37,13 @@ def test_flags_out_of_range_are_refused_before_training(sst, tmp_path):
         TrainConfig(train="x", patience=0).validate()
     with pytest.raises(ValueError, match="clip must be a finite number >= 0"):
         TrainConfig(train="x", clip=-1.0).validate()
+
+
+def test_build_rows_is_read_from_the_environment(monkeypatch):
+    from reviewlstm import settings
+    monkeypatch.delenv("REVIEWLSTM_BUILD_ROWS", raising=False)
+    assert settings.build_rows(200_000) == 200_000
+    monkeypatch.setenv("REVIEWLSTM_BUILD_ROWS", "0")
+    assert settings.build_rows(200_000) == 0
+    monkeypatch.setenv("REVIEWLSTM_BUILD_ROWS", "many")
+    assert settings.build_rows(200_000) == 200_000

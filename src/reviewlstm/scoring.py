@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from . import settings
 from .artifact import LoadedModel
 from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
 from .predict import Prediction, Predictor
@@ -116,7 +117,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     from .fourgate import compiled
     total = _count_rows(Path(input_path), fmt)
     # a file this small is scored sooner by the Python loop than after the kernel's one-time build
-    build_now = None if total is None or total >= BUILD_ROWS else False
+    build_now = None if total is None or total >= settings.build_rows(BUILD_ROWS) else False
     if build_now is False and not compiled.tried() and not compiled.built() and compiled.enabled():
         print(f"reviewlstm: {total} rows: scored with the Python loop instead of waiting for the fast kernel's "
               "one-time build (`reviewlstm build-kernel` builds it now)", file=sys.stderr, flush=True)
@@ -190,6 +191,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
 # Rows from which a file is scored sooner by building the kernel first (once per machine) than by the
 # Python loop: the break-even `python bench/compile_threshold.py` measures (BENCHMARKS.md, "Scoring a
 # large file"). Below it a first job does not wait for the build; `reviewlstm build-kernel` builds it
+# (REVIEWLSTM_BUILD_ROWS moves it)
 BUILD_ROWS = 200_000
 
 

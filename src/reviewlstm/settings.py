@@ -3,6 +3,8 @@
     REVIEWLSTM_CACHE    where downloads and the compiled kernel are kept (default ~/.cache/reviewlstm)
     REVIEWLSTM_KERNEL   off: never build or use the compiled CPU loop (the Python loop runs)
     REVIEWLSTM_KERNEL_WAIT  seconds to wait for another process's build of the kernel (default 600)
+    REVIEWLSTM_BUILD_ROWS  rows from which scoring a file builds the kernel first when none is cached
+                        (default 200000, the measured break-even; 0: always build)
     REVIEWLSTM_PRODUCTS blas, blas-packed or onednn: the compiled loop's matrix library, instead of the
                         one measured fastest on this machine (fourgate/products.py)
     REVIEWLSTM_TRITON   off: keep CUDA on the step loop, not the Triton kernel
@@ -33,6 +35,14 @@ def kernel_wait_seconds() -> float:
         return max(float(os.environ.get("REVIEWLSTM_KERNEL_WAIT", "600")), 0.0)
     except ValueError:
         return 600.0
+
+
+def build_rows(default: int) -> int:
+    """REVIEWLSTM_BUILD_ROWS, or `default` when unset or not a whole number."""
+    try:
+        return max(int(os.environ.get("REVIEWLSTM_BUILD_ROWS", default)), 0)
+    except ValueError:
+        return default
 
 
 def products() -> str | None:

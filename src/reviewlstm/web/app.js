@@ -132,9 +132,9 @@
   function render(e, root, whole) {
     const p = whole || e, max = Math.max(...e.contributions.map(Math.abs), 1e-9);
     let h = `<div class="card"><div class="verdict"><span class="stars" id="stars">${stars(p.rating, e.ratings)}</span>`;
-    h += `<span class="num">rating <b id="rating">${p.rating}</b>${within(whole)} · expected ${p.expected_rating.toFixed(2)}</span></div><div class="bars">`;
-    p.probabilities.forEach(({ rating, probability: q }) => {
-      h += `<div class="bar"><span>${rating} ★</span><span class="track"><span class="fill" style="display:block;width:${(100 * q).toFixed(1)}%"></span></span><span>${(100 * q).toFixed(1)}%</span></div>`;
+    h += `<span class="num">rating <b id="rating">${p.rating}</b>${p.label ? ` <b id="label">${esc(p.label)}</b>` : ""}${within(whole)} · expected ${p.expected_rating.toFixed(2)}</span></div><div class="bars">`;
+    p.probabilities.forEach(({ rating, label, probability: q }) => {
+      h += `<div class="bar"><span>${label ? esc(label) : rating + " ★"}</span><span class="track"><span class="fill" style="display:block;width:${(100 * q).toFixed(1)}%"></span></span><span>${(100 * q).toFixed(1)}%</span></div>`;
     });
     h += `</div>`;
     if (whole && whole.warning) h += `<p class="note warn" id="warning">${esc(whole.warning)}</p>`;
