@@ -31,7 +31,7 @@ DATA = {"sst": ("../shared/data/sst5/train.txt", "../shared/data/sst5/dev.txt", 
 
 def pieces(loaded, examples):
     reader = Predictor(loaded)
-    return [[loaded.vocab.encode(p) for p in reader.pieces(reader.tokens(e.text, e.tokens))[0]] for e in examples]
+    return [reader.piece_ids(e.text, e.tokens) for e in examples]
 
 
 def main() -> None:
@@ -54,7 +54,7 @@ def main() -> None:
     ids = {"dev": pieces(loaded, dev), "slice": pieces(loaded, held)}
     raw = loaded.model.config.temperature
     loaded.model.config.temperature = 1.0
-    t, _, _ = calibration.fit(loaded.model, ids["dev"], truth["dev"])
+    t, _, _, _ = calibration.fit(loaded.model, ids["dev"], truth["dev"])
     print(f"model {loaded.path} (its own temperature {raw:g}); dev {dev_path} ({len(dev)}), slice of {train_path} "
           f"({len(held)}); temperature fitted on dev: {t:g}\n")
     print("| set | temperature | accuracy | ECE | Brier | NLL |")

@@ -188,11 +188,7 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
                   temperature=cfg.temperature)
     if coverage is not None:
         from . import conformal
-        kept = (loaded.metadata or {}).get("conformal")
-        if not kept:
-            raise ValueError(f"{loaded.path}: this model has no rating-set calibration (trained without a validation "
-                             "slice): reviewlstm calibrate FILE --out DIR adds one")
-        result["rating_sets"] = conformal.evaluate(probs, truth, kept, coverage)
+        result["rating_sets"] = conformal.evaluate(probs, truth, conformal.kept(loaded), coverage)
     result["file"] = str(path)
     result["model"] = str(loaded.path)
     result["skipped_bad_rows"] = bad.count
@@ -224,17 +220,16 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
     if not examples:
         raise ValueError(f"{dev}: no rated reviews to calibrate on")
     reader = Predictor(loaded)
-    piece_ids = [[loaded.vocab.encode(p) for p in reader.pieces(reader.tokens(e.text, e.tokens))[0]] for e in examples]
+    piece_ids = [reader.piece_ids(e.text, e.tokens) for e in examples]
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
-    temperature, before, after = calibration.fit(loaded.model, piece_ids, truth)
+    temperature, before, after, probs = calibration.fit(loaded.model, piece_ids, truth)
     calibrated = copy.deepcopy(loaded.model)  # the loaded (cached) model stays as it was
     calibrated.config.temperature = temperature
     record = {"temperature": temperature, "fitted_on": f"{dev} ({len(examples)} reviews)",
               "dev_before": before, "dev_after": after}
     # rating sets from the same reviews, at the new temperature (conformal.py)
     from . import conformal
-    from .predict import read_distributions
-    sets = conformal.calibrate(read_distributions(calibrated, piece_ids), truth, record["fitted_on"])
+    sets = conformal.calibrate(probs, truth, record["fitted_on"])
     out = Path(out)
     source = Path(loaded.path)
     artifact.save(out, calibrated, loaded.vocab, loaded.train_config,

@@ -132,10 +132,10 @@ def plot_reliability(bins: list[dict], path, title: str = "") -> None:
     plt.close(fig)
 
 
-def fit(model, piece_ids: list[list[list[int]]], truth: np.ndarray) -> tuple[float, dict, dict]:
+def fit(model, piece_ids: list[list[list[int]]], truth: np.ndarray) -> tuple[float, dict, dict, np.ndarray]:
     """Fit the temperature of `model` on texts given as the ids of their pieces (as
     predict.read_distributions takes them) with rating indices `truth`; the model is read once.
-    Returns (T, scores at T = 1, scores at T)."""
+    Returns (T, scores at T = 1, scores at T, the texts' distributions at T)."""
     from .predict import predict_proba
     flat = [p for pieces in piece_ids for p in pieces]
     owner = np.repeat(np.arange(len(piece_ids)), [len(pieces) for pieces in piece_ids])
@@ -144,4 +144,4 @@ def fit(model, piece_ids: list[list[list[int]]], truth: np.ndarray) -> tuple[flo
     temperature = fit_temperature(logits, owner, weights, truth)
     before = distributions(logits, owner, weights, len(piece_ids), 1.0)
     after = distributions(logits, owner, weights, len(piece_ids), temperature)
-    return temperature, scores(before, truth), scores(after, truth)
+    return temperature, scores(before, truth), scores(after, truth), after

@@ -65,6 +65,16 @@ def rating_set(p: np.ndarray, q: float) -> tuple[int, int]:
     return min(chosen), max(chosen)
 
 
+def kept(loaded) -> dict:
+    """The rating-set calibration a loaded model keeps, or a ValueError saying how to add one."""
+    found = (loaded.metadata or {}).get("conformal")
+    if not found:
+        raise ValueError(f"{loaded.path}: this model has no rating-set calibration (it was trained without a "
+                         "validation slice, or before rating sets existed): reviewlstm calibrate FILE --out DIR "
+                         "adds one from rated reviews it did not train on")
+    return found
+
+
 def calibrate(probs: np.ndarray, truth: np.ndarray, fitted_on: str) -> dict:
     """What the model keeps: the sorted scores of the held-back reviews."""
     return {"scores": [round(float(s), 6) for s in np.sort(scores(probs, truth))], "n": int(len(truth)),

@@ -209,11 +209,10 @@ def onnx_ids(loaded: LoadedModel, texts: list[str]) -> tuple[np.ndarray, np.ndar
     reader = Predictor(loaded)
     rows, owner, weight = [], [], []
     for i, t in enumerate(texts):
-        for piece in reader.pieces(reader.tokens(t))[0]:
-            ids = loaded.vocab.encode(piece) or [1]
-            rows.append(ids)
+        for ids in reader.piece_ids(t):
+            rows.append(ids or [1])  # an empty pass reads as one <unk>, as pad_batch has it
             owner.append(i)
-            weight.append(max(len(piece), 1))
+            weight.append(max(len(ids), 1))
     width = max(len(r) for r in rows)
     ids = np.zeros((len(rows), width), dtype=np.int64)
     for j, r in enumerate(rows):

@@ -174,12 +174,7 @@ class Predictor:
         self.coverage, self.set_threshold = coverage, None
         if coverage is not None:  # rating sets: the threshold for this coverage, from the model's calibration
             from . import conformal
-            kept = (loaded.metadata or {}).get("conformal")
-            if not kept:
-                raise ValueError(f"{loaded.path}: this model has no rating-set calibration (it was trained without a "
-                                 "validation slice, or before rating sets existed): reviewlstm calibrate FILE --out DIR "
-                                 "adds one from rated reviews it did not train on")
-            self.set_threshold = conformal.threshold(kept["scores"], coverage)
+            self.set_threshold = conformal.threshold(conformal.kept(loaded)["scores"], coverage)
 
     def tokens(self, text: str, pretokenized: list[str] | None = None) -> list[str]:
         return text_tokens(text, pretokenized, self.config.lowercase)
@@ -187,6 +182,10 @@ class Predictor:
     def pieces(self, tokens: list[str]) -> tuple[list[list[str]], str]:
         """The passes this text is read in and how (`reading_pieces` under this model's rule)."""
         return reading_pieces(tokens, self.long_text, self.long_threshold, self.config.max_length)
+
+    def piece_ids(self, text: str, pretokenized: list[str] | None = None) -> list[list[int]]:
+        """The vocabulary ids of each pass this text is read in (what read_distributions takes)."""
+        return [self.vocab.encode(p) for p in self.pieces(self.tokens(text, pretokenized))[0]]
 
     def predict(self, texts: list[str], pretokenized: list[list[str] | None] | None = None) -> list[Prediction]:
         token_lists = [self.tokens(t, pretokenized[i] if pretokenized else None) for i, t in enumerate(texts)]

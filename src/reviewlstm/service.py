@@ -346,9 +346,12 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
                 raise HTTPException(422, detail=f"texts has {len(texts)} items; the limit max_batch is {limits.max_batch}")
         for i, t in enumerate(texts):
             check_text(t, "text" if req.text is not None else f"texts[{i}]", limits.max_text_chars, "max_text_chars")
-        if req.coverage is not None and not (state["loaded"].metadata or {}).get("conformal"):
-            raise HTTPException(422, detail="coverage: this model has no rating-set calibration (trained without a "
-                                            "validation slice); reviewlstm calibrate adds one")
+        if req.coverage is not None:
+            from .conformal import kept
+            try:
+                kept(state["loaded"])
+            except ValueError as e:
+                raise HTTPException(422, detail=f"coverage: {str(e).split(': ', 1)[1]}") from None
         preds = await batcher.submit(texts, (req.long_text, req.coverage))
         out = [Prediction(text=t, **p.to_dict()) for t, p in zip(texts, preds)]
         return out[0] if req.text is not None else PredictBatch(predictions=out)

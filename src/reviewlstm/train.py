@@ -569,10 +569,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             f"MAE {meta['dev_metrics']['mae']:.3f} (the single best: {single['dev_metrics']['accuracy']:.1%}, "
             f"{single['dev_metrics']['mae']:.3f})")
     # -- calibration: one temperature fitted on dev, kept in the model (every reader applies it)
+    kept = artifact.load(out) if (dev_ex and cfg.calibrate) or holdout_ex else None  # the model as saved
     if dev_ex and cfg.calibrate:
-        kept = artifact.load(out)
         truth = np.asarray([e.rating - model_cfg.scale_min for e in dev_ex])
-        temperature, before, after = calibration.fit(kept.model, dev_ids, truth)
+        temperature, before, after, _ = calibration.fit(kept.model, dev_ids, truth)
         kept.model.config.temperature = model_cfg.temperature = temperature
         meta["calibration"] = {"temperature": temperature, "fitted_on": f"dev ({len(dev_ex)} reviews)",
                                "dev_before": before, "dev_after": after}
@@ -582,15 +582,13 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if holdout_ex:
-        kept = artifact.load(out)
-        holdout_ids = ids_of(holdout_tokens)
-        holdout_metrics = _score(kept.model, holdout_ids, holdout_ex, model_cfg)
+        probs = read_distributions(kept.model, ids_of(holdout_tokens))
+        holdout_metrics = _metrics(probs, holdout_ex, model_cfg)
         meta["holdout_metrics"] = holdout_metrics
         # rating sets: the slice's conformity scores, so a prediction can carry a run of ratings that
         # holds the truth at any coverage asked (conformal.py); the slice never chose anything above
         truth = np.asarray([e.rating - model_cfg.scale_min for e in holdout_ex])
-        meta["conformal"] = conformal.calibrate(read_distributions(kept.model, holdout_ids), truth,
-                                                f"the validation slice ({len(holdout_ex)} reviews)")
+        meta["conformal"] = conformal.calibrate(probs, truth, f"the validation slice ({len(holdout_ex)} reviews)")
         meta["holdout_majority_metrics"] = _majority(holdout_ex, majority, model_cfg)
         log(f"validation slice ({len(holdout_ex)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
@@ -784,6 +782,11 @@ def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distrib
             probs[idx] = p
     else:
         probs = read_distributions(model, piece_ids)
+    return _metrics(probs, examples, cfg)
+
+
+def _metrics(probs: np.ndarray, examples, cfg: ModelConfig) -> dict:
+    """Every metric of (N, K) distributions against the examples' ratings."""
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     pred, expected = (a.tolist() for a in rating_and_expected(probs, cfg.ratings))
     out = metrics.score([e.rating for e in examples], pred, expected, cfg.ratings)

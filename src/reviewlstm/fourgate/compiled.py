@@ -94,7 +94,7 @@ def load(build: bool | None = None):
             # a directory per build: two versions of the source (two checkouts, an upgrade) sharing one
             # would rewrite each other's build.ninja and rebuild in turn, under each other's feet
             names = [_name(*flags) for flags in BUILDS]
-            built = [any((cache_dir() / name).glob(f"{name}*.so")) for name in names]
+            built = _cached(names)
             if not any(built) and (build is False or (build is None and (_holds or not _build_allowed))):
                 _error = "not built yet (quick jobs do not build it; `reviewlstm build-kernel` does)"
                 # the CLI's quick-job switch holds for the process; a job's own choice leaves it to the next
@@ -197,10 +197,14 @@ def _clear_stale_lock(build: Path) -> None:
         print(f"reviewlstm: removed {lock}, left by a build of the kernel that was stopped", file=sys.stderr, flush=True)
 
 
+def _cached(names: list[str]) -> list[bool]:
+    """Per build name, whether its module is in the cache."""
+    return [any((cache_dir() / name).glob(f"{name}*.so")) for name in names]
+
+
 def built() -> bool:
     """Whether a build for this source is cached (loading it costs a fraction of a second)."""
-    return _module is not None or (enabled() and any(any((cache_dir() / _name(*f)).glob(f"{_name(*f)}*.so"))
-                                                    for f in BUILDS))
+    return _module is not None or (enabled() and any(_cached([_name(*flags) for flags in BUILDS])))
 
 
 def tried() -> bool:

@@ -122,7 +122,7 @@ def _write(path: Path, choice: Choice) -> None:
 
 def measure(module, rounds: int = 7) -> Choice:
     """Time each library on each class of product, interleaved round by round (the machine's noise
-    hits them alike); the median of the rounds decides. About a second, once per machine."""
+    hits them alike); the median of the rounds decides. Once per machine."""
     gen = torch.Generator().manual_seed(0)
     H, E = 150, 50  # the default model's sizes
 
