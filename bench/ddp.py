@@ -17,16 +17,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from peers import add_data_args, datasets
+from common import data_args, datasets
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="sst-phrases")
     ap.add_argument("--epochs", type=int, default=1)
-    add_data_args(ap)
+    data_args(ap, default="sst-phrases")
     args = ap.parse_args()
-    train_path, dev_path, phrases = datasets(args)[args.data]
+    (ds,) = datasets(args.data)
+    train_path, dev_path, phrases = ds.train, ds.dev, ds.phrases
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, launch, threads in (("1 process x 2 threads", [], 2),

@@ -22,12 +22,11 @@ from reviewlstm.teacher import Teacher
 from reviewlstm.train import TrainConfig, split_holdout, _load
 from reviewlstm.data import BadRows
 
-from peers import add_data_args, datasets
+from common import data_args, datasets
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="sst-phrases")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--work", default="runs/distill")
     ap.add_argument("--teacher", default="minilm",
@@ -46,9 +45,10 @@ def main() -> None:
     ap.add_argument("--until", default=None)
     ap.add_argument("--resume", action="store_true", help="go on from the stages' checkpoints in --work")
     ap.add_argument("--plain", action="store_true", help="also train the plain recipe for each seed")
-    add_data_args(ap)
+    data_args(ap, default="sst-phrases")
     args = ap.parse_args()
-    train_path, dev_path, phrases = datasets(args)[args.data]
+    (ds,) = datasets(args.data)
+    train_path, dev_path, phrases = ds.train, ds.dev, ds.phrases
     work = Path(args.work)
     rows = []
     for seed in map(int, args.seeds.split(",")):
@@ -56,6 +56,7 @@ def main() -> None:
         st = TrainConfig(overwrite=True, train=str(train_path), dev=str(dev_path), out=str(out), phrases=phrases, seed=seed,
                          threads=args.threads, progress=False, distill_alpha=args.alpha,
                          distill_temperature=args.temperature, resume=args.resume,
+                         scale_min=ds.scale[0], scale_max=ds.scale[1],
                          init_from=None if args.init_from == "none" else args.init_from,
                          event_dropout=args.event_dropout)
         # the teacher is fine-tuned with seed 0 and shared by every student (WORK/teacher)

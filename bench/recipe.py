@@ -5,7 +5,7 @@
 
 A variant is `;`-separated sets of TrainConfig settings (`name=value,name=value`); everything else
 is the default recipe. A variant wins only if it wins on the slice too (dev chose its checkpoints,
-so dev flatters whichever variant had the luckiest checks). Data sets as in bench/peers.py.
+so dev flatters whichever variant had the luckiest checks). Data sets as in bench/common.py.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor
 from reviewlstm.train import TrainConfig, split_holdout
 
-from peers import add_data_args, datasets
+from common import data_args, datasets
 
 
 def parse_variant(text: str) -> dict:
@@ -65,14 +65,14 @@ def seed_ensemble(model_dirs, train_path, dev_path, phrases, max_examples=None) 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data", default="amazon")
     ap.add_argument("--variants", default="")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each variant's seeds as one model (their distributions averaged)")
-    add_data_args(ap)
+    data_args(ap, default="amazon")
     args = ap.parse_args()
-    train_path, dev_path, phrases = datasets(args)[args.data]
+    (ds,) = datasets(args.data)
+    train_path, dev_path, phrases = ds.train, ds.dev, ds.phrases
     rows = []
     print("| data | variant | seeds | dev acc | dev MAE | slice acc | slice MAE | slice macro-F1 | best epochs | s/run |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -84,7 +84,8 @@ def main() -> None:
             out = f"{keep.name}/seed{seed}"
             t0 = time.perf_counter()
             result = api.train(TrainConfig(train=str(train_path), dev=str(dev_path), out=out, phrases=phrases,
-                                           seed=seed, threads=args.threads, progress=False, **settings),
+                                           seed=seed, threads=args.threads, progress=False, scale_min=ds.scale[0],
+                                           scale_max=ds.scale[1], **settings),
                                log=lambda s: None)
             ev = api.evaluate(dev_path, model=out)
             runs.append({"seed": seed, "dev": ev, "slice": result.holdout_metrics, "best_epoch": result.best_epoch,
