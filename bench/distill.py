@@ -19,7 +19,7 @@ from reviewlstm import api
 from reviewlstm.cli import _rate_or_auto
 from reviewlstm.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
 from reviewlstm.teacher import Teacher
-from reviewlstm.train import TrainConfig, split_holdout, _load
+from reviewlstm.train import TrainConfig, read_rated, split_holdout
 from reviewlstm.data import BadRows
 
 from common import data_args, datasets
@@ -81,7 +81,7 @@ def main() -> None:
     # the teacher on dev and on the slice, read as the students read them
     teacher = result.teacher
     st = TrainConfig(train=str(train_path), phrases=phrases)
-    examples = _load(str(train_path), st, (1, 5), phrases, BadRows())
+    examples = read_rated(str(train_path), st, phrases, BadRows())
     held = split_holdout(examples, st.holdout)[1]
     loaded = Teacher.load(teacher)
     teacher_rows = {"dev": evaluate_teacher(dev_path, loaded), "slice": teacher_metrics(loaded, held)}

@@ -20,7 +20,7 @@ import numpy as np
 from reviewlstm import api
 from reviewlstm.data import BadRows, read_examples
 from reviewlstm.predict import Predictor
-from reviewlstm.train import TrainConfig, _load, split_holdout
+from reviewlstm.train import TrainConfig, read_rated, split_holdout
 
 
 def errors(loaded, examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def main() -> None:
     sst = Path(args.sst)
     dev = list(read_examples(sst / "dev.txt", scale=(1, 5), require_rating=True))
     st = TrainConfig(train=str(sst / "train.txt"), phrases=True)
-    held = split_holdout(_load(str(sst / "train.txt"), st, (1, 5), True, BadRows()), st.holdout)[1]
+    held = split_holdout(read_rated(str(sst / "train.txt"), st, True, BadRows()), st.holdout)[1]
     sets = {"dev": dev, "slice": held}
     per = {}
     for name in args.models:

@@ -2,58 +2,24 @@
 only parse, validate and call these."""
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from . import artifact, calibration, metrics
-from .artifact import ArtifactError, LoadedModel
-from .data import BadRows, Columns, read_examples
+from .artifact import ArtifactError, LoadedModel, default_model_path, load_model, start_model_path
+from .data import BadRows, Columns, read_examples, text_problem
 from .explain import EXPLAIN_MAX_CHARS, Explanation
+from .fourgate import Kernel, warm_up
 from .explain import explain as _explain
 from .predict import Prediction, Predictor
 from .scoring import ScoreSummary, rate_rows, score_file
 from .train import TrainConfig, TrainResult
 from .train import train as _train
 
-__all__ = ["load_model", "default_model_path", "train", "predict", "explain", "evaluate", "score_file",
-           "ScoreSummary", "Prediction", "text_problem"]
-
-_CACHE: dict[str, LoadedModel] = {}
-
-
-def default_model_path() -> Path:
-    """The model that ships inside the package (the four-gate LSTM trained on SST-5)."""
-    return Path(str(resources.files("reviewlstm") / "default_model"))
-
-
-def start_model_path() -> Path:
-    """The start `train` takes for reviews read whole (`--init-from auto`): an SST-5 model trained
-    with the long-review recipe's own dropout (its card says why it ships beside the default)."""
-    return Path(str(resources.files("reviewlstm") / "start_model"))
-
-
-def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu") -> LoadedModel:
-    """Load a model directory (the bundled model when path is None) onto `device` ("cpu", "cuda",
-    "cuda:1", or "auto": CUDA when there is one); cached per path and device. Everything that takes
-    `model=` runs on the device of the LoadedModel given."""
-    import torch
-    if isinstance(path, LoadedModel):  # already loaded (a caller chose its device)
-        return path
-    p = Path(path) if path is not None else default_model_path()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this torch sees no CUDA GPU (use cpu or auto)")
-    key = f"{p.resolve()}@{device}"
-    if key not in _CACHE:
-        if path is None and not (p / "config.json").exists():
-            raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
-        _CACHE[key] = artifact.load(p, device=device)
-    return _CACHE[key]
-
+__all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",
+           "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem"]
 
 def train(config: TrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> TrainResult:
     """Train a model: ``train(train="reviews.csv", dev="dev.csv", out="model")`` or with a TrainConfig."""
@@ -92,20 +58,6 @@ def predict(texts, model: str | Path | LoadedModel | None = None, long_text: str
             raise ValueError(f"text {i + 1} {problem}" if not single else f"the text {problem}")
     out = predictor.predict(batch)
     return out[0] if single else out
-
-
-def text_problem(text) -> str | None:
-    """Why a text cannot be rated (None if it can): the one rule of the API, the CLI and the service."""
-    if text is None or (isinstance(text, float) and text != text):  # None, or pandas' NaN for a missing cell
-        return "is missing"
-    if not isinstance(text, str):
-        return f"is not a string ({type(text).__name__})"
-    if not text.strip():
-        return "is empty"
-    bad = next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
-    if bad is not None:
-        return f"holds a lone surrogate \\u{ord(bad):04x} (not valid Unicode)"
-    return None
 
 
 def _as_table(texts, text_column: str | None):

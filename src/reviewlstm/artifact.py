@@ -15,6 +15,7 @@ import platform
 import re
 import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -185,6 +186,11 @@ def write_metadata(out_dir: str | Path, metadata: dict, card: str | None = None)
         tmp.write_text(text, encoding="utf-8")
         _fsync(tmp)
         tmp.replace(out / name)
+
+
+def file_record(path, n: int) -> dict:
+    """A data file as a model's metadata records it: where it was, its sha256, how many examples."""
+    return {"path": str(path), "sha256": file_sha256(Path(path)), "examples": n}
 
 
 def file_sha256(path: Path) -> str:
@@ -404,3 +410,36 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
               f"- Texts longer than {cfg.max_length} tokens are not read whole (see the README on long reviews).",
               "- Words never seen in training or in the pretrained vectors read as <unk>.", ""]
     return "\n".join(lines)
+
+
+_CACHE: dict[str, LoadedModel] = {}
+
+
+def default_model_path() -> Path:
+    """The model that ships inside the package (the four-gate LSTM trained on SST-5)."""
+    return Path(str(resources.files("reviewlstm") / "default_model"))
+
+
+def start_model_path() -> Path:
+    """The start `train` takes for reviews read whole (`--init-from auto`): an SST-5 model trained
+    with the long-review recipe's own dropout (its card says why it ships beside the default)."""
+    return Path(str(resources.files("reviewlstm") / "start_model"))
+
+
+def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu") -> LoadedModel:
+    """Load a model directory (the bundled model when path is None) onto `device` ("cpu", "cuda",
+    "cuda:1", or "auto": CUDA when there is one); cached per path and device. Everything that takes
+    `model=` runs on the device of the LoadedModel given."""
+    if isinstance(path, LoadedModel):  # already loaded (a caller chose its device)
+        return path
+    p = Path(path) if path is not None else default_model_path()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this torch sees no CUDA GPU (use cpu or auto)")
+    key = f"{p.resolve()}@{device}"
+    if key not in _CACHE:
+        if path is None and not (p / "config.json").exists():
+            raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
+        _CACHE[key] = artifact.load(p, device=device)
+    return _CACHE[key]

@@ -313,8 +313,7 @@ def cmd_predict(args) -> int:
         return 0
     if args.output:
         raise UserError("--output goes with --input FILE")
-    from .fourgate import compiled
-    compiled.allow_build(False)  # a few texts: the Python loop answers before a build would finish
+    api.warm_up(build=False)  # a few texts: the Python loop answers before a build would finish
     texts, where = args.texts, "TEXT"
     numbers = list(range(1, len(texts) + 1))
     if not texts:
@@ -333,7 +332,7 @@ def cmd_predict(args) -> int:
                   file=sys.stderr)
     kept, bad = [], []
     for n, t in zip(numbers, texts):
-        problem = "is not valid UTF-8" if any("\udc80" <= ch <= "\udcff" for ch in t) else api.text_problem(t)
+        problem = api.text_problem(t, decoded=True)
         if problem:  # bytes the shell passed that are not UTF-8, a lone surrogate, ...
             message = f"{where} {n} {problem}" + (" (standard input: one review a line)" if where == "line" else "")
             if not args.skip_bad_rows:
@@ -618,9 +617,8 @@ def cmd_explain(args) -> int:
     import json
     from tqdm import tqdm
     from . import api
-    from .fourgate import compiled
     from .html import explanation_page
-    compiled.allow_build(False)  # one text: never worth a build
+    api.warm_up(build=False)  # one text: never worth a build
     problem = api.text_problem(args.text)
     if problem:
         raise UserError(f"TEXT {problem}")
@@ -704,13 +702,13 @@ def cmd_gradients(args) -> int:
 
 
 def cmd_build_kernel(args) -> int:
-    from .fourgate import compiled
-    module = compiled.load()
-    if module is None:
-        print(f"fast LSTM kernel: {compiled.status()}")
+    from . import api
+    kernel = api.warm_up()
+    if not kernel.ready:
+        print(f"fast LSTM kernel: {kernel.status}")
         return 1
     # say whether this run compiled it or found it built: "compiled" for a cached build misleads
-    print(f"fast LSTM kernel: {'compiled now' if compiled.built_now() else 'already built'}: {compiled.status()}")
+    print(f"fast LSTM kernel: {'compiled now' if kernel.built_now else 'already built'}: {kernel.status}")
     return 0
 
 

@@ -297,13 +297,40 @@ def _lines(path: Path, f) -> Iterator[str]:
 _UNDECODED = re.compile("[\udc80-\udcff]")  # a byte that was not UTF-8, as surrogateescape reads it
 
 
+def unicode_problem(text: str, decoded: bool = True) -> str | None:
+    """The one check of a text's characters: a lone surrogate is not a character. decoded: the text
+    was decoded from bytes with surrogateescape (files, command-line arguments), so a surrogate in
+    \udc80-\udcff is a byte that was not UTF-8, and said as such."""
+    ch = next((c for c in text if "\ud800" <= c <= "\udfff"), None)
+    if ch is None:
+        return None
+    if decoded and "\udc80" <= ch <= "\udcff":
+        return f"undecodable byte 0x{ord(ch) - 0xdc00:02x}"
+    return f"a lone surrogate \\u{ord(ch):04x}"
+
+
+def text_problem(text, decoded: bool = False) -> str | None:
+    """Why a text cannot be rated (None if it can): the one rule of the API, the CLI and the service.
+    decoded: as unicode_problem's (a command-line argument)."""
+    if text is None or (isinstance(text, float) and text != text):  # None, or pandas' NaN for a missing cell
+        return "is missing"
+    if not isinstance(text, str):
+        return f"is not a string ({type(text).__name__})"
+    if not text.strip():
+        return "is empty"
+    problem = unicode_problem(text, decoded)
+    if problem is None:
+        return None
+    return "is not valid UTF-8" if problem.startswith("undecodable") else f"holds {problem} (not valid Unicode)"
+
+
 def _check_decoded(value: str, column: str | None = None) -> None:
-    for ch in value:
-        if "\ud800" <= ch <= "\udfff":
-            where = f" in column {column!r}" if column else ""
-            if "\udc80" <= ch <= "\udcff":
-                raise ValueError(f"undecodable byte 0x{ord(ch) - 0xdc00:02x}{where} (the file must be UTF-8)")
-            raise ValueError(f"a lone surrogate \\u{ord(ch):04x}{where} (not a character: the text is not valid Unicode)")
+    problem = unicode_problem(value)
+    if problem:
+        where = f" in column {column!r}" if column else ""
+        why = "(the file must be UTF-8)" if problem.startswith("undecodable") else \
+            "(not a character: the text is not valid Unicode)"
+        raise ValueError(f"{problem}{where} {why}")
 
 
 def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | None]]:

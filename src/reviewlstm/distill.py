@@ -28,10 +28,11 @@ from typing import Callable
 
 import numpy as np
 
+from . import artifact
 from .teacher import MASK, PRECISIONS, FineTuneConfig, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
-from .train import TOKEN_SEP, TrainConfig, _file_meta, _load, split_holdout
+from .train import TOKEN_SEP, TrainConfig, read_rated, split_holdout
 from .train import train as train_student
 
 STAGES = ("teacher", "label", "student")
@@ -125,14 +126,14 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # -- 1. data: what train() will train on, the slice set aside the same way
     t0 = time.perf_counter()
     bad = BadRows()
-    examples = _load(st.train, st, (st.scale_min, st.scale_max), st.phrases, bad)
+    examples = read_rated(st.train, st, st.phrases, bad)
     if st.max_examples:
         examples = examples[:st.max_examples]
     kept, held = split_holdout(examples, st.holdout)
     if not kept:
         raise ValueError(f"{st.train}: no training examples")
     tokens = [text_tokens(e.text, e.tokens, st.lowercase) for e in kept]
-    data_sha = _file_meta(st.train, len(kept))["sha256"]
+    data_sha = artifact.file_sha256(Path(st.train))
     log(f"distill: {len(kept)} training examples from {st.train}"
         + (f" ({len(held)} set aside as the validation slice, never seen by the teacher either)" if held else "")
         + f"; work directory {work}")
@@ -525,7 +526,6 @@ def _chunk_name(texts: list[str]) -> str:
 def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict,
             n_unrated: int = 0, check: dict | None = None):
     """The teacher and the recipe in the student's metadata and on its card."""
-    from . import artifact
     teacher = json.loads((teacher_dir / "teacher.json").read_text())
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())

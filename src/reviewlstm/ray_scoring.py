@@ -51,15 +51,15 @@ class _Scorer:
 
     def __init__(self, model_path: str | None, long_text: str | None, text_column: str | None, threads: int):
         import torch
-        from . import api
+        from .artifact import load_model
         from .predict import Predictor
         torch.set_num_threads(threads)
-        self.predictor = Predictor(api.load_model(model_path), long_text=long_text)
+        self.predictor = Predictor(load_model(model_path), long_text=long_text)
         self.text_column = text_column
 
     def __call__(self, batch):
         import pandas as pd
-        from .api import text_problem
+        from .data import text_problem
         from .scoring import rate_rows
         if _TEXT in batch.columns:  # read by reviewlstm's readers: their verdict on each row
             texts, errors = batch[_TEXT].tolist(), batch[_ERROR].tolist()
@@ -87,8 +87,8 @@ def score_dataset(dataset, model: str | Path | None = None, text_column: str = "
     row's file and line. preserve_order=True keeps the input order (Ray then cannot let a fast block
     overtake a slow one: slower when blocks differ in cost)."""
     ray = _ray()
-    from . import api
-    loaded = api.load_model(model)  # fails here, as one line, before any actor starts
+    from .artifact import load_model
+    loaded = load_model(model)  # fails here, as one line, before any actor starts
     if preserve_order:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
     if concurrency is None:

@@ -18,14 +18,9 @@ from pathlib import Path
 import torch
 
 from . import settings
-from .artifact import LoadedModel
+from .artifact import LoadedModel, load_model
 from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
 from .predict import Prediction, Predictor
-
-
-def load_model(path):
-    from .api import load_model as load
-    return load(path)
 
 
 def rate_rows(predictor: Predictor, texts: list, errors: list) -> list[dict]:

@@ -261,8 +261,7 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
     def load() -> None:
         try:
             loaded = model if isinstance(model, api.LoadedModel) else api.load_model(model)
-            from .fourgate import compiled
-            compiled.load()  # built (once per machine) before /ready says yes, not on the first request
+            api.warm_up()  # built (once per machine) before /ready says yes, not on the first request
             state["loaded"] = loaded
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
             state["error"] = f"{type(e).__name__}: {e}"

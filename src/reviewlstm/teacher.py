@@ -244,13 +244,13 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     `epochs` is a ceiling chosen by measurement, not a guess that overfits a small training set."""
     from tqdm import tqdm
 
-    from .train import _length_buckets, _load_checkpoint, _save_checkpoint
+    from . import batching, checkpoint as checkpoints
     device = next(teacher.parameters()).device
     ids = teacher.encode(texts)
     cut = sum(1 for i in ids if len(i) >= teacher.info.max_length)
     y = torch.tensor(labels)
     epochs = math.ceil(cfg.epochs)
-    per_epoch = [_length_buckets(ids, cfg.batch_size, cfg.seed + e) for e in range(epochs)]
+    per_epoch = [batching.length_buckets(ids, cfg.batch_size, cfg.seed + e) for e in range(epochs)]
     plan = [b for batches in per_epoch for b in batches]
     plan = plan[:max(1, round(len(plan) * cfg.epochs / epochs))]  # fractional epochs: the first share of the last
     total = len(plan)
@@ -269,7 +269,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
         if saved != tag:
             raise ValueError(f"{checkpoint}: this teacher checkpoint was made from other data or settings "
                              "(remove it, or run without --resume)")
-        state = _load_checkpoint(checkpoint, teacher, optimizer)
+        state = checkpoints.load(checkpoint, teacher, optimizer)
         step, seconds, checks = state["step"], state["seconds"], state.get("checks", [])
         log(f"teacher: resuming at step {step} of {total}")
     teacher.train()
@@ -305,7 +305,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
             bar.write(f"teacher: epoch {row['epoch']:g}: dev accuracy {m['accuracy']:.1%}, MAE {m['mae']:.3f}, "
                       f"NLL {m['nll']:.3f}" + (" (best)" if is_best else ""), file=sys.stderr)
         if ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == end) and step + 1 < total:
-            _save_checkpoint(checkpoint, teacher, optimizer,
+            checkpoints.save(checkpoint, teacher, optimizer,
                              {"step": step + 1, "seconds": seconds + time.perf_counter() - started, "tag": tag,
                               "checks": checks})
     bar.close()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, calibration, conformal, distributed, metrics
+from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, metrics
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, ModelConfig, RatingModel, check_type, ordinal_loss
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
@@ -305,9 +305,8 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             f"batch {cfg.batch_size} ({cfg.batch_size // d.world} a process)")
 
     # -- data
-    scale = (cfg.scale_min, cfg.scale_max)
     bad = BadRows()
-    train_ex = _load(cfg.train, cfg, scale, cfg.phrases, bad)
+    train_ex = read_rated(cfg.train, cfg, cfg.phrases, bad)
     if cfg.max_examples:
         train_ex = train_ex[:cfg.max_examples]
     train_ex, holdout_ex = split_holdout(train_ex, cfg.holdout)
@@ -315,7 +314,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
         raise ValueError(f"{cfg.train}: no training examples" + (
             f" left after setting {len(holdout_ex)} aside as the validation slice (holdout {cfg.holdout}): "
             "lower --holdout, or --holdout 0" if holdout_ex else ""))
-    dev_ex = _load(cfg.dev, cfg, scale, False, bad) if cfg.dev else []
+    dev_ex = read_rated(cfg.dev, cfg, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
     train_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in train_ex]
@@ -403,9 +402,9 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     earlier = 0.0  # seconds of training before a resume: the card's seconds are the whole training's
     ckpt = out / "checkpoint"
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
-    train_meta = _file_meta(cfg.train, len(train_ex))  # hashed once: the checkpoint's key and the card's record
+    train_meta = artifact.file_record(cfg.train, len(train_ex))  # hashed once: the checkpoint's key and the card's record
     data_id = {"train_sha256": train_meta["sha256"], "examples": len(train_ex),
-               "vocab": len(vocab), "transfer_sha256": _file_meta(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
+               "vocab": len(vocab), "transfer_sha256": artifact.file_record(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
     if cfg.resume and (ckpt / "state.json").exists():
         try:
             saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
@@ -417,7 +416,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
                              f"{cfg.train}, or its record of them is missing: resume with the same training file, "
                              "or remove it or train without --resume")
         try:
-            state = _load_checkpoint(ckpt, model, optimizer)
+            state = checkpoint.load(ckpt, model, optimizer)
             start_epoch, best, best_epoch, stale, history = (int(state["epoch"]) + 1, tuple(map(float, state["best"])),
                                                              state["best_epoch"], int(state["stale"]), list(state["history"]))
             best_nll = float(state.get("best_nll", -best[1]))
@@ -438,7 +437,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
         log(f"warning: no training review is rated {', '.join(str(r) for r in model_cfg.ratings if r not in present)}: "
             "the model will rarely if ever predict that")
     data_meta = {"train_data": train_meta,
-                 "dev_data": _file_meta(cfg.dev, len(dev_ex)) if cfg.dev else None,
+                 "dev_data": artifact.file_record(cfg.dev, len(dev_ex)) if cfg.dev else None,
                  "holdout_data": {"examples": len(holdout_ex), "fraction": cfg.holdout,
                                   "rule": "sha256 of the review text below the fraction"} if holdout_ex else None,
                  "embedding_coverage": asdict(coverage) if coverage else None,
@@ -459,18 +458,16 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     stop = False
     if model_cfg.cell == "lstm" and device.type == "cpu":
         # the fast loop built (once per machine) before the clock of the first check starts
-        from .fourgate import compiled
-        build = time.perf_counter()
-        compiled.load()
-        if compiled.built_now() and d.main:
-            log(f"compiled the fast LSTM kernel in {time.perf_counter() - build:.0f} s (once for this machine)")
+        kernel = fourgate.warm_up()
+        if kernel.built_now and d.main:
+            log(f"compiled the fast LSTM kernel in {kernel.seconds:.0f} s (once for this machine)")
     for epoch in range(start_epoch, cfg.epochs + 1):
         if d.on:  # dropout masks differ between processes (the weights and batch order agree), and
             # are seeded per epoch, so a resumed run draws what an uninterrupted one would
             torch.manual_seed(cfg.seed + 1000 * d.rank + epoch)
         model.train()
         t0, total, seen = time.perf_counter(), 0.0, 0  # t0: the last check's end (each check's time is its own)
-        for step, batch in enumerate(_length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
+        for step, batch in enumerate(batching.length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
             # this process's part of the global batch; its loss weighted by that part's share, so the
             # gradient DDP averages is the whole batch's mean (an empty part steps with weight 0)
             local = distributed.shard(batch, d) if d.on else batch
@@ -533,7 +530,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
                 stop = True
                 break
         if d.main:
-            _save_checkpoint(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
+            checkpoint.save(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
                                                   "best_nll": best_nll, "stale": stale, "history": history,
                                                   "data": data_id,
                                                   "seconds": earlier + time.perf_counter() - started})
@@ -718,8 +715,7 @@ def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[
 def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str | None:
     if cfg.init_from != "auto":
         return cfg.init_from
-    from .api import start_model_path
-    start = start_model_path()
+    start = artifact.start_model_path()
     try:  # the start model's shape, from its config alone (its weights load only if they are used)
         shipped = json.loads((start / "config.json").read_text())["model"]
     except (OSError, ValueError, KeyError):
@@ -733,9 +729,8 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
     """Start from a trained model: its recurrent layer and head (they must have this model's
     shapes), and its embedding of every word both vocabularies share (a sentiment model already knows which words
     matter; a small file of one's own then only has to teach what is new)."""
-    from . import api
     try:
-        donor = api.load_model(None if source == "bundled" else source)
+        donor = artifact.load_model(None if source == "bundled" else source)
     except Exception as e:  # a missing or broken model: say which, in one line
         raise ValueError(f"--init-from {source}: {e}") from None
     own, theirs = model.state_dict(), donor.model.state_dict()
@@ -761,10 +756,12 @@ def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
                          cfg.ratings)
 
 
-def _load(path, cfg: TrainConfig, scale, phrases: bool, bad: BadRows):
+def read_rated(path, cfg: TrainConfig, phrases: bool, bad: BadRows) -> list:
+    """The rated examples of a training or dev file, read as `cfg` says (format, columns, scale,
+    rating words, the bad-row policy); SST trees give their phrases too when `phrases`."""
     from .model import parse_labels
     return list(read_examples(path, fmt=cfg.format, columns=Columns(cfg.text_column, cfg.rating_column),
-                              scale=scale, require_rating=True, phrases=phrases,
+                              scale=(cfg.scale_min, cfg.scale_max), require_rating=True, phrases=phrases,
                               skip_bad_rows=cfg.skip_bad_rows, bad=bad,
                               labels=parse_labels(cfg.labels) if cfg.labels else None))
 
@@ -794,71 +791,6 @@ def _metrics(probs: np.ndarray, examples, cfg: ModelConfig) -> dict:
     return out
 
 
-def _length_buckets(id_lists, batch_size: int, seed: int):
-    """Batches of similar length: shuffle, sort within pools of 100 batches, shuffle the batches.
-    Little padding (fast) while every epoch still sees a different order."""
-    rng = random.Random(seed)
-    order = list(range(len(id_lists)))
-    rng.shuffle(order)
-    pool = batch_size * 100
-    batches = []
-    for start in range(0, len(order), pool):
-        chunk = sorted(order[start:start + pool], key=lambda i: len(id_lists[i]))
-        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def _file_meta(path, n: int) -> dict:
-    return {"path": str(path), "sha256": artifact.file_sha256(Path(path)), "examples": n}
-
-
 def _bar(total: int, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, disable=None if enabled else True, unit="batch", file=sys.stderr, dynamic_ncols=True)
-
-
-def _save_checkpoint(final: Path, model, optimizer, state: dict) -> None:
-    """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled.
-    Written beside and swapped in, so a run killed while saving keeps the previous checkpoint."""
-    import shutil
-    from safetensors.torch import save_file
-    path = final.with_name(f".{final.name}.new-{os.getpid()}")
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
-    opt = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for idx, s in opt["state"].items():
-        for name, v in s.items():
-            if torch.is_tensor(v):
-                tensors[f"{idx}.{name}"] = v.detach().cpu().contiguous()
-            else:
-                scalars[f"{idx}.{name}"] = v
-    if tensors:
-        save_file(tensors, str(path / "optimizer.safetensors"))
-    rng = torch.get_rng_state()
-    (path / "state.json").write_text(json.dumps({**state, "param_groups": opt["param_groups"], "scalars": scalars,
-                                                 "torch_rng": rng.tolist()}))
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    if final.exists():
-        final.rename(old)
-    path.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(path: Path, model, optimizer) -> dict:
-    from safetensors.torch import load_file
-    state = json.loads((path / "state.json").read_text())
-    model.load_state_dict(load_file(str(path / "model.safetensors")))
-    opt_state: dict = {}
-    if (path / "optimizer.safetensors").exists():
-        for key, v in load_file(str(path / "optimizer.safetensors")).items():
-            idx, name = key.split(".", 1)
-            opt_state.setdefault(int(idx), {})[name] = v
-    for key, v in state.get("scalars", {}).items():
-        idx, name = key.split(".", 1)
-        opt_state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-    return state

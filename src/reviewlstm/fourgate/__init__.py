@@ -15,9 +15,37 @@ the weight gradients as one product over all steps after it.
     compiled.py     four_gate.cpp built once per machine (cached) and run on CPU, directions side by side
     triton_loop.py  on CUDA, one Triton launch per layer runs every direction's whole sequence
 
+The compiled loop is built once per machine; `warm_up` is the one way a job or a surface makes it
+ready before work starts (or says this process never builds it).
+
 tests/test_fourgate.py holds every backend available on the machine to the readable loop.
 """
+import time
+from dataclasses import dataclass
+
+from . import compiled
 from .dispatch import BACKENDS, choose, run
 from .history import History, SortedBatch
 
-__all__ = ["BACKENDS", "History", "SortedBatch", "choose", "run"]
+__all__ = ["BACKENDS", "History", "Kernel", "SortedBatch", "choose", "run", "warm_up"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """The compiled loop after `warm_up`: whether it runs, whether this call compiled it (and how
+    long that took), and a line saying which build and matrix libraries are in force, or why not."""
+    ready: bool
+    built_now: bool
+    seconds: float
+    status: str
+
+
+def warm_up(build: bool = True) -> Kernel:
+    """Load the compiled loop (compiling it first if this machine has none, once: about a minute).
+    build=False: a quick job (a few texts to rate or explain): this process uses a cached build if
+    there is one and never starts one, since the Python loop answers before a build would finish."""
+    if not build:
+        compiled.allow_build(False)
+    start = time.perf_counter()
+    module = compiled.load()
+    return Kernel(module is not None, compiled.built_now(), time.perf_counter() - start, compiled.status())
