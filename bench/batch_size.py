@@ -16,10 +16,12 @@ from reviewlstm.fourgate import compiled
 from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor, predict_proba
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--rounds", type=int, default=6)
     args = ap.parse_args()
     compiled.load()

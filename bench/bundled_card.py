@@ -13,10 +13,12 @@ from pathlib import Path
 
 from reviewlstm import api
 
+from common import sst_arg
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     loaded = api.load_model()
     claimed = loaded.metadata["dev_metrics"]

@@ -13,7 +13,7 @@ The data sets, by name (`--data NAME[,NAME]` in every quality benchmark):
 
 The IMDB files are made once from `../shared/data/imdb/train.csv.gz` into `runs/data/` (a review
 goes to dev when sha256(id) mod 10 is 0; the 5,000 are the first by sha256(id) of the rest), so every
-benchmark and every session reads the same rows. Each model's untouched validation slice is the one
+benchmark reads the same rows on every machine. Each model's untouched validation slice is the one
 `reviewlstm train` sets aside from the training file (`reviewlstm.train.split_holdout`): the peers
 are trained on the same training reviews minus the same slice and scored on it.
 """
@@ -109,6 +109,11 @@ def datasets(names: str | list[str]) -> list[DataSet]:
     if unknown:
         raise SystemExit(f"unknown data set {', '.join(unknown)}: choose from {', '.join(known)}")
     return [known[n]() for n in names]
+
+
+def sst_arg(ap: argparse.ArgumentParser) -> None:
+    """--sst: the SST-5 folder (train.txt, dev.txt), for the benchmarks that read SST-5 alone."""
+    ap.add_argument("--sst", default=str(SHARED / "sst5"), help="the SST-5 folder (default: the shared data's)")
 
 
 def data_args(ap: argparse.ArgumentParser, default: str = "sst-phrases,amazon,imdb-5k,imdb-5k-stars") -> None:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from reviewlstm.data import read_examples
 
+from common import sst_arg
+
 
 def timed(cmd, env) -> float:
     start = time.perf_counter()
@@ -33,7 +35,7 @@ def timed(cmd, env) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=5000)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     sentences = [" ".join(e.tokens) for e in read_examples(Path(args.sst) / "train.txt")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -22,11 +22,13 @@ from reviewlstm.data import read_examples
 from reviewlstm.explain import explain
 from reviewlstm.predict import predict_proba
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)

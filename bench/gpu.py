@@ -30,6 +30,8 @@ from reviewlstm.data import read_examples
 from reviewlstm.layers import Recurrent
 from reviewlstm.predict import Predictor
 
+from common import sst_arg
+
 SHAPES = [  # B, T, E, H, bidirectional
     (64, 50, 50, 150, True),     # the default model's layer, a training batch
     (128, 25, 50, 150, True),    # the default model's layer, a prediction batch of SST sentences
@@ -170,7 +172,7 @@ def end_to_end(sst: Path, repeats: int, settings: TritonSettings) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--sweep", action="store_true", help="first choose BH and num_warps (see sweep)")
     ap.add_argument("--sweep-split", action="store_true", help="first choose the split kernels' settings")

@@ -18,10 +18,12 @@ from pathlib import Path
 from reviewlstm import api
 from reviewlstm.train import TrainConfig
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script without a GPU")
     ap.add_argument("--max-examples", type=int, default=None)

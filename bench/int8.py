@@ -23,6 +23,8 @@ from reviewlstm.data import read_examples
 from reviewlstm.metrics import score
 from reviewlstm.predict import Predictor
 
+from common import sst_arg
+
 
 def quantized(loaded):
     from torch.ao.nn.quantized.dynamic import Linear as QLinear
@@ -42,7 +44,7 @@ def quantized(loaded):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--dev", default=None, help="the dev file to score (default: SST-5's dev.txt)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")  # torch.ao's deprecation notices

@@ -19,6 +19,8 @@ import torch
 from reviewlstm import api
 from reviewlstm.data import read_examples
 
+from common import sst_arg
+
 
 def _spin(stop) -> None:
     while not stop.is_set():
@@ -40,7 +42,7 @@ def measure(texts, n: int) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=300)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     texts = [e.text for e in read_examples(Path(args.sst) / "dev.txt")]
     default_threads = torch.get_num_threads()

@@ -25,6 +25,8 @@ import httpx
 
 from reviewlstm.data import read_examples
 
+from common import sst_arg
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -38,7 +40,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--endpoint", choices=("predict", "explain"), default="predict")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--max-seconds", type=float, default=600)
     ap.add_argument("--mixed", action="store_true")
     ap.add_argument("--explainers", type=int, default=45)

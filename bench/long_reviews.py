@@ -20,6 +20,8 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor
 
+from common import sst_arg
+
 
 def build_reviews(sst: Path, n: int, min_words: int, seed: int):
     by_rating: dict[int, list] = {}
@@ -43,7 +45,7 @@ def build_reviews(sst: Path, n: int, min_words: int, seed: int):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--min-words", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)

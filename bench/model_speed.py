@@ -22,6 +22,8 @@ from reviewlstm.data import read_examples
 from reviewlstm.fourgate import compiled
 from reviewlstm.predict import Predictor
 
+from common import sst_arg
+
 
 def one_round(predictor: Predictor, texts: list[str], singles: list[str]) -> dict:
     t0 = time.perf_counter()
@@ -39,7 +41,7 @@ def one_round(predictor: Predictor, texts: list[str], singles: list[str]) -> dic
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", required=True)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()

@@ -23,11 +23,13 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.onnx_export import onnx_ids
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     import onnxruntime as ort

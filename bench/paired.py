@@ -22,6 +22,8 @@ from reviewlstm.data import BadRows, read_examples
 from reviewlstm.predict import Predictor
 from reviewlstm.train import TrainConfig, read_rated, split_holdout
 
+from common import sst_arg
+
 
 def errors(loaded, examples) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(correct, absolute error, rating given) per review, as `evaluate` reads them (SST dev read whole)."""
@@ -40,7 +42,7 @@ def paired(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs=2, required=True, help="the reference, then the candidate")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     sst = Path(args.sst)

@@ -18,6 +18,8 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.train import TrainConfig
 
+from common import sst_arg
+
 BASE: dict = {}  # TrainConfig's defaults are the bundled model's recipe
 CONFIGS = {
     # the bundled model's recipe
@@ -37,7 +39,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--configs", default="default", help="comma-separated names, or all")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--out", default="runs/quality")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()

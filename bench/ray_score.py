@@ -21,6 +21,8 @@ from reviewlstm.data import read_examples
 
 from score_file import run_child
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -28,7 +30,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--model", default=None)
     ap.add_argument("--preserve-order", action="store_true", help="also Ray with --preserve-order (its cost)")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     sentences = [" ".join(e.tokens) for e in read_examples(Path(args.sst) / "train.txt")]
     model = ["--model", args.model] if args.model else []

@@ -22,12 +22,14 @@ from pathlib import Path
 
 from reviewlstm.data import read_examples
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     sentences = [" ".join(e.tokens) for e in read_examples(Path(args.sst) / "train.txt")]
     with tempfile.TemporaryDirectory() as tmp:

@@ -24,7 +24,9 @@ from reviewlstm.data import read_examples
 from reviewlstm.fourgate import compiled
 from reviewlstm.predict import Predictor, pad_batch, predict_proba
 
-from bench_cells import ceiling  # the same ceiling as the cells table (bench/ is on the path)
+from bench_cells import gemm_ceilings  # the same ceiling as the cells table (bench/ is on the path)
+
+from common import fasttext_supervised, sst_arg, tfidf_lr
 
 
 def macs_per_token(cfg) -> int:
@@ -36,7 +38,7 @@ def macs_per_token(cfg) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--no-peers", dest="peers", action="store_false")
     args = ap.parse_args()
@@ -45,7 +47,7 @@ def main() -> None:
     loaded = api.load_model(args.model)
     dev = list(read_examples(Path(args.sst) / "dev.txt"))
     compiled.load()
-    peak = ceiling()
+    peak = max(gemm_ceilings().values())  # the best GEMM the cores run: the cells table's ceiling
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: torch.mm ceiling {peak:.1f} GFLOP/s; "
           f"kernel {compiled.status()}")
 
@@ -142,26 +144,13 @@ class NNLSTMReference:
 
 
 def peers(train_texts, train_y):
-    """(name, predict(texts)) for TF-IDF + logistic regression and fastText, trained on the given texts."""
-    import os
-    import tempfile
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    tfidf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, lowercase=True, token_pattern=r"\S+"),
-                          LogisticRegression(C=2.0, max_iter=2000))
-    tfidf.fit(train_texts, train_y)
-    yield "TF-IDF + logistic regression (phrases)", tfidf.predict
-    try:
-        import fasttext
-    except ImportError:
-        return
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        for t, y in zip(train_texts, train_y):
-            f.write(f"__label__{y} {t.lower()}\n")
-    ft = fasttext.train_supervised(f.name, epoch=10, lr=0.5, wordNgrams=2, dim=50, verbose=0, seed=0, thread=2)
-    os.unlink(f.name)
-    yield "fastText supervised (phrases)", lambda texts: ft.predict([t.lower() for t in texts])
+    """(name, predict(texts)) for TF-IDF + logistic regression and fastText (bench/common.py's, the
+    peers every benchmark here reports), trained on the given texts, lower-cased as the student reads."""
+    lowered = [t.lower() for t in train_texts]
+    for name, fit in (("TF-IDF + logistic regression (phrases)", tfidf_lr),
+                      ("fastText supervised (phrases)", fasttext_supervised)):
+        predict = fit(lowered, list(train_y))
+        yield name, lambda texts, predict=predict: predict([t.lower() for t in texts])
 
 
 if __name__ == "__main__":

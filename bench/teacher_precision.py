@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from reviewlstm.data import read_examples
 from reviewlstm.teacher import Teacher, autocast, cpu_bfloat16
 
+from common import sst_arg
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--phrases", action="store_true", help="SST-5's phrases instead of its sentences")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     examples = list(read_examples(Path(args.sst) / "train.txt", phrases=args.phrases))

@@ -23,6 +23,8 @@ from reviewlstm import text as current
 from reviewlstm.data import read_examples
 from reviewlstm.embeddings import GloVe
 
+from common import sst_arg
+
 GLUED = re.compile(r"^[A-Za-z]{2,}[.!?]+$")
 
 
@@ -51,7 +53,7 @@ def measure(tokenize, texts, sst_sentences, glove):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--amazon", default="../shared/data/amazon-musical")
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     ap.add_argument("--against", help="another revision's text.py to measure beside this one")
     args = ap.parse_args()
     texts = []

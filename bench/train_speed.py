@@ -21,6 +21,8 @@ import json, sys, time
 t0 = time.perf_counter()
 from reviewlstm import api
 from reviewlstm.train import TrainConfig
+
+from common import sst_arg
 cfg = TrainConfig(overwrite=True, train=sys.argv[1], out=sys.argv[2], phrases=sys.argv[3] == "phrases", epochs=1, seed=0,
                   progress=False)
 r = api.train(cfg, log=lambda line: None)
@@ -30,7 +32,7 @@ print(json.dumps({"train_seconds": r.seconds, "wall": time.perf_counter() - t0})
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sst", default="../shared/data/sst5")
+    sst_arg(ap)
     args = ap.parse_args()
     train = os.path.join(args.sst, "train.txt")
     print("| level | examples | kernel | train() total (data, GloVe, one epoch) | process wall |")

@@ -171,7 +171,8 @@ def test_a_model_that_rates_everything_alike_warns(tmp_path):
 
 
 def test_every_flag_has_help_and_train_defaults_come_from_the_config():
-    from reviewlstm.cli import TRAIN_FLAGS, _default_text, build_parser
+    from reviewlstm.cli import _default_text, build_parser
+    from reviewlstm.distill import DistillConfig
     from reviewlstm.service import Limits
     from reviewlstm.train import TrainConfig
     parser = build_parser()
@@ -182,11 +183,17 @@ def test_every_flag_has_help_and_train_defaults_come_from_the_config():
                 assert action.help, f"reviewlstm {name} {action.option_strings or action.dest}: no help"
     train_help = sub.choices["train"].format_help().replace("\n", " ")
     assert "dev checks per epoch (default 4)" in " ".join(train_help.split())
-    d = TrainConfig()
-    for flag, field, _, _ in TRAIN_FLAGS:
-        if field not in ("train", "dev", "out"):
-            action = next(a for a in sub.choices["train"]._actions if flag in a.option_strings)
-            assert action.help.endswith(f"(default {_default_text(getattr(d, field))})"), flag
+    # every setting with a flag has it, with the dataclass's default in its help (nothing restated)
+    for command, cls, prefix in (("train", TrainConfig, "cfg_"), ("distill", TrainConfig, "cfg_"),
+                                 ("distill", DistillConfig, "distill_")):
+        actions = {a.dest: a for a in sub.choices[command]._actions}
+        for f in fields(cls):
+            if not f.metadata["cli"] or f.metadata["only"] not in (None, command):
+                assert prefix + f.name not in actions, (command, f.name)
+                continue
+            action = actions[prefix + f.name]
+            if f.metadata["show_default"]:
+                assert action.help.endswith(f"(default {_default_text(f.default)})"), (command, f.name)
     serve = {a.dest: a for a in sub.choices["serve"]._actions}
     for f in fields(Limits):
         assert serve[f.name].default == f.default and f"{f.default:,}" in serve[f.name].help

@@ -407,7 +407,7 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
     lines += ["", "## Limits", "",
               "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
               "and very long texts read less well.",
-              f"- Texts longer than {cfg.max_length} tokens are not read whole (see the README on long reviews).",
+              f"- Texts longer than {cfg.max_length} tokens are not read whole (see docs/your-own-reviews.md, 'Long reviews').",
               "- Words never seen in training or in the pretrained vectors read as <unk>.", ""]
     return "\n".join(lines)
 
@@ -441,5 +441,5 @@ def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu"
     if key not in _CACHE:
         if path is None and not (p / "config.json").exists():
             raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
-        _CACHE[key] = artifact.load(p, device=device)
+        _CACHE[key] = load(p, device=device)
     return _CACHE[key]

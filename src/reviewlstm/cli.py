@@ -148,42 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Fine-tune a teacher (MiniLM-L6, or a local Hugging Face encoder) on --train, "
                                     "label the training texts and augmented ones with its distributions (cached), "
                                     "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
-    _train_args(dd)
+    _train_args(dd, "distill")
     from .distill import DistillConfig
-    from .teacher import PRECISIONS
-    from .train import TrainConfig
-    d = TrainConfig()
-    dc = DistillConfig(student=d)
-    dd.add_argument("--work", metavar="DIR", help="stage outputs: the teacher, its labels (default OUT.work)")
-    dd.add_argument("--teacher", help="'minilm' (default), a local Hugging Face encoder directory to fine-tune, "
-                                      "or an already fine-tuned teacher directory")
-    dd.add_argument("--teacher-epochs", type=_positive(float),
-                    help=f"at most: with --dev the teacher is checked every epoch and keeps its best (default {dc.teacher_epochs:g})")
-    dd.add_argument("--teacher-lr", type=_positive(float), help=f"default {dc.teacher_lr:g}")
-    dd.add_argument("--teacher-batch-size", type=_positive(int), help=f"default {dc.teacher_batch_size}")
-    dd.add_argument("--teacher-max-length", type=_positive(int),
-                    help=f"wordpieces the teacher reads at once; longer texts are cut (default {dc.teacher_max_length})")
-    dd.add_argument("--teacher-max-examples", type=_positive(int),
-                    help="fine-tune the teacher on the first N training examples only")
-    dd.add_argument("--teacher-seed", type=int, help="default: --seed")
-    dd.add_argument("--unlabeled", nargs="+", metavar="FILE",
-                    help="unrated reviews (any format read, a text column) for the teacher to label as more transfer "
-                         "text beside the augmented texts")
-    dd.add_argument("--unlabeled-max", type=_positive(int), metavar="N", help="at most N unrated texts")
-    dd.add_argument("--unlabeled-split", choices=("auto", "sentences", "whole"),
-                    help="split unrated reviews into sentences (auto: when the student learns from phrases) or "
-                         f"keep them whole (default {dc.unlabeled_split})")
-    dd.add_argument("--teacher-precision", choices=PRECISIONS,
-                    help=f"the teacher's matrix products: auto is bfloat16 on a CPU with bfloat16 units (AMX, AVX-512 "
-                         f"BF16), float32 elsewhere (default {dc.teacher_precision})")
-    dd.add_argument("--augment", type=int, help=f"augmented texts per training review (default {dc.augment})")
-    dd.add_argument("--mask-p", type=float, help=f"per word: masked (default {dc.mask_p})")
-    dd.add_argument("--replace-p", type=float, help=f"per word: a GloVe neighbour (default {dc.replace_p})")
-    dd.add_argument("--ngram-p", type=float, help=f"per text: cut to an n-gram (default {dc.ngram_p})")
-    dd.add_argument("--alpha", type=float,
-                    help=f"weight of the gold ratings' cross-entropy; 1 - alpha on the teacher's (default {d.distill_alpha})")
-    dd.add_argument("--temperature", type=_positive(float), help=f"default {d.distill_temperature:g}")
-    dd.add_argument("--until", choices=("teacher", "label"), help="stop after this stage (--resume goes on)")
+    add_flags(dd, DistillConfig, "distill_")
     dd.set_defaults(func=cmd_distill)
 
     from .explain import EXPLAIN_MAX_CHARS
@@ -365,70 +332,6 @@ def _coverage(value: str) -> float:
     return c
 
 
-def _rate_or_auto(value: str):
-    if value == "auto":
-        return value
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1) or auto, got {value!r}") from None
-
-
-# The training flags: (flag, TrainConfig field, argparse settings, help). The help's default is
-# read from TrainConfig itself, so the two cannot drift; _train_config maps the flags back by field.
-_BOOL = argparse.BooleanOptionalAction
-TRAIN_FLAGS = [
-    ("--train", "train", {"metavar": "FILE"}, "training reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees"),
-    ("--dev", "dev", {"metavar": "FILE"}, "reviews to choose the kept checkpoint on (none: the last is kept)"),
-    ("--out", "out", {"metavar": "DIR"}, "where the model is written (an existing model there needs --overwrite)"),
-    ("--cell", "cell", {}, "lstm is the four-gate cell"),  # choices: cells.CELLS, the one registry
-    ("--hidden", "hidden", {"type": _positive(int)}, "units per direction"),
-    ("--layers", "num_layers", {"type": _positive(int)}, "stacked recurrent layers"),
-    ("--bidirectional", "bidirectional", {"action": _BOOL}, "read each text both ways"),
-    ("--dropout", "dropout", {"type": float}, "on the word vectors, between layers and before the head"),
-    ("--event-dropout", "event_dropout", {"type": _rate_or_auto, "metavar": "RATE|auto"},
-     "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else (and with --dropout 0) --dropout"),
-    ("--pooling", "pooling", {"choices": ("auto", "final", "max", "mean", "attention")},
-     "auto: final for sentences, the mean over all steps when long texts are read whole"),
-    ("--long-text", "long_text", {"choices": ("auto", "sentences", "whole")},
-     "how the model reads texts over 60 tokens, in training and ever after (auto: whole when a fifth of "
-     "the training reviews are that long)"),
-    ("--init-from", "init_from", {"metavar": "MODEL"},
-     "start from a trained model: 'bundled', a model directory (its layer, head and shared words), 'none', or "
-     "'auto' (the shipped start model, an SST-5 model, for reviews read whole on 1-5 stars)"),
-    ("--use-init", "use_init", {"choices": ("uniform", "identity")},
-     "four-gate cell: start W_u uniform or as the identity (U = tanh(forget))"),
-    ("--average-best", "average_best", {"type": int, "metavar": "K"},
-     "keep the average of the K best dev checks' weights instead of the single best (0: the single best)"),
-    ("--calibrate", "calibrate", {"action": _BOOL},
-     "with --dev: fit a softmax temperature on dev at the end and keep it in the model (no rating moves)"),
-    ("--ratings", "labels", {"metavar": "WORDS"},
-     "the rating column holds words: their order, lowest first (e.g. negative,neutral,positive); rated 1..K, the words shown back"),
-    ("--holdout", "holdout", {"type": float},
-     "share of training reviews set aside as an untouched validation slice, scored once at the end (0: none)"),
-    ("--phrases", "phrases", {"action": _BOOL}, "SST trees: train on every labelled phrase, or sentences only"),
-    ("--embeddings", "embeddings", {"choices": ("glove", "random")}, "word vectors to start from"),
-    ("--freeze-embeddings", "freeze_embeddings", {"action": _BOOL}, "keep the word vectors fixed"),
-    ("--extra-glove-words", "extra_glove_words", {"type": int, "metavar": "N"},
-     "also know the N most frequent GloVe words unseen in training"),
-    ("--min-freq", "min_freq", {"type": _positive(int)}, "a word must occur this often in training to be known"),
-    ("--max-length", "max_length", {"type": _positive(int)}, "tokens read in one pass; longer passes are cut"),
-    ("--epochs", "epochs", {"type": _positive(int)}, "at most: training stops once dev stops improving"),
-    ("--batch-size", "batch_size", {"type": _positive(int)}, "texts per step"),
-    ("--lr", "lr", {"type": _positive(float)}, "AdamW learning rate"),
-    ("--weight-decay", "weight_decay", {"type": float}, "AdamW weight decay"),
-    ("--clip", "clip", {"type": _positive(float)}, "gradient norm clipping"),
-    ("--loss", "loss", {"choices": ("ce", "ordinal")}, "cross-entropy, or with an order-aware term"),
-    ("--class-weights", "class_weights", {"action": _BOOL}, "weight ratings by the inverse of their frequency"),
-    ("--patience", "patience", {"type": _positive(int)}, "epochs with neither a better dev accuracy nor NLL before stopping"),
-    ("--evals-per-epoch", "evals_per_epoch", {"type": _positive(int)}, "dev checks per epoch"),
-    ("--seed", "seed", {"type": int}, "the same seed, data and settings give the same model"),
-    ("--max-examples", "max_examples", {"type": _positive(int), "metavar": "N"}, "use only the first N training examples"),
-    ("--device", "device", {"choices": ("auto", "cpu", "cuda")}, "auto: CUDA when there is one"),
-    ("--threads", "threads", {"type": _positive(int)}, "CPU threads (none: torch's default, one per core)"),
-]
-
-
 def _default_text(value) -> str:
     if value is None:
         return "none"
@@ -437,20 +340,60 @@ def _default_text(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _train_args(t) -> None:
+def add_flags(parser, cls, prefix: str, command: str | None = None) -> None:
+    """One flag per field of a settings dataclass (options.option): its type, choices (a Literal),
+    default and help all read from the field, so nothing here restates a setting. The value lands in
+    `prefix + field name`, None when the flag is not given (the dataclass's default then holds)."""
+    import dataclasses
+    import typing
+    from .options import choices, hints, scalar
+    types = hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        if not meta.get("cli", False) or meta.get("only") not in (None, command):
+            continue
+        tp, kwargs = scalar(types[f.name]), {}
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif meta["parse"] is not None:
+            kwargs["type"] = _parsed(meta["parse"])
+        elif choices(tp):
+            kwargs["choices"] = choices(tp)
+        elif typing.get_origin(tp) is list:
+            kwargs["nargs"] = "+"
+        elif tp in (int, float):
+            kwargs["type"] = _positive(tp) if meta["positive"] else tp
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = meta["metavar"] or flag[2:].upper().replace("-", "_")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = f" (default {_default_text(default)})" if meta["show_default"] else ""
+        parser.add_argument(flag, dest=prefix + f.name, default=None, help=meta["help"] + shown, **kwargs)
+
+
+def _parsed(parse):
+    """A field's own parser as an argparse type: its ValueError becomes argparse's one-line error."""
+    def run(text: str):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    run.__name__ = parse.__name__
+    return run
+
+
+def from_flags(args, cls, prefix: str) -> dict:
+    """The fields whose flags were given: {field name: value}."""
+    import dataclasses
+    return {f.name: getattr(args, prefix + f.name) for f in dataclasses.fields(cls)
+            if getattr(args, prefix + f.name, None) is not None}
+
+
+def _train_args(t, command: str = "train") -> None:
     """The training settings, shared by train and distill (whose student they describe)."""
-    from .cells import CELLS
     from .train import TrainConfig
-    d = TrainConfig()
     t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
-    for flag, name, kwargs, text in TRAIN_FLAGS:
-        if name == "cell":
-            kwargs = {**kwargs, "choices": tuple(CELLS)}
-        default = getattr(d, name)
-        shown = "" if name in ("train", "dev", "out") else f" (default {_default_text(default)})"
-        if "metavar" not in kwargs and "choices" not in kwargs and kwargs.get("action") is None:
-            kwargs = {**kwargs, "metavar": flag[2:].upper().replace("-", "_")}
-        t.add_argument(flag, dest=f"cfg_{name}", default=None, help=text + shown, **kwargs)
+    add_flags(t, TrainConfig, "cfg_", command)
     t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
     t.add_argument("--overwrite", action="store_true", help="replace a model already in --out")
     t.add_argument("--resume", action="store_true", help="continue from --out/checkpoint")
@@ -461,19 +404,7 @@ def _train_args(t) -> None:
 def cmd_distill(args) -> int:
     from .distill import DistillConfig, distill
     student = _train_config(args)
-    from dataclasses import replace
-    if args.alpha is not None:
-        student = replace(student, distill_alpha=args.alpha)
-    if args.temperature is not None:
-        student = replace(student, distill_temperature=args.temperature)
-    settings = {k: v for k, v in {
-        "work": args.work, "teacher": args.teacher, "teacher_epochs": args.teacher_epochs, "teacher_lr": args.teacher_lr,
-        "teacher_batch_size": args.teacher_batch_size, "teacher_max_length": args.teacher_max_length,
-        "teacher_max_examples": args.teacher_max_examples, "teacher_seed": args.teacher_seed, "augment": args.augment,
-        "teacher_precision": args.teacher_precision, "unlabeled": args.unlabeled, "unlabeled_max": args.unlabeled_max,
-        "unlabeled_split": args.unlabeled_split,
-        "mask_p": args.mask_p, "replace_p": args.replace_p, "ngram_p": args.ngram_p, "until": args.until,
-    }.items() if v is not None}
+    settings = from_flags(args, DistillConfig, "distill_")
     result = distill(DistillConfig(student=student, **settings), log=lambda line: print(line, file=sys.stderr, flush=True))
     if result.out is None:
         print(f"stopped after {args.until}: the teacher is in {result.teacher}"
@@ -545,8 +476,7 @@ def cmd_calibrate(args) -> int:
 
 def _train_config(args):
     from .train import TrainConfig
-    overrides = {name: getattr(args, f"cfg_{name}") for _, name, _, _ in TRAIN_FLAGS
-                 if getattr(args, f"cfg_{name}") is not None}
+    overrides = from_flags(args, TrainConfig, "cfg_")
     overrides.update({k: v for k, v in {"format": args.format, "text_column": args.text_column,
                                          "rating_column": args.rating_column}.items() if v is not None})
     if overrides.get("init_from") == "none":

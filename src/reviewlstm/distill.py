@@ -22,14 +22,15 @@ import hashlib
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 
 from . import artifact
-from .teacher import MASK, PRECISIONS, FineTuneConfig, Teacher, fine_tune, resolve_precision
+from .options import check_fields, option
+from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
 from .train import TOKEN_SEP, TrainConfig, read_rated, split_holdout
@@ -40,37 +41,52 @@ STAGES = ("teacher", "label", "student")
 
 @dataclass
 class DistillConfig:
-    student: TrainConfig                      # the training file, dev file, output and the student's recipe
-    work: str | None = None                   # stage outputs; default OUT.work beside the student
-    teacher: str = "minilm"                   # an encoder to fine-tune ("minilm" or a directory), or a teacher directory
+    """The teacher, its labels and the transfer set; the student's recipe is `student` (a TrainConfig).
+    The `distill` flags are read from these fields (options.option), beside the student's."""
+    student: TrainConfig = option(cli=False)  # the training file, dev file, output and the student's recipe
+    work: str | None = option(None, "stage outputs: the teacher, its labels (default OUT.work)", metavar="DIR",
+                              show_default=False)
+    teacher: str = option("minilm", "'minilm', a local Hugging Face encoder directory to fine-tune, or an already "
+                                    "fine-tuned teacher directory")
     # at most (with a dev file the best epoch is kept): more than one epoch made the better teacher on
     # both data sets measured, and on long product reviews the only one whose students beat the peers
-    teacher_epochs: float = 3.0
-    teacher_lr: float = 5e-5
-    teacher_batch_size: int = 32
-    teacher_max_length: int = 256             # wordpieces; longer texts are cut (and counted)
-    teacher_max_examples: int | None = None   # fine-tune the teacher on the first N training examples only
-    teacher_seed: int | None = None           # None: the student's seed (one teacher for several students: fix it)
-    # the encoder's forward in fine-tuning, labelling and its dev checks: auto is bfloat16 autocast on a
-    # CPU with bfloat16 units (AMX, AVX-512 BF16), float32 elsewhere (teacher.resolve_precision)
-    teacher_precision: str = "auto"
-    augment: int = 4                          # augmented texts per training review (0: none)
-    mask_p: float = 0.1                       # per word: hidden (the student reads <unk>, the teacher [MASK])
-    replace_p: float = 0.1                    # per word: swapped for one of its GloVe nearest neighbours
-    ngram_p: float = 0.25                     # per text: cut to a random n-gram, n in 1..5
-    label_batch_size: int = 64
+    teacher_epochs: float = option(3.0, "at most: with --dev the teacher is checked every epoch and keeps its best",
+                                   positive=True)
+    teacher_lr: float = option(5e-5, "the teacher's AdamW learning rate", positive=True)
+    teacher_batch_size: int = option(32, "texts per teacher step", positive=True)
+    teacher_max_length: int = option(256, "wordpieces the teacher reads at once; longer texts are cut (and counted)",
+                                     positive=True)
+    teacher_max_examples: int | None = option(None, "fine-tune the teacher on the first N training examples only",
+                                              positive=True, metavar="N")
+    # one teacher for several students: fix it
+    teacher_seed: int | None = option(None, "the teacher's seed (none: --seed)")
+    # the encoder's forward in fine-tuning, labelling and its dev checks (teacher.resolve_precision)
+    teacher_precision: Precision = option(
+        "auto", "the teacher's matrix products: auto is bfloat16 on a CPU with bfloat16 units (AMX, AVX-512 BF16), "
+                "float32 elsewhere")
+    augment: int = option(4, "augmented texts per training review (0: none)")
+    mask_p: float = option(0.1, "per word: masked (the student reads <unk>, the teacher [MASK])")
+    replace_p: float = option(0.1, "per word: swapped for one of its GloVe nearest neighbours")
+    ngram_p: float = option(0.25, "per text: cut to a random n-gram, n in 1..5")
+    label_batch_size: int = option(64, cli=False)
     # unrated reviews (any format the readers take, a text column only): labelled by the teacher as
     # transfer text beside the augmented texts (Mukherjee & Awadallah 2019); read in file order
-    unlabeled: list[str] = field(default_factory=list)
-    unlabeled_max: int | None = None          # at most this many unrated texts (after any sentence split)
+    unlabeled: list[str] = option(help="unrated reviews (any format read, a text column) for the teacher to label as "
+                                       "more transfer text beside the augmented texts", factory=list, metavar="FILE",
+                                  show_default=False)
+    unlabeled_max: int | None = option(None, "at most N unrated texts (after any sentence split)", positive=True,
+                                       metavar="N")
     # "auto": split unrated reviews into sentences when the student learns from sentences and their
-    # phrases (SST-5's kind), else keep each whole; "sentences" or "whole" to say which
-    unlabeled_split: str = "auto"
-    until: str | None = None                  # stop after this stage ("teacher" or "label"); --resume goes on
-    extra: dict = field(default_factory=dict)  # recorded on the card
+    # phrases (SST-5's kind), else keep each whole
+    unlabeled_split: Literal["auto", "sentences", "whole"] = option(
+        "auto", "split unrated reviews into sentences (auto: when the student learns from phrases) or keep them whole")
+    until: Literal["teacher", "label"] | None = option(None, "stop after this stage (--resume goes on)",
+                                                       show_default=False)
+    extra: dict = option(factory=dict, cli=False)  # recorded on the card
 
     def validate(self) -> None:
         self.student.validate()
+        check_fields(self)
         if not self.student.out:
             raise ValueError("no output directory: pass --out DIR")
         for name in ("mask_p", "replace_p", "ngram_p"):
@@ -88,15 +104,9 @@ class DistillConfig:
             raise ValueError("teacher_epochs and teacher_lr must be > 0")
         if self.unlabeled_max is not None and self.unlabeled_max < 1:
             raise ValueError(f"unlabeled_max must be >= 1, got {self.unlabeled_max}")
-        if self.unlabeled_split not in ("auto", "sentences", "whole"):
-            raise ValueError(f"unlabeled_split must be auto, sentences or whole, got {self.unlabeled_split!r}")
         for path in self.unlabeled:
             if not Path(path).is_file():
                 raise ValueError(f"{path}: no such file (--unlabeled)")
-        if self.teacher_precision not in PRECISIONS:
-            raise ValueError(f"teacher_precision must be one of {', '.join(PRECISIONS)}, got {self.teacher_precision!r}")
-        if self.until not in (None, "teacher", "label"):
-            raise ValueError(f"until must be teacher or label, got {self.until!r}")
 
     @property
     def work_dir(self) -> Path:

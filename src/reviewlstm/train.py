@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, metrics
 from .data import BadRows, Columns, read_examples
-from .model import LONG_THRESHOLD, ModelConfig, RatingModel, check_type, ordinal_loss
+from .model import LONG_THRESHOLD, Cell, ModelConfig, Pooling, RatingModel, ordinal_loss
+from .options import check_fields, option
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
 
@@ -34,82 +35,117 @@ from .text import Vocab, text_tokens
 _MODEL = {f.name: f.default for f in fields(ModelConfig) if f.name != "vocab_size"}
 
 
+def rate_or_auto(text: str) -> float | str:
+    """A dropout rate as written on the command line: a number, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a rate in [0, 1) or auto, got {text!r}") from None
+
+
 @dataclass
 class TrainConfig:
-    train: str = ""
-    dev: str | None = None
-    out: str = "model"
-    format: str | None = None
-    text_column: str | None = None
-    rating_column: str | None = None
-    scale_min: int = _MODEL["scale_min"]
-    scale_max: int = _MODEL["scale_max"]
+    """Every setting of a training run: its files, the network, the words, the optimization. The
+    flags of `reviewlstm train` and `distill` and the config files' checks are read from these
+    fields (options.option: help, flag, choices), so each is stated once, here."""
+    train: str = option("", "training reviews: CSV, TSV, JSONL, Parquet (.gz too) or SST trees", metavar="FILE",
+                        show_default=False)
+    dev: str | None = option(None, "reviews to choose the kept checkpoint on (none: the last is kept)", metavar="FILE",
+                             show_default=False)
+    out: str = option("model", "where the model is written (an existing model there needs --overwrite)", metavar="DIR",
+                      show_default=False)
+    # the file's reading: flags shared with predict and evaluate (cli._column_args), and --scale
+    format: Literal["sst", "csv", "tsv", "jsonl", "parquet"] | None = option(None, cli=False)
+    text_column: str | None = option(None, cli=False)
+    rating_column: str | None = option(None, cli=False)
+    scale_min: int = option(_MODEL["scale_min"], cli=False)
+    scale_max: int = option(_MODEL["scale_max"], cli=False)
     # the rating column holds these words, lowest rating first ("negative,neutral,positive"): the
     # model rates them 1..K and shows the words back (the scale follows from them)
-    labels: str | None = None
-    phrases: bool = True               # SST: every labelled phrase is an example, not just sentences
-    skip_bad_rows: bool = False
-    max_examples: int | None = None    # the first N training examples only (quick runs, tests)
-    holdout: float = 0.1               # share of training reviews set aside, untouched, scored at the end
-    long_text: str = "auto"            # how long texts are read: "sentences", "whole" or "auto" (from the data)
+    labels: str | None = option(None, "the rating column holds words: their order, lowest first (e.g. "
+                                "negative,neutral,positive); rated 1..K, the words shown back", flag="--ratings",
+                                metavar="WORDS")
+    phrases: bool = option(True, "SST trees: train on every labelled phrase, or sentences only")
+    skip_bad_rows: bool = option(False, cli=False)  # --skip-bad-rows (cli._column_args, shared with predict)
+    max_examples: int | None = option(None, "use only the first N training examples", metavar="N", positive=True)
+    holdout: float = option(0.1, "share of training reviews set aside as an untouched validation slice, scored once "
+                                 "at the end (0: none)")
+    long_text: Literal["auto", "sentences", "whole"] = option(
+        "auto", "how the model reads texts over 60 tokens, in training and ever after (auto: whole when a fifth of "
+                "the training reviews are that long)")
     # start from a trained model: "bundled", a model directory, None (from scratch), or "auto": the
     # shipped start model (start_model/, an SST-5 model trained with this recipe's one dropout) for
     # reviews read whole on a 1-5 scale when the shapes agree (it knows which words carry sentiment;
     # measured on the Amazon reviews, BENCHMARKS.md), else from scratch. Never for data read
     # sentence by sentence: that is SST's own kind, which both SST-5 models have seen.
-    init_from: str | None = "auto"
+    init_from: str | None = option(
+        "auto", "start from a trained model: 'bundled', a model directory (its layer, head and shared words), 'none', "
+                "or 'auto' (the shipped start model, an SST-5 model, for reviews read whole on 1-5 stars)",
+        metavar="MODEL")
     # model: the network's settings are ModelConfig's fields of the same names, their defaults read
     # from it (one source), kept flat here so a TOML/YAML file or the command line sets them directly;
     # `model_config` builds the ModelConfig from them once the vocabulary is known
-    cell: str = _MODEL["cell"]
-    hidden: int = _MODEL["hidden"]
-    num_layers: int = _MODEL["num_layers"]
-    bidirectional: bool = _MODEL["bidirectional"]
-    dropout: float = _MODEL["dropout"]
+    cell: Cell = option(_MODEL["cell"], "lstm is the four-gate cell")
+    hidden: int = option(_MODEL["hidden"], "units per direction", positive=True)
+    num_layers: int = option(_MODEL["num_layers"], "stacked recurrent layers", flag="--layers", positive=True)
+    bidirectional: bool = option(_MODEL["bidirectional"], "read each text both ways")
+    dropout: float = option(_MODEL["dropout"], "on the word vectors, between layers and before the head")
     # on the embeddings alone: a rate, None (the same as dropout) or "auto": SENTENCE_EVENT_DROPOUT
     # for texts read sentence by sentence, the shared dropout for reviews read whole (and none at all
     # when dropout is 0)
-    event_dropout: float | str | None = "auto"
-    pooling: str = "auto"              # final/max/mean/attention; "auto": final for sentences, LONG_POOLING for long texts
-    max_length: int = _MODEL["max_length"]
+    event_dropout: float | Literal["auto"] | None = option(
+        "auto", "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else (and with "
+                "--dropout 0) --dropout", metavar="RATE|auto", parse=rate_or_auto)
+    pooling: Literal["auto", Pooling] = option(
+        "auto", "auto: final for sentences, the mean over all steps when long texts are read whole")
+    max_length: int = option(_MODEL["max_length"], "tokens read in one pass; longer passes are cut", positive=True)
     # words
-    embeddings: str = "glove"          # "glove" (GloVe 6B 50d) or "random"
-    embed_dim: int = _MODEL["embed_dim"]  # fixed at 50 by GloVe
-    freeze_embeddings: bool = False
-    extra_glove_words: int = 20000     # also know the N most frequent GloVe words, unseen in training
-    min_freq: int = 1
-    lowercase: bool = _MODEL["lowercase"]
+    embeddings: Literal["glove", "random"] = option("glove", "word vectors to start from")
+    embed_dim: int = option(_MODEL["embed_dim"], cli=False)  # fixed at 50 by GloVe
+    freeze_embeddings: bool = option(False, "keep the word vectors fixed")
+    extra_glove_words: int = option(20000, "also know the N most frequent GloVe words unseen in training", metavar="N")
+    min_freq: int = option(1, "a word must occur this often in training to be known", positive=True)
+    lowercase: bool = option(_MODEL["lowercase"], cli=False)
     # optimization
-    epochs: int = 20                   # at most: training stops once dev stops improving (patience)
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    clip: float = 5.0
-    loss: str = "ce"                   # "ce" (cross-entropy) or "ordinal" (squared EMD + cross-entropy)
-    class_weights: bool = False
-    patience: int = 3                  # epochs with neither a better dev accuracy nor a better dev NLL: stop
-    evals_per_epoch: int = 4           # dev evaluations per epoch: phrase-level training can peak mid-epoch
+    epochs: int = option(20, "at most: training stops once dev stops improving", positive=True)
+    batch_size: int = option(64, "texts per step", positive=True)
+    lr: float = option(1e-3, "AdamW learning rate", positive=True)
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    clip: float = option(5.0, "gradient norm clipping", positive=True)
+    loss: Literal["ce", "ordinal"] = option("ce", "cross-entropy, or with an order-aware term")
+    class_weights: bool = option(False, "weight ratings by the inverse of their frequency")
+    # dev accuracy and NLL both checked: phrase-level training can peak mid-epoch, on either
+    patience: int = option(3, "epochs with neither a better dev accuracy nor NLL before stopping", positive=True)
+    evals_per_epoch: int = option(4, "dev checks per epoch", positive=True)
     # >1: the kept model is the average of the weights of the K best dev checks (fewer, smoother
     # choices than one best check out of many; bench/recipe.py measures it against the single best,
     # which the metadata keeps as "single_best"); not carried across --resume
-    average_best: int = 0
+    average_best: int = option(0, "keep the average of the K best dev checks' weights instead of the single best "
+                                  "(0: the single best)", metavar="K")
     # at the end, with a dev set: fit the softmax temperature on dev (calibration.py) and keep it in
     # the model; no rating moves, the probabilities stop being overconfident
-    calibrate: bool = True
+    calibrate: bool = option(True, "with --dev: fit a softmax temperature on dev at the end and keep it in the model "
+                                   "(no rating moves)")
     # distillation (reviewlstm distill writes the transfer set): the teacher's logits for every
     # training review plus augmented texts; the loss is distill_alpha x cross-entropy on the gold
     # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
     # augmented texts have no gold rating and learn from the teacher alone
-    transfer: str | None = None
-    distill_alpha: float = 0.5
-    distill_temperature: float = 1.0
-    use_init: str = "uniform"          # four-gate cell: "identity" starts W_u = I, b_u = 0 (LSTMCell.init_use_identity)
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    resume: bool = False
-    overwrite: bool = False            # replace a model already in `out` (it is swapped in whole, never half-written)
-    progress: bool = True
+    transfer: str | None = option(None, cli=False)
+    distill_alpha: float = option(0.5, "weight of the gold ratings' cross-entropy; 1 - alpha on the teacher's",
+                                  flag="--alpha", only="distill")
+    distill_temperature: float = option(1.0, "the distributions' softmax temperature in the distillation loss",
+                                        flag="--temperature", only="distill", positive=True)
+    use_init: Literal["uniform", "identity"] = option(
+        "uniform", "four-gate cell: start W_u uniform or as the identity (U = tanh(forget))")
+    seed: int = option(0, "the same seed, data and settings give the same model")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: CUDA when there is one")
+    threads: int | None = option(None, "CPU threads (none: torch's default, one per core)", positive=True)
+    # the run itself: --resume, --overwrite, --no-progress (cli._train_args)
+    resume: bool = option(False, cli=False)
+    overwrite: bool = option(False, cli=False)  # replace a model already in `out` (swapped in whole, never half-written)
+    progress: bool = option(True, cli=False)
 
     def model_config(self, **decided) -> ModelConfig:
         """The ModelConfig this run trains: its fields from this config's fields of the same names, and
@@ -119,10 +155,9 @@ class TrainConfig:
         return ModelConfig(**{**shared, **decided})
 
     def check_types(self) -> None:
-        """Every field of the type it is declared with (model.check_type), so a config file's
+        """Every field of the type it is declared with (options.check_fields), so a config file's
         `seed = "abc"` or `batch_size = true` is one line naming the field."""
-        for f in fields(self):
-            check_type(f.name, getattr(self, f.name), f.type)
+        check_fields(self)
 
     def validate(self) -> None:
         self.check_types()
@@ -134,12 +169,6 @@ class TrainConfig:
             self.scale_min, self.scale_max = 1, k
         if not self.train:
             raise ValueError("no training file: pass --train FILE")
-        choices = {"embeddings": ("glove", "random"), "loss": ("ce", "ordinal"),
-                   "device": ("auto", "cpu", "cuda"), "long_text": ("auto", "sentences", "whole"),
-                   "pooling": ("auto", "final", "max", "mean", "attention"), "use_init": ("uniform", "identity")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         for name in ("epochs", "batch_size", "hidden", "num_layers", "min_freq", "max_length", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

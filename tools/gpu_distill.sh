@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The SST-5 distillation pipeline (the bundled recipe) on a lent GPU, from what
-# bench/gpu_distill_prep.py packed. Three calls of the device tool, back to back on a warm machine:
-#   bash bench/gpu_distill.sh stash a     (carry .gpu/a)
-#   bash bench/gpu_distill.sh stash b     (carry .gpu/b)
-#   bash bench/gpu_distill.sh run         (carry .gpu/c): the pipeline; log and results under $OUT
+# tools/gpu_distill_prep.py packed. Three calls of the device tool, back to back on a warm machine:
+#   bash tools/gpu_distill.sh stash a     (carry .gpu/a)
+#   bash tools/gpu_distill.sh stash b     (carry .gpu/b)
+#   bash tools/gpu_distill.sh run         (carry .gpu/c): the pipeline; log and results under $OUT
 set -u
 STASH=/root/reviewlstm-stash
 case "$1" in
@@ -19,7 +19,7 @@ run)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   export PYTHONUNBUFFERED=1 PYTHONPATH=src:.gpu/c/site REVIEWLSTM_KERNEL=off
   start=$(date +%s)
-  timeout "${LIMIT:-540}" python3 bench/distill.py --data sst-phrases --sst .gpu/c/sst5 --seeds 0 --work /tmp/dw \
+  REVIEWLSTM_SHARED_DATA=.gpu/c timeout "${LIMIT:-540}" python3 bench/distill.py --data sst-phrases --seeds 0 --work /tmp/dw \
     --teacher /tmp/minilm --teacher-epochs 2 --augment 16 --event-dropout 0.3 --threads 8 2>&1 | tee "$OUT/log.txt"
   echo "pipeline wall $(( $(date +%s) - start )) s" | tee -a "$OUT/log.txt"
   cp /tmp/dw/bench.json /tmp/dw/teacher/teacher.json /tmp/dw/student-seed0/metadata.json "$OUT/" 2>/dev/null

