@@ -246,7 +246,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     `epochs` is a ceiling chosen by measurement, not a guess that overfits a small training set."""
     from tqdm import tqdm
 
-    from . import batching, checkpoint as checkpoints
+    from . import batching, checkpoint as checkpoints, loop
     device = next(teacher.parameters()).device
     ids = teacher.encode(texts)
     cut = sum(1 for i in ids if len(i) >= teacher.info.max_length)
@@ -261,11 +261,9 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     best_file = checkpoint.with_name(checkpoint.name + "-best.safetensors")  # the best epoch's weights, for --resume
     checks: list[dict] = []
     warm = max(1, int(total * cfg.warmup))
-    decay = [p for n, p in teacher.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in teacher.named_parameters() if p.dim() <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = loop.adamw(teacher, cfg.lr, cfg.weight_decay)  # the student's optimizer, decay on matrices only
     step, seconds = 0, 0.0
+    selection = loop.Selection()  # the student's rule: dev accuracy, ties broken by dev NLL
     if resume and (checkpoint / "state.json").exists():
         saved = json.loads((checkpoint / "state.json").read_text()).get("tag")
         if saved != tag:
@@ -273,6 +271,8 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
                              "(remove it, or run without --resume)")
         state = checkpoints.load(checkpoint, teacher, optimizer)
         step, seconds, checks = state["step"], state["seconds"], state.get("checks", [])
+        for c in checks:  # the kept epoch so far, chosen again by the same rule
+            selection.offer(loop.score(c["dev_metrics"]), c["epoch"], c["dev_nll"])
         log(f"teacher: resuming at step {step} of {total}")
     teacher.train()
     bar = tqdm(total=total, initial=step, disable=None if cfg.progress else True, unit="step", file=sys.stderr,
@@ -300,7 +300,7 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
             teacher.train()
             row = {"epoch": epoch_ends[step + 1], "dev_accuracy": m["accuracy"], "dev_mae": m["mae"], "dev_nll": m["nll"],
                    "dev_metrics": m}
-            is_best = not checks or _check_score(row) > _check_score(max(checks, key=_check_score))
+            is_best = selection.offer(loop.score(m), row["epoch"], m["nll"])
             if is_best:
                 _save_weights(teacher, best_file)
             checks.append(row)
@@ -317,17 +317,13 @@ def fine_tune(teacher: Teacher, texts: list[str], labels: list[int], cfg: FineTu
     out = {"examples": len(texts), "steps": total, "epochs": cfg.epochs, "lr": cfg.lr, "batch_size": cfg.batch_size,
            "cut_at_max_length": cut, "seconds": round(seconds + time.perf_counter() - started, 3)}
     if checks:
-        best = max(checks, key=_check_score)
+        best = next(c for c in checks if c["epoch"] == selection.best_epoch)
         if best is not checks[-1]:
             from safetensors.torch import load_file
             teacher.load_state_dict(load_file(str(best_file)))
         out.update(best_epoch=best["epoch"], checks=[{k: v for k, v in c.items() if k != "dev_metrics"} for c in checks],
                    dev_metrics=best["dev_metrics"])
     return out
-
-
-def _check_score(row: dict) -> tuple[float, float]:
-    return row["dev_accuracy"], -row["dev_nll"]
 
 
 def _save_weights(teacher: Teacher, path: Path) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, metrics
+from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, Cell, ModelConfig, Pooling, RatingModel, ordinal_loss
 from .options import check_fields, option
@@ -308,8 +308,42 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
 
 
 def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
+    """The story of a run, step by step: each step below is a function of its own."""
     started = time.perf_counter()
-    # -- seed: the same config and data give the same model
+    run = start_run(cfg, log)
+    log = run.log
+    data = load_data(cfg, log)
+    recipe = decide_recipe(cfg, data, log)
+    model, vocab, model_cfg, coverage = build_model(cfg, data, recipe, log)
+    model.to(run.device)
+    # AdamW, no weight decay on embeddings (rows of words absent from a batch, or from training
+    # altogether, would otherwise shrink towards zero for no reason) nor on biases; fused: one pass
+    # over each parameter per step, where the per-tensor loop makes several over the embedding's
+    # million-odd weights, most of which the batch never touched
+    optimizer = loop.adamw(model, cfg.lr, cfg.weight_decay, fused=True,
+                           decays=lambda name, p: p.dim() > 1 and not name.startswith("embedding"))
+    targets = training_targets(cfg, data, vocab, model_cfg, run.device, log)
+    dev_ids = reading_ids(data.dev_tokens, vocab, recipe.long_text, cfg.max_length)  # read as predict will
+    fitted = fit(cfg, run, data, targets, dev_ids, model, vocab, model_cfg, optimizer, coverage, recipe, started, log)
+    if not run.d.main:  # rank 0 writes the kept model and scores the slice; the others are done
+        distributed.barrier(run.d)
+        distributed.teardown(run.d)
+        return TrainResult(Path(cfg.out), fitted.selection.best_epoch, None, fitted.history, fitted.seconds, data.bad,
+                           None)
+    return finish(cfg, run, data, recipe, model, vocab, model_cfg, dev_ids, fitted, log)
+
+
+@dataclass
+class Run:
+    """Where a run trains: its device, its processes (one, or those torchrun started), its log."""
+    device: torch.device
+    d: distributed.Dist
+    log: Callable[[str], None]
+
+
+def start_run(cfg: TrainConfig, log: Callable[[str], None]) -> Run:
+    """Seed everything (the same config and data give the same model), pick the device, join the
+    other processes if torchrun started several (reviewlstm.distributed says the rules)."""
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -319,7 +353,6 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     if (out / "config.json").exists() and not (cfg.resume or cfg.overwrite):
         raise ValueError(f"{out}: a model is already there: pass --overwrite to replace it "
                          "(or --resume to go on with its run)")
-    # -- processes: one, or those torchrun started (reviewlstm.distributed says the rules)
     d = distributed.setup(device)
     device = distributed.device_for(d, device)
     if d.on and cfg.batch_size % d.world:
@@ -332,8 +365,23 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     elif d.on:
         log(f"distributed: {d.world} processes ({d.backend}), {torch.get_num_threads()} thread(s) each, global "
             f"batch {cfg.batch_size} ({cfg.batch_size // d.world} a process)")
+    return Run(device, d, log)
 
-    # -- data
+
+@dataclass
+class Data:
+    """A run's examples and their tokens: training (less the slice), dev, and the untouched slice."""
+    train: list
+    dev: list
+    holdout: list
+    train_tokens: list
+    dev_tokens: list
+    holdout_tokens: list
+    bad: BadRows
+
+
+def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
+    """Read the training and dev files and set the validation slice aside (split_holdout)."""
     bad = BadRows()
     train_ex = read_rated(cfg.train, cfg, cfg.phrases, bad)
     if cfg.max_examples:
@@ -346,26 +394,41 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     dev_ex = read_rated(cfg.dev, cfg, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
-    train_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in train_ex]
-    dev_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in dev_ex]
-    holdout_tokens = [text_tokens(e.text, e.tokens, cfg.lowercase) for e in holdout_ex]
+    data = Data(train_ex, dev_ex, holdout_ex, *([text_tokens(e.text, e.tokens, cfg.lowercase) for e in part]
+                                                for part in (train_ex, dev_ex, holdout_ex)), bad)
     log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else "")
         + (f"; validation slice: {len(holdout_ex)} reviews set aside ({cfg.holdout:.0%}, untouched until the end)"
            if holdout_ex else ""))
+    return data
 
-    # -- settings read off the data: how long texts are read, and how the layer's outputs are pooled
-    long_text, pooling, event_dropout, why = _reading_rule(cfg, train_ex, train_tokens)
-    log(why)
 
-    # -- vocabulary and embeddings
+@dataclass
+class Recipe:
+    """What training decided from the data, when the settings said "auto" (_reading_rule)."""
+    long_text: str
+    pooling: str
+    event_dropout: float | None
+    why: str
+
+
+def decide_recipe(cfg: TrainConfig, data: Data, log: Callable[[str], None]) -> Recipe:
+    """How long texts are read, how the layer's outputs are pooled, the dropout on the word vectors."""
+    recipe = Recipe(*_reading_rule(cfg, data.train, data.train_tokens))
+    log(recipe.why)
+    return recipe
+
+
+def build_model(cfg: TrainConfig, data: Data, recipe: Recipe, log: Callable[[str], None]):
+    """(model, vocab, model config, embedding coverage): the vocabulary from the training tokens (plus
+    frequent GloVe words), the network, its word vectors, and the trained model it starts from."""
     glove = None
     if cfg.embeddings == "glove":
         from .embeddings import GloVe
         glove = GloVe.load()
     extra = glove.frequent_words(cfg.extra_glove_words) if glove and cfg.extra_glove_words else ()
-    vocab = Vocab.build(train_tokens, min_freq=cfg.min_freq, extra=extra)
-    model_cfg = cfg.model_config(vocab_size=len(vocab), pooling=pooling, long_text=long_text,
-                                 event_dropout=event_dropout)
+    vocab = Vocab.build(data.train_tokens, min_freq=cfg.min_freq, extra=extra)
+    model_cfg = cfg.model_config(vocab_size=len(vocab), pooling=recipe.pooling, long_text=recipe.long_text,
+                                 event_dropout=recipe.event_dropout)
     model = RatingModel(model_cfg)
     if cfg.use_init == "identity" and cfg.cell == "lstm":
         for cell in model.rnn.cells:
@@ -373,14 +436,14 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
     coverage = None
     if glove is not None:
         counts: dict[str, int] = {}
-        for toks in train_tokens:
+        for toks in data.train_tokens:
             for t in toks:
                 counts[t] = counts.get(t, 0) + 1
         matrix, coverage = glove.matrix_for(vocab, np.random.default_rng(cfg.seed), counts)
         with torch.no_grad():
             model.embedding.weight.copy_(torch.from_numpy(matrix))
         log(str(coverage))
-    init_from = _pick_init(cfg, model_cfg, long_text)
+    init_from = _pick_init(cfg, model_cfg, recipe.long_text)
     if init_from:
         log(_init_from(model, vocab, init_from) + (" (picked: reviews read whole, 1-5 stars)"
                                                    if cfg.init_from == "auto" else ""))
@@ -389,101 +452,102 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             "layer and head" + (" (init_from auto takes the shipped start model only for reviews read whole on a "
                                 "1-5 scale)" if cfg.init_from == "auto" else ""))
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
-    model.to(device)
+    return model, vocab, model_cfg, coverage
 
-    # -- optimizer: AdamW, no weight decay on embeddings (rows of words absent from a batch, or from
-    # training altogether, would otherwise shrink towards zero for no reason) nor on biases
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.dim() > 1 and not n.startswith("embedding")]
-    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and (p.dim() <= 1 or n.startswith("embedding"))]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    try:
-        # fused: one pass over each parameter per step, where the per-tensor loop makes several over
-        # the embedding's million-odd weights, most of which the batch never touched
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
-    except (RuntimeError, TypeError):  # a device without the fused kernel
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
 
-    train_ids = [vocab.encode(t[:cfg.max_length]) for t in train_tokens]
-    train_y = torch.tensor([e.rating - cfg.scale_min for e in train_ex])
-    targets_y, teacher_logits = train_y, None  # with a transfer set: gold ratings (-100: none) and the teacher's logits
+@dataclass
+class Targets:
+    """What the loop trains on: each text's ids, its gold rating index (-100: none, an augmented
+    text), the teacher's logits when distilling, and the ratings' weights (class_weights)."""
+    ids: list
+    gold: torch.Tensor            # (N,) the training reviews' rating indices (the majority, the warnings)
+    y: torch.Tensor               # (N + transfer,) the targets
+    teacher_logits: torch.Tensor | None
+    weights: torch.Tensor | None
+
+
+def training_targets(cfg: TrainConfig, data: Data, vocab: Vocab, model_cfg: ModelConfig, device,
+                     log: Callable[[str], None]) -> Targets:
+    ids = [vocab.encode(t[:cfg.max_length]) for t in data.train_tokens]
+    gold = torch.tensor([e.rating - cfg.scale_min for e in data.train])
+    y, teacher_logits = gold, None
     if cfg.transfer:
-        train_ids, targets_y, teacher_logits, why_transfer = _transfer_set(cfg.transfer, train_tokens, train_ids, train_y,
-                                                                           vocab, cfg.max_length, len(model_cfg.ratings))
+        ids, y, teacher_logits, why_transfer = _transfer_set(cfg.transfer, data.train_tokens, ids, gold, vocab,
+                                                             cfg.max_length, len(model_cfg.ratings))
         log(why_transfer)
-
-    def ids_of(token_lists):
-        """Each text's pieces as ids, read exactly as predict and evaluate will read them."""
-        return [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, cfg.max_length)[0]]
-                for t in token_lists]
-
-    dev_ids = ids_of(dev_tokens)  # the checkpoint is chosen on dev read as it will be read
     weights = None
     if cfg.class_weights:  # inverse frequency, so rare ratings count as much as common ones
-        freq = torch.bincount(train_y, minlength=len(model_cfg.ratings)).float()
+        freq = torch.bincount(gold, minlength=len(model_cfg.ratings)).float()
         weights = (freq.sum() / (len(freq) * freq.clamp(min=1))).to(device)
+    return Targets(ids, gold, y, teacher_logits, weights)
 
-    # -- resume
-    # best: (dev accuracy, -dev NLL) of the kept checkpoint. Accuracy alone ties for whole epochs on
-    # skewed data (every check "always 5 stars") and would stop training before it starts to learn;
-    # the NLL breaks ties and, improving, says training is still getting somewhere.
-    start_epoch, best, best_epoch, stale, history = 1, (-1.0, -math.inf), 0, 0, []
-    best_nll = math.inf
-    earlier = 0.0  # seconds of training before a resume: the card's seconds are the whole training's
+
+def reading_ids(token_lists, vocab: Vocab, long_text: str, max_length: int) -> list:
+    """Each text's pieces as ids, read exactly as predict and evaluate will read them."""
+    return [[vocab.encode(p) for p in reading_pieces(t, long_text, LONG_THRESHOLD, max_length)[0]]
+            for t in token_lists]
+
+
+def train_step(net, optimizer, model, ids, lengths, y, teacher_logits, cfg: TrainConfig, weights, share: float):
+    """One optimizer step on one batch; the batch's loss."""
+    logits = net(ids, lengths)
+    if teacher_logits is None:
+        loss = F.cross_entropy(logits, y, weight=weights)
+        if cfg.loss == "ordinal":
+            loss = loss + ordinal_loss(logits, y)
+    else:
+        loss = _distill_loss(logits, y, teacher_logits, cfg, weights)
+    if share != 1.0:
+        loss = loss * share
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+    optimizer.step()
+    return loss.item()
+
+
+def eval_step(model: RatingModel, dev_ids, dev_ex, model_cfg: ModelConfig, d: distributed.Dist) -> dict | None:
+    """Every metric on dev (None without a dev set), the model left in training mode."""
+    metrics = _score(model, dev_ids, dev_ex, model_cfg, d) if dev_ex else None
+    model.train()
+    return metrics
+
+
+@dataclass
+class Fitted:
+    history: list
+    selection: loop.Selection
+    stopped: bool
+    seconds: float
+    meta: dict  # what the kept model's metadata records about its data
+
+
+def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model: RatingModel, vocab: Vocab,
+        model_cfg: ModelConfig, optimizer, coverage, recipe: Recipe, started: float,
+        log: Callable[[str], None]) -> Fitted:
+    """Train until dev stops improving (or the epoch limit), checking dev `evals_per_epoch` times an
+    epoch and saving the best check as the model; a checkpoint after every epoch, for --resume."""
+    d, device, out = run.d, run.device, Path(cfg.out)
+    selection, start_epoch, history, earlier = loop.Selection(cfg.average_best), 1, [], 0.0
     ckpt = out / "checkpoint"
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
-    train_meta = artifact.file_record(cfg.train, len(train_ex))  # hashed once: the checkpoint's key and the card's record
-    data_id = {"train_sha256": train_meta["sha256"], "examples": len(train_ex),
-               "vocab": len(vocab), "transfer_sha256": artifact.file_record(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
+    train_meta = artifact.file_record(cfg.train, len(data.train))  # hashed once: the checkpoint's key and the card's
+    data_id = {"train_sha256": train_meta["sha256"], "examples": len(data.train), "vocab": len(vocab),
+               "transfer_sha256": artifact.file_record(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
     if cfg.resume and (ckpt / "state.json").exists():
-        try:
-            saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
-        except ValueError as e:
-            raise ValueError(f"{ckpt / 'state.json'}: cannot resume from this checkpoint (not valid JSON: {e}): it is "
-                             "damaged; remove it or train without --resume") from None
-        if not isinstance(saved, dict) or saved.get("data") != data_id:
-            raise ValueError(f"{ckpt}: this checkpoint was trained on other data (or another vocabulary) than "
-                             f"{cfg.train}, or its record of them is missing: resume with the same training file, "
-                             "or remove it or train without --resume")
-        try:
-            state = checkpoint.load(ckpt, model, optimizer)
-            start_epoch, best, best_epoch, stale, history = (int(state["epoch"]) + 1, tuple(map(float, state["best"])),
-                                                             state["best_epoch"], int(state["stale"]), list(state["history"]))
-            best_nll = float(state.get("best_nll", -best[1]))
-            earlier = float(state.get("seconds", 0.0))
-        except Exception as e:  # any damage: one line, never a traceback (the checkpoint is ours to judge)
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"{ckpt}: cannot resume from this checkpoint ({reason[:200]}): it is damaged; "
-                             "remove it or train without --resume") from None
-        log(f"resuming after epoch {state['epoch']} (best dev accuracy {best[0]:.1%} at epoch {best_epoch})")
+        start_epoch, selection, history, earlier = _resume(ckpt, data_id, model, optimizer, cfg, log)
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
+    meta = _data_record(cfg, data, targets, model_cfg, coverage, recipe, train_meta, log)
 
-    majority = int(torch.bincount(train_y).argmax()) + cfg.scale_min  # the always-the-commonest baseline
-    present = sorted({e.rating for e in train_ex})
-    if len(present) == 1:
-        log(f"warning: every training review is rated {present[0]}: the model can only learn to predict {present[0]}")
-    elif len(present) < len(model_cfg.ratings):
-        log(f"warning: no training review is rated {', '.join(str(r) for r in model_cfg.ratings if r not in present)}: "
-            "the model will rarely if ever predict that")
-    data_meta = {"train_data": train_meta,
-                 "dev_data": artifact.file_record(cfg.dev, len(dev_ex)) if cfg.dev else None,
-                 "holdout_data": {"examples": len(holdout_ex), "fraction": cfg.holdout,
-                                  "rule": "sha256 of the review text below the fraction"} if holdout_ex else None,
-                 "embedding_coverage": asdict(coverage) if coverage else None,
-                 "reading": why, "majority_rating": majority,
-                 "dev_majority_metrics": _majority(dev_ex, majority, model_cfg) if dev_ex else None}
-
-    # -- the loop
+    net = model
     if d.on:
         from torch.nn.parallel import DistributedDataParallel
         net = DistributedDataParallel(model)  # rank 0's weights broadcast; gradients averaged each step
-    else:
-        net = model
-    batches_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    evals = cfg.evals_per_epoch if dev_ex else 1  # without a dev set there is nothing to choose mid-epoch
+    batches_per_epoch = math.ceil(len(targets.ids) / cfg.batch_size)
+    evals = cfg.evals_per_epoch if data.dev else 1  # without a dev set there is nothing to choose mid-epoch
     eval_at = {round(batches_per_epoch * k / evals) for k in range(1, evals + 1)}
     bar = _bar(batches_per_epoch * (cfg.epochs - start_epoch + 1), cfg.progress and d.main)
-    top: list = []  # (score, weights) of the best dev checks, for average_best
     stop = False
     if model_cfg.cell == "lstm" and device.type == "cpu":
         # the fast loop built (once per machine) before the clock of the first check starts
@@ -496,30 +560,20 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             torch.manual_seed(cfg.seed + 1000 * d.rank + epoch)
         model.train()
         t0, total, seen = time.perf_counter(), 0.0, 0  # t0: the last check's end (each check's time is its own)
-        for step, batch in enumerate(batching.length_buckets(train_ids, cfg.batch_size, cfg.seed + epoch), start=1):
+        for step, batch in enumerate(batching.length_buckets(targets.ids, cfg.batch_size, cfg.seed + epoch), start=1):
             # this process's part of the global batch; its loss weighted by that part's share, so the
             # gradient DDP averages is the whole batch's mean (an empty part steps with weight 0)
             local = distributed.shard(batch, d) if d.on else batch
-            share = len(local) * d.world / len(batch)
+            share = len(local) * d.world / len(batch) if d.on else 1.0
             local = local or batch[:1]
-            ids, lengths = pad_batch([train_ids[i] for i in local])
-            y = targets_y[local].to(device)
-            logits = net(ids.to(device), lengths.to(device))
-            if teacher_logits is None:
-                loss = F.cross_entropy(logits, y, weight=weights)
-                if cfg.loss == "ordinal":
-                    loss = loss + ordinal_loss(logits, y)
-            else:
-                loss = _distill_loss(logits, y, teacher_logits[local].to(device), cfg, weights)
-            if d.on:
-                loss = loss * share
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            optimizer.step()
-            total += loss.item() * len(batch)
+            ids, lengths = pad_batch([targets.ids[i] for i in local])
+            teacher = targets.teacher_logits[local].to(device) if targets.teacher_logits is not None else None
+            loss = train_step(net, optimizer, model, ids.to(device), lengths.to(device), targets.y[local].to(device),
+                              teacher, cfg, targets.weights, share)
+            total += loss * len(batch)
             seen += len(batch)
             bar.update(1)
+            best = selection.best
             bar.set_postfix_str(f"epoch {epoch} loss {total / seen:.3f}" + (f" best dev {best[0]:.1%}" if best[0] >= 0 else ""))
             if step not in eval_at:
                 continue
@@ -527,96 +581,136 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
             at = epoch - 1 + step / batches_per_epoch
             row = {"epoch": round(at, 3), "train_loss": total / max(seen, 1),
                    "seconds": round(time.perf_counter() - t0, 1)}  # training since the previous check
-            dev_metrics = _score(model, dev_ids, dev_ex, model_cfg, d) if dev_ex else None
-            model.train()
+            dev_metrics = eval_step(model, dev_ids, data.dev, model_cfg, d)
             if dev_metrics:
                 row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"], dev_nll=dev_metrics["nll"])
             history.append(row)
-            # with no dev set the last is kept
-            score = (dev_metrics["accuracy"], -dev_metrics["nll"]) if dev_metrics else (at, 0.0)
-            improved = score > best
-            progress = improved or (dev_metrics is not None and dev_metrics["nll"] < best_nll)
-            if dev_metrics:
-                best_nll = min(best_nll, dev_metrics["nll"])
-            stale = 0 if progress else stale + 1
-            if dev_metrics and cfg.average_best > 1:
-                top.append((score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}))
-                top = sorted(top, key=lambda t: t[0], reverse=True)[:cfg.average_best]
-            if improved:
-                best, best_epoch = score, row["epoch"]
+            improved = selection.offer(
+                loop.score(dev_metrics) if dev_metrics else (at, 0.0), row["epoch"],  # no dev set: the last is kept
+                dev_metrics["nll"] if dev_metrics else None,
+                (lambda: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if dev_metrics else None)
             if improved and d.main:
                 artifact.save(out, model, vocab, asdict(cfg),
-                              {**data_meta, "dev_metrics": dev_metrics, "best_epoch": best_epoch, "history": history,
-                               "seconds_to_best": round(earlier + time.perf_counter() - started, 1)})
+                              {**meta, "dev_metrics": dev_metrics, "best_epoch": selection.best_epoch,
+                               "history": history, "seconds_to_best": round(earlier + time.perf_counter() - started, 1)})
             if d.main:
                 bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
-                      (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
+                          (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
                           (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
             t0 = time.perf_counter()  # the next check's time starts here: the dev scoring is not training
-            if dev_ex and stale >= cfg.patience * evals:
+            if data.dev and selection.stale >= cfg.patience * evals:
                 if d.main:
                     bar.write(f"no better dev accuracy or NLL for {cfg.patience} epochs: stopping", file=sys.stderr)
                 stop = True
                 break
         if d.main:
-            checkpoint.save(ckpt, model, optimizer, {"epoch": epoch, "best": list(best), "best_epoch": best_epoch,
-                                                  "best_nll": best_nll, "stale": stale, "history": history,
-                                                  "data": data_id,
-                                                  "seconds": earlier + time.perf_counter() - started})
+            checkpoint.save(ckpt, model, optimizer, {"epoch": epoch, **selection.state(), "history": history,
+                                                     "data": data_id, "seconds": earlier + time.perf_counter() - started})
         if stop:
             break
     bar.close()
     seconds = earlier + time.perf_counter() - started
-    if d.main and not stop and dev_ex and history and best_epoch == history[-1]["epoch"]:
+    if d.main and not stop and data.dev and history and selection.best_epoch == history[-1]["epoch"]:
         # the epoch limit, not the data, ended the run: say so, and how to go on
         log(f"stopped at the epoch limit ({cfg.epochs}) with dev still improving (best at the last check): more epochs "
             f"may help: the same command with --resume --epochs {cfg.epochs * 2} goes on from here")
-    if not d.main:  # rank 0 writes the kept model and scores the slice; the others are done
-        distributed.barrier(d)
-        distributed.teardown(d)
-        return TrainResult(out, best_epoch, None, history, seconds, bad, None)
+    return Fitted(history, selection, stop, seconds, meta)
+
+
+def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
+    """(next epoch, selection, history, seconds trained before) from a run's checkpoint, refused when
+    it was made from other data or is damaged (one line, never a traceback)."""
+    try:
+        saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise ValueError(f"{ckpt / 'state.json'}: cannot resume from this checkpoint (not valid JSON: {e}): it is "
+                         "damaged; remove it or train without --resume") from None
+    if not isinstance(saved, dict) or saved.get("data") != data_id:
+        raise ValueError(f"{ckpt}: this checkpoint was trained on other data (or another vocabulary) than "
+                         f"{cfg.train}, or its record of them is missing: resume with the same training file, "
+                         "or remove it or train without --resume")
+    try:
+        state = checkpoint.load(ckpt, model, optimizer)
+        resumed = (int(state["epoch"]) + 1, loop.Selection.from_state(state, cfg.average_best),
+                   list(state["history"]), float(state.get("seconds", 0.0)))
+    except Exception as e:  # any damage: one line, never a traceback (the checkpoint is ours to judge)
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{ckpt}: cannot resume from this checkpoint ({reason[:200]}): it is damaged; "
+                         "remove it or train without --resume") from None
+    log(f"resuming after epoch {state['epoch']} (best dev accuracy {resumed[1].best[0]:.1%} at epoch "
+        f"{resumed[1].best_epoch})")
+    return resumed
+
+
+def _data_record(cfg: TrainConfig, data: Data, targets: Targets, model_cfg: ModelConfig, coverage, recipe: Recipe,
+                 train_meta: dict, log) -> dict:
+    """What the model's metadata says about its data (and the warnings a skewed file earns)."""
+    majority = int(torch.bincount(targets.gold).argmax()) + cfg.scale_min  # the always-the-commonest baseline
+    present = sorted({e.rating for e in data.train})
+    if len(present) == 1:
+        log(f"warning: every training review is rated {present[0]}: the model can only learn to predict {present[0]}")
+    elif len(present) < len(model_cfg.ratings):
+        log(f"warning: no training review is rated {', '.join(str(r) for r in model_cfg.ratings if r not in present)}: "
+            "the model will rarely if ever predict that")
+    return {"train_data": train_meta,
+            "dev_data": artifact.file_record(cfg.dev, len(data.dev)) if cfg.dev else None,
+            "holdout_data": {"examples": len(data.holdout), "fraction": cfg.holdout,
+                             "rule": "sha256 of the review text below the fraction"} if data.holdout else None,
+            "embedding_coverage": asdict(coverage) if coverage else None,
+            "reading": recipe.why, "majority_rating": majority,
+            "dev_majority_metrics": _majority(data.dev, majority, model_cfg) if data.dev else None}
+
+
+def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: RatingModel, vocab: Vocab,
+           model_cfg: ModelConfig, dev_ids, fitted: Fitted, log) -> TrainResult:
+    """The kept model made final: the K best checks averaged (average_best), its temperature fitted
+    on dev, the untouched slice scored once (and the rating sets calibrated on it), the warnings, the
+    curves and the card."""
+    out, selection, history = Path(cfg.out), fitted.selection, fitted.history
     # the saved artifact is the best epoch's; record the whole history in it
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["history"] = history
-    meta["seconds"] = round(seconds, 3)  # the whole run; seconds_to_best: when the kept check was saved
+    meta["seconds"] = round(fitted.seconds, 3)  # the whole run; seconds_to_best: when the kept check was saved
     meta["threads"] = torch.get_num_threads()
-    if len(top) > 1:
+    holdout_ids = reading_ids(data.holdout_tokens, vocab, recipe.long_text, cfg.max_length) if data.holdout else None
+    if len(selection.top) > 1:
         # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
         single = {"best_epoch": meta["best_epoch"], "dev_metrics": meta.get("dev_metrics")}
-        if holdout_ex:
-            model.load_state_dict(top[0][1])
-            single["holdout_metrics"] = _score(model, ids_of(holdout_tokens), holdout_ex, model_cfg)
-        model.load_state_dict(average_weights([w for _, w in top]))
-        meta.update(dev_metrics=_score(model, dev_ids, dev_ex, model_cfg), single_best=single,
-                    best_epoch=f"average of the {len(top)} best dev checks")
+        if data.holdout:
+            model.load_state_dict(selection.top[0][1])
+            single["holdout_metrics"] = _score(model, holdout_ids, data.holdout, model_cfg)
+        model.load_state_dict(average_weights([w for _, w in selection.top]))
+        meta.update(dev_metrics=_score(model, dev_ids, data.dev, model_cfg), single_best=single,
+                    best_epoch=f"average of the {len(selection.top)} best dev checks")
         artifact.save(out, model, vocab, asdict(cfg), meta)
-        log(f"kept the average of the {len(top)} best dev checks: dev accuracy {meta['dev_metrics']['accuracy']:.1%}, "
-            f"MAE {meta['dev_metrics']['mae']:.3f} (the single best: {single['dev_metrics']['accuracy']:.1%}, "
-            f"{single['dev_metrics']['mae']:.3f})")
+        log(f"kept the average of the {len(selection.top)} best dev checks: dev accuracy "
+            f"{meta['dev_metrics']['accuracy']:.1%}, MAE {meta['dev_metrics']['mae']:.3f} (the single best: "
+            f"{single['dev_metrics']['accuracy']:.1%}, {single['dev_metrics']['mae']:.3f})")
     # -- calibration: one temperature fitted on dev, kept in the model (every reader applies it)
-    kept = artifact.load(out) if (dev_ex and cfg.calibrate) or holdout_ex else None  # the model as saved
-    if dev_ex and cfg.calibrate:
-        truth = np.asarray([e.rating - model_cfg.scale_min for e in dev_ex])
+    kept = artifact.load(out) if (data.dev and cfg.calibrate) or data.holdout else None  # the model as saved
+    if data.dev and cfg.calibrate:
+        truth = np.asarray([e.rating - model_cfg.scale_min for e in data.dev])
         temperature, before, after, _ = calibration.fit(kept.model, dev_ids, truth)
         kept.model.config.temperature = model_cfg.temperature = temperature
-        meta["calibration"] = {"temperature": temperature, "fitted_on": f"dev ({len(dev_ex)} reviews)",
+        meta["calibration"] = {"temperature": temperature, "fitted_on": f"dev ({len(data.dev)} reviews)",
                                "dev_before": before, "dev_after": after}
         artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
         log(f"calibrated on dev: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
             f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
-    if holdout_ex:
-        probs = read_distributions(kept.model, ids_of(holdout_tokens))
-        holdout_metrics = _metrics(probs, holdout_ex, model_cfg)
+    if data.holdout:
+        probs = read_distributions(kept.model, holdout_ids)
+        holdout_metrics = _metrics(probs, data.holdout, model_cfg)
         meta["holdout_metrics"] = holdout_metrics
         # rating sets: the slice's conformity scores, so a prediction can carry a run of ratings that
         # holds the truth at any coverage asked (conformal.py); the slice never chose anything above
-        truth = np.asarray([e.rating - model_cfg.scale_min for e in holdout_ex])
-        meta["conformal"] = conformal.calibrate(probs, truth, f"the validation slice ({len(holdout_ex)} reviews)")
-        meta["holdout_majority_metrics"] = _majority(holdout_ex, majority, model_cfg)
-        log(f"validation slice ({len(holdout_ex)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
+        truth = np.asarray([e.rating - model_cfg.scale_min for e in data.holdout])
+        meta["conformal"] = conformal.calibrate(probs, truth, f"the validation slice ({len(data.holdout)} reviews)")
+        majority = fitted.meta["majority_rating"]
+        meta["holdout_majority_metrics"] = _majority(data.holdout, majority, model_cfg)
+        log(f"validation slice ({len(data.holdout)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
             f"(always {majority} stars: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
             f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
@@ -627,9 +721,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
         meta["warnings"] = [warning]
     meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics)
     artifact.write_metadata(out, meta, artifact.model_card(model_cfg, asdict(cfg), meta))
-    distributed.barrier(d)
-    distributed.teardown(d)
-    return TrainResult(out, best_epoch, meta.get("dev_metrics"), history, seconds, bad, holdout_metrics)
+    distributed.barrier(run.d)
+    distributed.teardown(run.d)
+    return TrainResult(out, selection.best_epoch, meta.get("dev_metrics"), history, fitted.seconds, data.bad,
+                       holdout_metrics)
 
 
 def _one_rating_warning(m: dict | None, where: str) -> str | None:
