@@ -18,7 +18,9 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.distill import DistillConfig, augment, distill, label
 from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
-from reviewlstm.train import TrainConfig, _distill_loss, split_holdout
+from reviewlstm import transfer
+from reviewlstm.distill import WEIGHTS, ensemble_logits, ensemble_weight
+from reviewlstm.train import TrainConfig, split_holdout
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +80,12 @@ def test_distill_loss_is_its_definition():
     torch.manual_seed(0)
     logits, teacher = torch.randn(4, 5, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
     y = torch.tensor([2, -100, 0, -100])  # rows 1 and 3 are augmented: no gold rating
-    cfg = TrainConfig(train="x", distill_alpha=0.3, distill_temperature=2.0)
     T = 2.0
     p_t = F.softmax(teacher / T, 1)
     kl = (p_t * (p_t.log() - F.log_softmax(logits / T, 1))).sum(1) * T * T
     ce = -F.log_softmax(logits, 1)[torch.arange(4), y.clamp(min=0)]
     expected = torch.stack([0.3 * ce[0] + 0.7 * kl[0], kl[1], 0.3 * ce[2] + 0.7 * kl[2], kl[3]]).mean()
-    assert torch.allclose(_distill_loss(logits, y, teacher, cfg), expected, atol=1e-12)
+    assert torch.allclose(transfer.loss(logits, y, teacher, alpha=0.3, temperature=2.0), expected, atol=1e-12)
 
 
 def test_soft_targets_are_distributions_and_the_slice_is_not_seen(distilled, sst):
@@ -333,7 +334,13 @@ def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(dist
     result = distill(DistillConfig(student=student_cfg(sst, tmp_path / "s"), teacher=str(distilled.teacher), augment=0,
                                    until="teacher"), log=lines.append)
     check = result.teacher_check
-    assert set(check) == {"teacher", "tfidf_lr", "dev", "dev_examples"} and check["dev_examples"] > 0
+    assert set(check) == {"teacher", "tfidf_lr", "ensemble", "dev", "dev_examples"} and check["dev_examples"] > 0
+    # the ensemble's weight is chosen on dev: its mixture scores at least what either part alone does
+    # (weight 0 is TF-IDF + LR alone, so the mixture is never below it)
+    from reviewlstm import loop
+    assert check["ensemble"]["weight"] in WEIGHTS
+    assert loop.score(check["ensemble"]) >= loop.score(check["tfidf_lr"])
+    assert any(line.startswith("ensemble teacher: ") for line in lines)
     assert 0 <= check["tfidf_lr"]["accuracy"] <= 1 and check["tfidf_lr"]["mae"] >= 0
     said = [line for line in lines if line.startswith("teacher check")]
     assert f"TF-IDF + LR on the same training texts {check['tfidf_lr']['accuracy']:.1%}" in said[0]
@@ -345,3 +352,34 @@ def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(dist
     peer = TfidfLR.fit(["good film", "bad film", "fine film"], [5, 1, 4])
     probs = peer.proba(["good", "bad"], [1, 2, 3, 4, 5])
     assert probs.shape == (2, 5) and np.allclose(probs.sum(1), 1) and (probs[:, [1, 2]] == 0).all()
+
+
+def test_the_ensemble_weight_is_the_best_mixture_on_dev():
+    truth = np.array([0, 1, 2, 0])
+    right = np.eye(3)[truth] * 0.9 + 0.1 / 3                  # always right
+    wrong = np.eye(3)[(truth + 1) % 3] * 0.9 + 0.1 / 3        # always wrong
+    assert ensemble_weight(right, wrong, truth, [1, 2, 3])[0] == 1.0
+    weight, m = ensemble_weight(wrong, right, truth, [1, 2, 3])
+    assert weight == 0.0 and m["accuracy"] == 1.0
+
+
+def test_ensemble_targets_are_mixtures_with_the_training_texts_scored_out_of_fold():
+    """Each training review's rating is carried by a word of its own alone: TF-IDF + LR fitted on the
+    review leans to its rating; fitted without it (out of fold, as the transfer set's training rows
+    are), it cannot, and gives the review's rating less."""
+    from types import SimpleNamespace
+    from reviewlstm.baseline import TfidfLR
+    tokens = [["film", f"word{i}"] for i in range(40)]
+    kept = [SimpleNamespace(line=i, rating=5 if i % 2 else 1) for i in range(40)]
+    ratings = [1, 2, 3, 4, 5]
+    full = TfidfLR.fit([" ".join(t) for t in tokens], [e.rating for e in kept])
+    unseen = [["good", "film"]]
+    teacher = np.random.default_rng(0).normal(size=(41, 5)).astype(np.float32)
+    same = ensemble_logits(teacher, tokens + unseen, 40, kept, tokens, 1.0, full, 0, ratings)
+    assert np.allclose(same, torch.log_softmax(torch.tensor(teacher, dtype=torch.float64), 1).numpy(), atol=1e-5)
+    peer = np.exp(ensemble_logits(teacher, tokens + unseen, 40, kept, tokens, 0.0, full, 0, ratings))
+    assert np.allclose(peer.sum(1), 1, atol=1e-5)
+    in_sample = full.proba([" ".join(t) for t in tokens], ratings)
+    gold = [ratings.index(e.rating) for e in kept]
+    assert (peer[np.arange(40), gold] < in_sample[np.arange(40), gold]).all()
+    assert np.allclose(peer[40], full.proba(["good film"], ratings)[0], atol=1e-5)  # not a training text: the full fit

@@ -33,7 +33,8 @@ from .options import check_fields, option
 from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
-from .train import TOKEN_SEP, TrainConfig, read_rated, split_holdout
+from .train import TrainConfig, read_rated, split_holdout
+from .transfer import TOKEN_SEP
 from .train import train as train_student
 
 STAGES = ("teacher", "label", "student")
@@ -80,6 +81,12 @@ class DistillConfig:
     # phrases (SST-5's kind), else keep each whole
     unlabeled_split: Literal["auto", "sentences", "whole"] = option(
         "auto", "split unrated reviews into sentences (auto: when the student learns from phrases) or keep them whole")
+    # the teacher's distributions averaged with TF-IDF + LR's (fitted on the same training texts; for
+    # the training texts themselves, out of fold), the weight chosen on dev: the two err differently,
+    # and on long reviews cut at teacher_max_length the n-grams see the whole text
+    ensemble: Literal["auto", "off"] = option(
+        "auto", "average the teacher's distributions with TF-IDF + logistic regression's, the weight chosen on dev "
+                "(auto: the teacher alone when that is best on dev; off: the teacher alone)")
     until: Literal["teacher", "label"] | None = option(None, "stop after this stage (--resume goes on)",
                                                        show_default=False)
     extra: dict = option(factory=dict, cli=False)  # recorded on the card
@@ -156,7 +163,8 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 3)
     check = teacher_check(cfg, teacher, kept, tokens, log) if st.dev else None
     if cfg.until == "teacher":
-        return DistillResult(None, teacher_dir, None, seconds, teacher_check=check)
+        return DistillResult(None, teacher_dir, None, seconds,
+                             teacher_check={k: v for k, v in check.items() if k != "baseline"} if check else check)
 
     # -- 3. augment: from each review (an SST sentence, not its every phrase), seeded
     t0 = time.perf_counter()
@@ -177,6 +185,14 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     log(labelling_estimate(teacher, texts, work / "labels", cfg.label_batch_size, precision))
     logits, label_seconds = label(teacher, texts, work / "labels", cfg.label_batch_size, st.progress, log,
                                   precision=precision)
+    weight = check["ensemble"]["weight"] if check and "ensemble" in check else 1.0
+    if weight < 1.0:
+        t0 = time.perf_counter()
+        logits = ensemble_logits(logits, texts, len(unique), kept, tokens, weight, check["baseline"], st.seed,
+                                 list(range(st.scale_min, st.scale_max + 1)))
+        log(f"label: the teacher's distributions mixed with TF-IDF + LR's ({weight:g} : {1 - weight:g}; the training "
+            f"texts' out of fold), {time.perf_counter() - t0:.0f} s")
+    check = {k: v for k, v in check.items() if k != "baseline"} if check else check
     transfer = work / "transfer.jsonl.gz"
     _write_transfer(transfer, texts, logits, len(unique), len(unique) + len(augmented))
     seconds["label"] = round(label_seconds, 3)
@@ -278,8 +294,71 @@ def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print)
             "students are unlikely to be; more epochs (--teacher-epochs), another learning rate (--teacher-lr) or "
             "a larger encoder (--teacher DIR) may help")
     keep = ("accuracy", "mae", "macro_f1", "nll")
-    return {"teacher": {k: ours.get(k) for k in keep}, "tfidf_lr": {k: peer.get(k) for k in keep},
-            "dev": str(st.dev), "dev_examples": len(dev)}
+    out = {"teacher": {k: ours.get(k) for k in keep}, "tfidf_lr": {k: peer.get(k) for k in keep},
+           "dev": str(st.dev), "dev_examples": len(dev)}
+    if cfg.ensemble == "auto":
+        dev_tokens = [text_tokens(e.text, e.tokens, st.lowercase) for e in dev]
+        logits, _ = label(teacher, dev_tokens, cfg.work_dir / "labels", cfg.label_batch_size, False, lambda line: None,
+                          precision=precision)
+        weight, mixed = ensemble_weight(_softmax(logits), probs, np.asarray(gold) - st.scale_min, ratings)
+        out["ensemble"] = {"weight": weight, **{k: mixed.get(k) for k in keep}}
+        out["baseline"] = baseline  # for the labels; not recorded
+        log(f"ensemble teacher: {weight:g} x the teacher + {1 - weight:g} x TF-IDF + LR, the weight chosen on dev: "
+            f"accuracy {mixed['accuracy']:.1%}, MAE {mixed['mae']:.3f}, NLL {mixed['nll']:.3f} (the teacher alone, read "
+            f"the same way: {_mix_metrics(_softmax(logits), probs, 1.0, np.asarray(gold) - st.scale_min, ratings)['accuracy']:.1%})")
+    return out
+
+
+WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))  # the teacher's share, 0 to 1
+
+
+def _mix_metrics(teacher_probs: np.ndarray, peer_probs: np.ndarray, weight: float, truth: np.ndarray, ratings) -> dict:
+    from . import metrics
+    from .predict import rating_and_expected
+    mixed = weight * teacher_probs + (1 - weight) * peer_probs
+    best, expected = rating_and_expected(mixed, ratings)
+    truth_ratings = (truth + ratings[0]).tolist()
+    return {**metrics.score(truth_ratings, best.tolist(), expected.tolist(), ratings), "nll": metrics.nll(mixed, truth)}
+
+
+def ensemble_weight(teacher_probs: np.ndarray, peer_probs: np.ndarray, truth: np.ndarray, ratings) -> tuple[float, dict]:
+    """(the teacher's share, the mixture's dev metrics): the share in WEIGHTS whose mixture scores best
+    on dev by the rule that keeps a student's checkpoint (accuracy, ties broken by NLL); ties go to
+    the larger share of the teacher."""
+    from . import loop
+    scored = [(loop.score(m), w, m) for w in WEIGHTS for m in [_mix_metrics(teacher_probs, peer_probs, w, truth, ratings)]]
+    best = max(scored, key=lambda t: (t[0], t[1]))
+    return best[1], best[2]
+
+
+def ensemble_logits(teacher_logits: np.ndarray, texts: list[list[str]], n_training: int, kept, tokens, weight: float,
+                    baseline, seed: int, ratings: list[int]) -> np.ndarray:
+    """The transfer set's targets as log-probabilities of the mixture. TF-IDF + LR's distributions for
+    the training texts come from models fitted without them (5 folds, a review's phrases in its fold:
+    in-sample, LR would all but repeat the gold rating); for the other texts, from the model fitted on
+    every training text."""
+    from .baseline import TfidfLR
+    peer = np.zeros_like(teacher_logits, dtype=np.float64)
+    fold_of = {}
+    by_line: dict = {}
+    for e, t in zip(kept, tokens):
+        by_line.setdefault(e.line, []).append((e, t))
+    for group in by_line.values():
+        root = max(group, key=lambda et: len(et[1]))[1]
+        fold = int(hashlib.sha256(TOKEN_SEP.join(root).encode("utf-8")).hexdigest()[:8], 16) % 5
+        for e, t in group:
+            fold_of.setdefault(TOKEN_SEP.join(t), fold)
+    for fold in range(5):
+        rows = [i for i in range(n_training) if fold_of[TOKEN_SEP.join(texts[i])] == fold]
+        if not rows:
+            continue
+        train = [(" ".join(t), e.rating) for e, t in zip(kept, tokens) if fold_of[TOKEN_SEP.join(t)] != fold]
+        model = TfidfLR.fit([x for x, _ in train], [r for _, r in train], seed=seed)
+        peer[rows] = model.proba([" ".join(texts[i]) for i in rows], ratings)
+    if len(texts) > n_training:
+        peer[n_training:] = baseline.proba([" ".join(t) for t in texts[n_training:]], ratings)
+    mixed = weight * _softmax(teacher_logits.astype(np.float64)) + (1 - weight) * peer
+    return np.log(np.maximum(mixed, 1e-7)).astype(np.float32)
 
 
 def _teacher_seed(cfg: DistillConfig) -> int:

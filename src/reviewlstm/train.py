@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics
+from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics, transfer
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, Cell, ModelConfig, Pooling, RatingModel, ordinal_loss
 from .options import check_fields, option
@@ -472,7 +472,7 @@ def training_targets(cfg: TrainConfig, data: Data, vocab: Vocab, model_cfg: Mode
     gold = torch.tensor([e.rating - cfg.scale_min for e in data.train])
     y, teacher_logits = gold, None
     if cfg.transfer:
-        ids, y, teacher_logits, why_transfer = _transfer_set(cfg.transfer, data.train_tokens, ids, gold, vocab,
+        ids, y, teacher_logits, why_transfer = transfer.read_transfer_set(cfg.transfer, data.train_tokens, ids, gold, vocab,
                                                              cfg.max_length, len(model_cfg.ratings))
         log(why_transfer)
     weights = None
@@ -496,7 +496,8 @@ def train_step(net, optimizer, model, ids, lengths, y, teacher_logits, cfg: Trai
         if cfg.loss == "ordinal":
             loss = loss + ordinal_loss(logits, y)
     else:
-        loss = _distill_loss(logits, y, teacher_logits, cfg, weights)
+        loss = transfer.loss(logits, y, teacher_logits, cfg.distill_alpha, cfg.distill_temperature,
+                             cfg.loss == "ordinal", weights)
     if share != 1.0:
         loss = loss * share
     optimizer.zero_grad(set_to_none=True)
@@ -755,58 +756,6 @@ def _write_curves(out: Path, history: list, kept, holdout: dict | None) -> dict:
     return {"json": "curves.json", "png": "curves.png"}
 
 
-def _distill_loss(logits, y, teacher, cfg: TrainConfig, weights=None) -> torch.Tensor:
-    """alpha x CE(gold) + (1 - alpha) x T^2 x KL(teacher_T || student_T) per text, averaged; texts with
-    no gold rating (y = -100, augmented) take the teacher's term alone. T^2 keeps the soft term's
-    gradients the same size whatever the temperature (Hinton et al. 2015)."""
-    T, alpha = cfg.distill_temperature, cfg.distill_alpha
-    soft = F.kl_div(F.log_softmax(logits / T, dim=1), F.log_softmax(teacher / T, dim=1), log_target=True,
-                    reduction="none").sum(1) * T * T  # (B,)
-    gold = y >= 0
-    hard = F.cross_entropy(logits, y.clamp(min=0), weight=weights, reduction="none")  # (B,), used where gold
-    loss = torch.where(gold, alpha * hard + (1 - alpha) * soft, soft).mean()
-    if cfg.loss == "ordinal" and gold.any():
-        loss = loss + alpha * ordinal_loss(logits[gold], y[gold]) * gold.float().mean()
-    return loss
-
-
-def _transfer_set(path, train_tokens, train_ids, train_y, vocab: Vocab, max_length: int, classes: int):
-    """The training reviews with the teacher's logits, then the augmented texts (no gold rating)."""
-    import gzip
-    opener = gzip.open if str(path).endswith(".gz") else open
-    labelled: dict[str, list[float]] = {}
-    augmented_ids, augmented_logits = [], []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line)
-                tokens, logits = row["tokens"], row["logits"]
-                if len(logits) != classes:
-                    raise ValueError(f"{len(logits)} logits for a {classes}-rating scale")
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a transfer-set row ({e})") from None
-            if row.get("augmented"):
-                augmented_ids.append(vocab.encode(tokens[:max_length]))
-                augmented_logits.append(logits)
-            else:
-                labelled[TOKEN_SEP.join(tokens)] = logits
-    gold_logits = []
-    for i, tokens in enumerate(train_tokens):
-        found = labelled.get(TOKEN_SEP.join(tokens))
-        if found is None:
-            raise ValueError(f"{path}: no teacher logits for training example {i + 1} "
-                             f"({' '.join(tokens)[:60]!r}): the transfer set was made from other data; "
-                             "run reviewlstm distill again")
-        gold_logits.append(found)
-    ids = train_ids + augmented_ids
-    y = torch.cat([train_y, torch.full((len(augmented_ids),), -100, dtype=train_y.dtype)])
-    teacher = torch.tensor(gold_logits + augmented_logits, dtype=torch.float32)  # (N, K)
-    why = (f"distilling: the teacher's logits for all {len(train_ids)} training examples and "
-           f"{len(augmented_ids)} augmented texts ({path})")
-    return ids, y, teacher, why
-
-
-TOKEN_SEP = "\x1f"  # joins tokens into a lookup key (an SST token may hold a space)
 
 
 def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[str, str, float | None, str]:
