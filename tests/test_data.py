@@ -184,7 +184,7 @@ def test_skip_bad_rows_counts_every_skipped_row(tmp_path):
     path.write_text('{"text": "fine", "rating": 4}\n{"text": "", "rating": 4}\nnot json\n'
                     '{"text": "also fine", "rating": 9}\n[1, 2]\n{"text": "last", "rating": 1}\n')
     bad = BadRows()
-    rows = list(read_examples(path, skip_bad_rows=True, bad=bad))
+    rows = list(read_examples(path, on_bad="skip", bad=bad))
     assert [e.text for e in rows] == ["fine", "last"]
     assert bad.count == 4 and "mixed.jsonl:2" in bad.first[0]
     assert "skipped 4 bad row(s)" in bad.summary()

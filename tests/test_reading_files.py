@@ -45,7 +45,7 @@ def test_tsv_quotes_are_text_and_a_bad_row_keeps_its_fields(tiny_model, tmp_path
     src.write_text('id\ttext\trating\n1\t"Wow" is all I can say\t5\n2\t"Meh."\t3\n3\tmy 9" screen, "bad\t1\n4\tragged\n')
     with pytest.raises(DataError, match=r"q.tsv:5: ragged row"):
         list(read_examples(src))
-    got = list(read_examples(src, skip_bad_rows=True))
+    got = list(read_examples(src, on_bad="skip"))
     assert [e.text for e in got] == ['"Wow" is all I can say', '"Meh."', 'my 9" screen, "bad']
     out = tmp_path / "scored.tsv"
     api.score_file(src, out, model=tiny_model, progress=False)
@@ -81,7 +81,7 @@ def test_a_jsonl_column_is_found_in_any_row(tiny_model, tmp_path):
     with pytest.raises(DataError, match=r"mixed.jsonl:1: missing column 'text'"):
         list(read_examples(src, columns=Columns(text="text"), ratings=False, require_rating=False))
     bad = BadRows()
-    got = list(read_examples(src, skip_bad_rows=True, bad=bad, ratings=False, require_rating=False))
+    got = list(read_examples(src, on_bad="skip", bad=bad, ratings=False, require_rating=False))
     assert [e.row["id"] for e in got] == [2, 3] and bad.count == 1 and "mixed.jsonl:1: no text column" in bad.first[0]
     api.score_file(src, tmp_path / "o.jsonl", model=tiny_model, columns=Columns(text="text"), skip_bad_rows=True,
                    progress=False)

@@ -129,7 +129,7 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     cfg = loaded.config
     bad = BadRows()
     examples = list(read_examples(path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                                  require_rating=True, skip_bad_rows=skip_bad_rows, bad=bad, scale_hint=False,
+                                  require_rating=True, on_bad="skip" if skip_bad_rows else "raise", bad=bad, scale_hint=False,
                                   labels=cfg.label_names))
     preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
     result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
@@ -167,7 +167,7 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     examples = list(read_examples(dev, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                                  require_rating=True, skip_bad_rows=skip_bad_rows, scale_hint=False,
+                                  require_rating=True, on_bad="skip" if skip_bad_rows else "raise", scale_hint=False,
                                   labels=cfg.label_names))
     if not examples:
         raise ValueError(f"{dev}: no rated reviews to calibrate on")
@@ -190,8 +190,7 @@ def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel 
         for name in ("curves.json", "curves.png"):  # the training story travels with the model
             if (source / name).is_file() and not (out / name).exists():
                 shutil.copy2(source / name, out / name)
-    for key in [k for k in _CACHE if k.startswith(f"{out.resolve()}@")]:
-        del _CACHE[key]  # a model rewritten in place is read afresh
+    artifact.forget(out)  # a model rewritten in place is read afresh
     return {**record, "out": str(out), "model": str(source)}
 
 

@@ -443,3 +443,9 @@ def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu"
             raise ArtifactError(f"{p}: the bundled model is missing from this installation; pass --model DIR")
         _CACHE[key] = load(p, device=device)
     return _CACHE[key]
+
+
+def forget(path: str | Path) -> None:
+    """Drop a model directory from `load_model`'s cache (on every device): it was rewritten in place."""
+    for key in [k for k in _CACHE if k.startswith(f"{Path(path).resolve()}@")]:
+        del _CACHE[key]

@@ -2,7 +2,7 @@
 
 Every reader yields :class:`Example` rows and streams: a file larger than memory can be scored.
 Bad input is never dropped silently: it raises :class:`DataError`, one line naming the file, the
-line (or Parquet row) and the reason, or, with ``skip_bad_rows=True``, is counted in a
+line (or Parquet row) and the reason, or, with ``on_bad="skip"``, is counted in a
 :class:`BadRows` report that the caller prints.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Literal
 
 # A quoted field may hold a whole long review (many lines, 100k+ characters); one over this many
 # characters is taken for a missing closing quote (nothing after it could be trusted), and reading
@@ -28,6 +28,8 @@ MAX_FIELD_CHARS = 16 * 1024 * 1024
 TEXT_COLUMNS = ("text", "review", "review_text", "content", "body", "sentence")
 RATING_COLUMNS = ("rating", "stars", "star", "label", "score")
 FORMATS = ("sst", "csv", "tsv", "jsonl", "parquet")
+# a bad row: stop at it, leave it out (counted), or yield it with its `error` (scoring: every row comes back)
+OnBad = Literal["raise", "skip", "keep"]
 
 SST5_URL = "https://nlp.stanford.edu/sentiment/trainDevTestTrees_PTB.zip"
 SST5_MD5 = "5c3b23ce88089053fd3efeb4a34f614d"
@@ -44,7 +46,7 @@ class Example:
     tokens: list[str] | None = None    # already tokenized (SST), else None: the model tokenizes
     line: int = 0                      # 1-based line (or row) in its file, for messages
     row: dict | None = None            # every column of the input row, for writing it back
-    error: str | None = None           # keep_bad_rows: why this row cannot be rated (it has no text then)
+    error: str | None = None           # on_bad "keep": why this row cannot be rated (it has no text then)
 
 
 @dataclass
@@ -121,8 +123,8 @@ def parse_tree(line: str) -> tuple[int, list[str], list[tuple[int, list[str]]]]:
     return label, tokens, phrases
 
 
-def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = False,
-             bad: BadRows | None = None, keep_bad_rows: bool = False) -> Iterator[Example]:
+def read_sst(path: str | Path, phrases: bool = False, on_bad: OnBad = "raise",
+             bad: BadRows | None = None) -> Iterator[Example]:
     """SST-5 trees, one a line; labels 0..4 become ratings 1..5.
 
     phrases=False: one example per sentence (its root). phrases=True: every labelled subtree, each
@@ -139,10 +141,10 @@ def read_sst(path: str | Path, phrases: bool = False, skip_bad_rows: bool = Fals
                 label, tokens, subtrees = parse_tree(line)
             except (ValueError, IndexError) as e:
                 msg = f"{path}:{lineno}: not an SST tree: {e}"
-                if not (skip_bad_rows or keep_bad_rows):
+                if on_bad == "raise":
                     raise DataError(msg) from None
                 (bad if bad is not None else BadRows()).add(msg, "not an SST tree")
-                if keep_bad_rows:
+                if on_bad == "keep":
                     yield Example(text="", rating=None, line=lineno, row={}, error=f"not an SST tree: {e}")
                 continue
             pairs = subtrees[::-1] if phrases else [(label, tokens)]  # root first
@@ -236,14 +238,13 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
 
 def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | None = None,
                   scale: tuple[int, int] = (1, 5), require_rating: bool = True, phrases: bool = False,
-                  skip_bad_rows: bool = False, bad: BadRows | None = None, ratings: bool = True,
-                  keep_bad_rows: bool = False, scale_hint: bool = True,
-                  labels: list[str] | None = None) -> Iterator[Example]:
+                  on_bad: OnBad = "raise", bad: BadRows | None = None, ratings: bool = True,
+                  scale_hint: bool = True, labels: list[str] | None = None) -> Iterator[Example]:
     """Stream the examples of any supported file (ratings=False: ignore any rating column, as when
     scoring a file; labels: the rating column holds these words, lowest first, read as 1..K). Raises
-    DataError on the first bad row unless skip_bad_rows, in which case bad rows are counted in `bad`,
-    or keep_bad_rows (scoring: every row comes back), in which case a bad row is yielded with its
-    `error` and counted in `bad` too. A file that cannot be read past a row
+    DataError on the first bad row (on_bad "raise"); "skip": bad rows are counted in `bad` and left
+    out; "keep" (scoring: every row comes back): a bad row is yielded with its `error` and counted in
+    `bad` too. A file that cannot be read past a row
     (an unclosed quote, a corrupt .gz) is an error either way. An empty file is an error."""
     path = Path(path)
     if not path.exists():
@@ -255,17 +256,17 @@ def read_examples(path: str | Path, fmt: str | None = None, columns: Columns | N
     if fmt == "sst":
         if scale != (1, 5):
             raise DataError(f"{path}: SST-5 trees are rated 1..5, not {scale[0]}..{scale[1]}")
-        rows = read_sst(path, phrases=phrases, skip_bad_rows=skip_bad_rows, bad=bad, keep_bad_rows=keep_bad_rows)
+        rows = read_sst(path, phrases=phrases, on_bad=on_bad, bad=bad)
     else:
-        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, skip_bad_rows, bad, ratings,
-                           keep_bad_rows, scale_hint, labels)
+        rows = _read_table(path, fmt, columns or Columns(), scale, require_rating, on_bad, bad, ratings, scale_hint,
+                           labels)
     n = 0
     skipped = bad.count
     for ex in rows:
         n += 1
         yield ex
-    flagged = bad.count - skipped  # bad rows met here: yielded (keep_bad_rows) or skipped
-    bad.rows += n if keep_bad_rows else n + flagged
+    flagged = bad.count - skipped  # bad rows met here: yielded ("keep") or skipped
+    bad.rows += n if on_bad == "keep" else n + flagged
     if n == 0 and bad.count == 0:
         raise DataError(f"{path}: no rows: the file is empty" + ("" if fmt == "sst" else " or holds only a header"))
 
@@ -499,8 +500,8 @@ def _pick(columns: Iterable[str], wanted: str | None, candidates: tuple[str, ...
 
 
 def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], require_rating: bool,
-                skip_bad_rows: bool, bad: BadRows, ratings: bool = True, keep_bad_rows: bool = False,
-                scale_hint: bool = True, labels: list[str] | None = None) -> Iterator[Example]:
+                on_bad: OnBad, bad: BadRows, ratings: bool = True, scale_hint: bool = True,
+                labels: list[str] | None = None) -> Iterator[Example]:
     text_col = rating_col = None
     resolved = False
     for line, row, problem in _raw_rows(path, fmt):
@@ -524,11 +525,11 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
         if problem is not None:
             reason = problem.split(" (")[0].split(":")[0]
             msg = f"{path}:{line}: {problem}"
-            if keep_bad_rows:
+            if on_bad == "keep":
                 bad.add(msg, reason)
                 yield Example(text="", rating=None, line=line, row=row if row is not None else {}, error=problem)
                 continue
-            if not skip_bad_rows:
+            if on_bad == "raise":
                 raise DataError(msg)
             bad.add(msg, reason)
             continue

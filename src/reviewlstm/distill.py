@@ -382,7 +382,7 @@ def evaluate_teacher(path, teacher: Teacher | str | Path, st: TrainConfig | None
     from .model import parse_labels
     examples = list(read_examples(path, fmt=fmt if st is None else st.format, columns=columns,
                                   scale=(info.scale_min, info.scale_max), require_rating=True,
-                                  skip_bad_rows=skip_bad_rows,
+                                  on_bad="skip" if skip_bad_rows else "raise",
                                   labels=parse_labels(st.labels) if st is not None and st.labels else None))
     result = teacher_metrics(teacher, examples, st.lowercase if st else True, precision)
     result["file"] = str(path)
@@ -550,7 +550,7 @@ def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print) -> list[list[st
     seen, out = set(exclude), []
     for path in cfg.unlabeled:
         bad, rows, repeats = BadRows(), 0, 0
-        for e in read_examples(path, fmt=None, require_rating=False, ratings=False, skip_bad_rows=True, bad=bad,
+        for e in read_examples(path, fmt=None, require_rating=False, ratings=False, on_bad="skip", bad=bad,
                                scale_hint=False):
             rows += 1
             whole = text_tokens(e.text, e.tokens, st.lowercase)

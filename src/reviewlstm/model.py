@@ -5,9 +5,8 @@ into events, :meth:`RatingModel.from_embeddings` runs the rest (and returns ever
 """
 from __future__ import annotations
 
-import json
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch

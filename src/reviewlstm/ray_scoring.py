@@ -136,7 +136,7 @@ def _read_files(items, fmt: str | None, text_column: str | None, chunk: int = 40
     for path in items["path"]:
         rows = []
         for e in read_examples(path, fmt=fmt, columns=Columns(text_column, None), require_rating=False,
-                               ratings=False, keep_bad_rows=True, bad=BadRows()):
+                               ratings=False, on_bad="keep", bad=BadRows()):
             rows.append({**(e.row or {}), ROW_FILE: path, ROW_LINE: e.line, _TEXT: e.text, _ERROR: e.error})
             if len(rows) == chunk:
                 yield pd.DataFrame(rows)

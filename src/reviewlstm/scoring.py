@@ -118,8 +118,8 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
-                         require_rating=False, skip_bad_rows=skip_bad_rows, bad=bad, ratings=False,
-                         keep_bad_rows=not skip_bad_rows)
+                         require_rating=False, on_bad="skip" if skip_bad_rows else "keep", bad=bad,
+                         ratings=False)
     n_workers = _worker_count(workers, total, loaded)
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)

@@ -95,7 +95,7 @@ class TrainConfig:
     # on the embeddings alone: a rate, None (the same as dropout) or "auto": SENTENCE_EVENT_DROPOUT
     # for texts read sentence by sentence, the shared dropout for reviews read whole (and none at all
     # when dropout is 0)
-    event_dropout: float | Literal["auto"] | None = option(
+    event_dropout: float | str | None = option(
         "auto", "dropout on the word vectors alone; auto: 0.5 for texts read sentence by sentence, else (and with "
                 "--dropout 0) --dropout", metavar="RATE|auto", parse=rate_or_auto)
     pooling: Literal["auto", Pooling] = option(
@@ -835,7 +835,7 @@ def read_rated(path, cfg: TrainConfig, phrases: bool, bad: BadRows) -> list:
     from .model import parse_labels
     return list(read_examples(path, fmt=cfg.format, columns=Columns(cfg.text_column, cfg.rating_column),
                               scale=(cfg.scale_min, cfg.scale_max), require_rating=True, phrases=phrases,
-                              skip_bad_rows=cfg.skip_bad_rows, bad=bad,
+                              on_bad="skip" if cfg.skip_bad_rows else "raise", bad=bad,
                               labels=parse_labels(cfg.labels) if cfg.labels else None))
 
 
