@@ -31,11 +31,13 @@ def sst():
     return SST
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def compiled_kernel(request):
-    """Build (or load from the cache) the compiled four-gate loop once, before any test, and say how
-    it went (a line in the summary): otherwise whichever test first trains or scores pays the build, and a broken build
-    shows up as that test's mystery. With a C++ compiler the build must work (a failure is a bug);
+    """Build (or load from the cache) the compiled four-gate loop once, before the first test that
+    runs a model, and say how it went (a line in the summary): otherwise whichever test first trains
+    or scores pays the build, and a broken build shows up as that test's mystery. The modules that run
+    models ask for it (`pytestmark`); the rest (readers, tokenizer, reference, cells, settings) never
+    build it. With a C++ compiler the build must work (a failure is a bug);
     without one (or REVIEWLSTM_KERNEL=off) the Python loop runs and the kernel's own tests say so."""
     from reviewlstm.fourgate import compiled
     start = time.perf_counter()
@@ -51,7 +53,7 @@ def pytest_terminal_summary(terminalreporter, config):
 
 
 @pytest.fixture(scope="session")
-def tiny_model(sst, tmp_path_factory):
+def tiny_model(sst, tmp_path_factory, compiled_kernel):
     """A small real model: 400 SST-5 sentences, 2 epochs, hidden 16, GloVe; trained through the CLI."""
     out = tmp_path_factory.mktemp("models") / "tiny"
     proc = run_cli("train", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out,

@@ -13,6 +13,8 @@ from support import run_cli
 from reviewlstm import api, artifact
 from reviewlstm.data import DataError
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def test_the_output_format_is_not_sent_to_the_input_flag(tiny_model, tmp_path):
     src = tmp_path / "in.csv"

@@ -1,9 +1,12 @@
+import pytest
 """The model that ships inside the package: works right after install, offline, with no --model."""
 import json
 
 
 from support import run_cli
 from reviewlstm import api
+
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
 
 def test_predict_with_the_bundled_model():

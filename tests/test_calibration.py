@@ -9,6 +9,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.calibration import brier, distributions, ece, fit_temperature, reliability
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def _sample(temperature: float, n: int = 20000, k: int = 5, seed: int = 0):
     """Logits, and ratings drawn from softmax(logits / temperature): a model whose right temperature is known."""

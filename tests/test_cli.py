@@ -9,6 +9,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.train import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def test_trained_model_directory(tiny_model):
     names = {p.name for p in tiny_model.iterdir()}

@@ -22,6 +22,8 @@ from reviewlstm import transfer
 from reviewlstm.distill import WEIGHTS, ensemble_logits, ensemble_weight
 from reviewlstm.train import TrainConfig, split_holdout
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):

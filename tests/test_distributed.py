@@ -1,6 +1,6 @@
 """Training on two processes with torchrun + DDP (gloo, CPU): the same model as one process."""
 import pytest
-pytestmark = pytest.mark.distributed
+pytestmark = [pytest.mark.usefixtures("compiled_kernel"), pytest.mark.distributed]
 import os
 import subprocess
 import sys

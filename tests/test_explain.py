@@ -6,6 +6,8 @@ from reviewlstm import api
 from reviewlstm.explain import explain
 from reviewlstm.predict import pad_batch
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 @pytest.fixture(scope="module")
 def loaded(tiny_model):

@@ -10,6 +10,8 @@ from reviewlstm.data import read_examples
 from reviewlstm.onnx_export import onnx_ids
 from reviewlstm.train import TrainConfig, train
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 ort = pytest.importorskip("onnxruntime")  # the test extras install it: a skip here is an install problem
 
 

@@ -23,6 +23,8 @@ from reviewlstm.fourgate import compiled, triton_loop
 from reviewlstm.fourgate.triton_loop import TritonSettings
 from reviewlstm.layers import Recurrent
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 CUDA = torch.cuda.is_available()
 HAVE_COMPILER = shutil.which(os.environ.get("CXX", "c++")) is not None
 # Triton publishes wheels for Linux x86_64 only (the test extras install it there)

@@ -11,6 +11,8 @@ import pytest
 
 from reviewlstm import api
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 DATA = Path(__file__).parent / "data"
 
 

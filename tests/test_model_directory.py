@@ -16,6 +16,8 @@ import pytest
 from support import run_cli
 from reviewlstm import api, artifact
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def small_train(sst, out, *extra):
     return ("train", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out, "--no-phrases",

@@ -6,7 +6,7 @@ import pytest
 from support import run_cli
 
 import ray  # in the test install (.[test]); for users the [ray] extra is optional
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.usefixtures("compiled_kernel"), pytest.mark.ray]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import BadRows, Columns, DataError, read_examples
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 STRAY = 'text,rating\n"Unterminated opening quote review,5\ngood one,4\nbad one,1\nmy 9",4\nnext,3\n'
 
 

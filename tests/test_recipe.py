@@ -11,6 +11,8 @@ from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.train import TrainConfig, split_holdout, train
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 QUIET = dict(progress=False, embeddings="random", embed_dim=8, hidden=8)
 
 

@@ -18,6 +18,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import DataError, read_examples
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def lines_of(path):
     return path.read_text(encoding="utf-8").splitlines()

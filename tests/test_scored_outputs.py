@@ -14,6 +14,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import DataError
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def test_the_users_columns_are_never_overwritten(tiny_model, tmp_path):
     src = tmp_path / "scored-before.csv"

@@ -7,6 +7,8 @@ import pytest
 
 from support import free_port, run_cli, start_server
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 @pytest.fixture(scope="module")
 def server(tiny_model):

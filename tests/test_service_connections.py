@@ -14,6 +14,8 @@ import pytest
 
 from support import free_port, start_server
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 
 def _closed_within(sock: socket.socket, seconds: float, trickle: bytes = b"") -> tuple[bool, bytes]:
     """Send `trickle` a byte every 0.3 s (or just wait); True once the server has closed the socket."""

@@ -12,6 +12,8 @@ import pytest
 from support import run_cli
 from reviewlstm import api
 
+pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
+
 UNREADABLE = "これは素晴らしい映画です"  # Japanese: not one word the SST model knows
 
 
