@@ -110,7 +110,7 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         for i, t in enumerate(texts):
             check_text(t, "text" if req.text is not None else f"texts[{i}]", limits.max_text_chars, "max_text_chars")
         if req.coverage is not None:
-            from .conformal import kept
+            from ..conformal import kept
             try:
                 kept(state["loaded"])
             except ValueError as e:
@@ -155,7 +155,7 @@ def _cap_gates(out: dict, tokens: int) -> dict:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__
 
 
