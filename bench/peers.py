@@ -12,7 +12,9 @@ For each data set (bench/common.py), on the same files and machine, one after an
 - `reviewlstm train` with its defaults (only --train, --dev, --out, --seed and the data's own
   --scale / --no-phrases), once per seed: it sets the same validation slice aside itself;
 - with `--distilled amazon=runs/distill-amazon`: a model `reviewlstm distill` wrote, scored on the
-  same dev and slice (its teacher's own dev figures are read from its metadata).
+  same dev and slice, beside its teacher alone and the ensemble teacher distill made of it (the
+  teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); `--seeds 0` scores
+  only the distilled model and its teachers.
 Reported on dev and on the slice that no choice touched: accuracy, MAE of the predicted rating,
 macro-F1, QWK (mean ± sd over seeds), and training seconds.
 """
@@ -57,7 +59,7 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int) -> list[dict]
               f"| {cell(h, 'accuracy', True)} | {cell(h, 'mae', False)} | {h['macro_f1']:.3f} | {h['qwk']:.3f} "
               f"| {seconds:.0f} s |", flush=True)
 
-    for name, fit in PEERS.items():
+    for name, fit in PEERS.items() if seeds else ():
         dev_runs, held_runs, seconds = [], [], 0.0
         for seed in seeds:
             predict, s = timed(fit, train_texts, train_y, seed)
@@ -77,15 +79,46 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int) -> list[dict]
             dev_runs.append({k: ev[k] for k in ("n", "accuracy", "mae", "macro_f1", "qwk")})
             held_runs.append(result.holdout_metrics)
             epochs.append(result.best_epoch)
-    report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs)
+    if seeds:
+        report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs)
 
     if distilled:
         model = api.load_model(distilled)
+        record = model.metadata.get("distillation", {})
+        teachers(ds, split, record, report)
         ev = api.evaluate(ds.dev, model=model)
         held = scores(held_y, [p.rating for p in api.predict([e.text for e in split.held], model=model)], ds.ratings)
-        report(f"reviewlstm distill ({distilled})", 0.0, [{k: ev[k] for k in held}], [held],
-               teacher=model.metadata.get("teacher"))
+        report(f"reviewlstm distill ({distilled})", sum(record.get("seconds", {}).values()),
+               [{k: ev[k] for k in held}], [held], stages=record.get("seconds"))
     return rows
+
+
+def teachers(ds, split, record: dict, report) -> None:
+    """The distilled model's teacher alone and as the ensemble distill made of it (its distributions
+    mixed with TF-IDF + LR's at the weight chosen on dev), on dev and on the slice, read as the
+    student reads them."""
+    import numpy as np
+    from reviewlstm.baseline import TfidfLR
+    from reviewlstm.distill import _mix_metrics, _softmax
+    from reviewlstm.teacher import Teacher, resolve_precision
+    teacher = Teacher.load(record["teacher"])
+    precision = resolve_precision("auto", next(teacher.parameters()).device)
+    peer = TfidfLR.fit(Split.texts(split.kept), Split.ratings(split.kept), seed=0)
+    weight = ((record.get("teacher_check") or {}).get("ensemble") or {}).get("weight", 1.0)
+    parts = {}
+    for part, examples in (("dev", split.dev), ("slice", split.held)):
+        texts = Split.texts(examples)
+        logits = teacher.logits([teacher.text(t.split(" ")) for t in texts], precision=precision)
+        truth = np.asarray(Split.ratings(examples)) - ds.scale[0]
+        parts[part] = (_softmax(logits), peer.proba(texts, ds.ratings), truth)
+    for name, w in ((f"the teacher alone ({record.get('teacher_source')})", 1.0),
+                    (f"the ensemble teacher ({w_text(weight)})", weight)):
+        d, h = (_mix_metrics(t, p, w, y, ds.ratings) for t, p, y in (parts["dev"], parts["slice"]))
+        report(name, (record.get("teacher_trained") or {}).get("seconds", 0.0), [d], [h])
+
+
+def w_text(weight: float) -> str:
+    return f"{weight:g} x teacher + {1 - weight:g} x TF-IDF + LR, the weight chosen on dev"
 
 
 def main() -> None:
