@@ -33,7 +33,7 @@ from .options import check_fields, option
 from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
-from .train import TrainConfig, read_rated, split_holdout
+from .train import TrainConfig, training_examples
 from .transfer import TOKEN_SEP
 from .train import train as train_student
 
@@ -142,13 +142,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
 
     # -- 1. data: what train() will train on, the slice set aside the same way
     t0 = time.perf_counter()
-    bad = BadRows()
-    examples = read_rated(st.train, st, st.phrases, bad)
-    if st.max_examples:
-        examples = examples[:st.max_examples]
-    kept, held = split_holdout(examples, st.holdout)
-    if not kept:
-        raise ValueError(f"{st.train}: no training examples")
+    kept, held = training_examples(st, BadRows())
     tokens = [text_tokens(e.text, e.tokens, st.lowercase) for e in kept]
     data_sha = artifact.file_sha256(Path(st.train))
     log(f"distill: {len(kept)} training examples from {st.train}"

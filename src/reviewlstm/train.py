@@ -380,17 +380,24 @@ class Data:
     bad: BadRows
 
 
+def training_examples(cfg: TrainConfig, bad: BadRows) -> tuple[list, list]:
+    """(the examples training learns from, the validation slice): the training file read as `cfg`
+    says, cut at max_examples, the slice set aside (split_holdout). distill's teacher reads the same."""
+    examples = read_rated(cfg.train, cfg, cfg.phrases, bad)
+    if cfg.max_examples:
+        examples = examples[:cfg.max_examples]
+    kept, held = split_holdout(examples, cfg.holdout)
+    if not kept:
+        raise ValueError(f"{cfg.train}: no training examples" + (
+            f" left after setting {len(held)} aside as the validation slice (holdout {cfg.holdout}): "
+            "lower --holdout, or --holdout 0" if held else ""))
+    return kept, held
+
+
 def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
     """Read the training and dev files and set the validation slice aside (split_holdout)."""
     bad = BadRows()
-    train_ex = read_rated(cfg.train, cfg, cfg.phrases, bad)
-    if cfg.max_examples:
-        train_ex = train_ex[:cfg.max_examples]
-    train_ex, holdout_ex = split_holdout(train_ex, cfg.holdout)
-    if not train_ex:
-        raise ValueError(f"{cfg.train}: no training examples" + (
-            f" left after setting {len(holdout_ex)} aside as the validation slice (holdout {cfg.holdout}): "
-            "lower --holdout, or --holdout 0" if holdout_ex else ""))
+    train_ex, holdout_ex = training_examples(cfg, bad)
     dev_ex = read_rated(cfg.dev, cfg, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
