@@ -325,6 +325,14 @@ def test_unrated_reviews_become_transfer_text(distilled, sst, tmp_path):
     assert "stopped at --unlabeled-max" in "\n".join(lines)
     with pytest.raises(ValueError, match="nothing.csv: no such file"):
         run(unlabeled=[str(tmp_path / "nothing.csv")])
+    # auto: as the student reads long texts (train's reading rule): SST's sentences, sentence by
+    # sentence; a student that reads whole reviews learns from whole unrated reviews
+    run()
+    assert "unlabeled: 3 sentences for the teacher to label" in "\n".join(lines)
+    lines.clear()
+    distill(DistillConfig(student=student_cfg(sst, out, long_text="whole"), teacher=str(distilled.teacher), augment=0,
+                          until="label", unlabeled=[str(path)]), log=lines.append)
+    assert "unlabeled: 3 texts for the teacher to label" in "\n".join(lines)
 
 
 def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(distilled, sst, tmp_path):

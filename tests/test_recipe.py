@@ -97,9 +97,9 @@ def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
     loaded = api.load_model(result.out)
     assert loaded.config.long_text == "sentences" and loaded.config.pooling == "final"
     assert loaded.config.event_dropout == 0.5  # event_dropout "auto": SENTENCE_EVENT_DROPOUT for sentences
-    from reviewlstm.train import _reading_rule
+    from reviewlstm.train import reading_rule
     examples = [type("E", (), {"line": i})() for i in range(3)]
-    assert _reading_rule(TrainConfig(train="x", dropout=0), examples, [["a"]] * 3)[2] is None  # no dropout asked
+    assert reading_rule(TrainConfig(train="x", dropout=0), examples, [["a"]] * 3)[2] is None  # no dropout asked
     config = json.loads((result.out / "config.json").read_text())
     assert config["model"]["long_text"] == "sentences" and config["model"]["long_threshold"] == 60
     scores = api.evaluate(dev_csv, model=loaded)

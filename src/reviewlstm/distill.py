@@ -33,7 +33,7 @@ from .options import check_fields, option
 from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
-from .train import TrainConfig, training_examples
+from .train import TrainConfig, reading_rule, training_examples
 from .transfer import TOKEN_SEP
 from .train import train as train_student
 
@@ -77,10 +77,11 @@ class DistillConfig:
                                   show_default=False)
     unlabeled_max: int | None = option(None, "at most N unrated texts (after any sentence split)", positive=True,
                                        metavar="N")
-    # "auto": split unrated reviews into sentences when the student learns from sentences and their
-    # phrases (SST-5's kind), else keep each whole
+    # "auto": split unrated reviews into sentences when the student reads long texts sentence by
+    # sentence (train's reading rule, from the training data: SST-5's kind), else keep each whole
     unlabeled_split: Literal["auto", "sentences", "whole"] = option(
-        "auto", "split unrated reviews into sentences (auto: when the student learns from phrases) or keep them whole")
+        "auto", "split unrated reviews into sentences (auto: when the student reads long texts sentence by sentence, "
+                "as train decides from the training data) or keep them whole")
     # the teacher's distributions averaged with TF-IDF + LR's (fitted on the same training texts; for
     # the training texts themselves, out of fold), the weight chosen on dev: the two err differently,
     # and on long reviews cut at teacher_max_length the n-grams see the whole text
@@ -170,7 +171,9 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
 
     # -- 4. unrated reviews: more transfer text, new texts only
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
-    unrated = unlabeled_texts(cfg, exclude=set(unique) | {TOKEN_SEP.join(t) for t in augmented}, log=log)
+    student_reads = reading_rule(st, kept, tokens)[0]  # how train will read long texts: so are the unrated
+    unrated = unlabeled_texts(cfg, exclude=set(unique) | {TOKEN_SEP.join(t) for t in augmented}, log=log,
+                              student_reads=student_reads)
 
     # -- 5. label: the teacher's logits for every text, cached
     texts = [k.split(TOKEN_SEP) for k in unique] + augmented + unrated
@@ -529,17 +532,18 @@ def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int
     tmp.replace(path)
 
 
-def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print) -> list[list[str]]:
+def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: str = "whole") -> list[list[str]]:
     """The unrated reviews of cfg.unlabeled as the student's token lists: streamed file by file in
-    order, split into sentences or kept whole (cfg.unlabeled_split), texts already among `exclude` (the
-    training and augmented texts, keys joined by TOKEN_SEP) or seen before left out, at most
-    cfg.unlabeled_max. Rows that hold no readable text are counted and named, not labelled."""
+    order, split into sentences or kept whole (cfg.unlabeled_split; "auto": as the student reads long
+    texts, `student_reads`, the reading rule train picks from the training data), texts already among
+    `exclude` (the training and augmented texts, keys joined by TOKEN_SEP) or seen before left out, at
+    most cfg.unlabeled_max. Rows that hold no readable text are counted and named, not labelled."""
     if not cfg.unlabeled:
         return []
     from .data import read_examples
     from .predict import split_sentences
     st = cfg.student
-    split = cfg.unlabeled_split == "sentences" or (cfg.unlabeled_split == "auto" and st.phrases)
+    split = cfg.unlabeled_split == "sentences" or (cfg.unlabeled_split == "auto" and student_reads == "sentences")
     cap = cfg.unlabeled_max or float("inf")
     seen, out = set(exclude), []
     for path in cfg.unlabeled:

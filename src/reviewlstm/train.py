@@ -411,7 +411,7 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
 
 @dataclass
 class Recipe:
-    """What training decided from the data, when the settings said "auto" (_reading_rule)."""
+    """What training decided from the data, when the settings said "auto" (reading_rule)."""
     long_text: str
     pooling: str
     event_dropout: float | None
@@ -420,7 +420,7 @@ class Recipe:
 
 def decide_recipe(cfg: TrainConfig, data: Data, log: Callable[[str], None]) -> Recipe:
     """How long texts are read, how the layer's outputs are pooled, the dropout on the word vectors."""
-    recipe = Recipe(*_reading_rule(cfg, data.train, data.train_tokens))
+    recipe = Recipe(*reading_rule(cfg, data.train, data.train_tokens))
     log(recipe.why)
     return recipe
 
@@ -765,7 +765,7 @@ def _write_curves(out: Path, history: list, kept, holdout: dict | None) -> dict:
 
 
 
-def _reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[str, str, float | None, str]:
+def reading_rule(cfg: TrainConfig, examples: list, token_lists: list) -> tuple[str, str, float | None, str]:
     """(long_text, pooling, event_dropout, a line saying what was picked and why) from the settings
     and the data."""
     lengths: dict[int, int] = {}
