@@ -70,6 +70,8 @@ def _column_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .explain import METHODS
+    from .model import LONG_TEXTS
     parser = argparse.ArgumentParser(prog="reviewlstm", description="Predict a review's star rating from its text.")
     parser.add_argument("--version", action="version", version=f"reviewlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per text")
     p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST)")
     p.add_argument("--output", help="where to write the rows with their predictions (with --input)")
-    p.add_argument("--long-text", choices=("sentences", "whole"), default=None,
+    p.add_argument("--long-text", choices=LONG_TEXTS, default=None,
                    help="long reviews: read sentence by sentence and average, or in one pass "
                         "(default: as the model was trained, its config's long_text)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while scoring --input")
@@ -112,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the rating sets at coverage C: how often they hold the true rating, how wide")
     e.add_argument("--reliability-png", metavar="PATH",
                    help="also draw the reliability diagram (accuracy against confidence: is the model as sure as it is right?)")
-    e.add_argument("--long-text", choices=("sentences", "whole"), default=None,
+    e.add_argument("--long-text", choices=LONG_TEXTS, default=None,
                    help="default: as the model was trained")
     e.add_argument("--teacher", metavar="DIR",
                    help="also score a distillation teacher (reviewlstm distill's WORK/teacher), side by side")
@@ -159,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with the word heat map, the gate heat maps and the prediction after each word.")
     _model_arg(x, device=False)  # explanations run on the CPU
     x.add_argument("text", metavar="TEXT", help="the review to explain")
-    x.add_argument("--method", choices=("integrated_gradients", "occlusion"), default="integrated_gradients",
+    x.add_argument("--method", choices=METHODS, default="integrated_gradients",
                    help="word contributions by integrated gradients (default) or by leaving each word out")
     x.add_argument("--json", action="store_true", help="print the whole explanation as one JSON object")
     x.add_argument("--html", metavar="FILE", help="write a self-contained page (no network needed to view it)")

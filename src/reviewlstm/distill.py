@@ -29,6 +29,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from . import artifact
+from .model import LongText
 from .options import check_fields, option
 from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
@@ -79,7 +80,7 @@ class DistillConfig:
                                        metavar="N")
     # "auto": split unrated reviews into sentences when the student reads long texts sentence by
     # sentence (train's reading rule, from the training data: SST-5's kind), else keep each whole
-    unlabeled_split: Literal["auto", "sentences", "whole"] = option(
+    unlabeled_split: Literal["auto", LongText] = option(
         "auto", "split unrated reviews into sentences (auto: when the student reads long texts sentence by sentence, "
                 "as train decides from the training data) or keep them whole")
     # the teacher's distributions averaged with TF-IDF + LR's (fitted on the same training texts; for

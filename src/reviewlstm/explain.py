@@ -18,7 +18,9 @@ average over the sentences read so far, the current one up to that word.
 """
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -26,7 +28,8 @@ import torch
 from .artifact import LoadedModel
 from .predict import Predictor, pad_batch, rating_and_expected
 
-METHODS = ("integrated_gradients", "occlusion")
+Method = Literal["integrated_gradients", "occlusion"]  # word contributions: how they are measured
+METHODS = typing.get_args(Method)
 # An explanation costs about 40 passes over the text (integrated gradients' steps, the gates, every
 # prefix), and its memory grows with the square of a piece's length (the prefixes): so every surface
 # explains at most this many characters of a text by default (settable: `max_chars`, `reviewlstm

@@ -23,6 +23,8 @@ LONG_THRESHOLD = 60
 Cell = Literal["lstm", "classic-lstm", "rnn"]  # cells.CELLS, the one registry (a test holds them equal)
 Pooling = Literal["final", "max", "mean", "attention"]
 POOLINGS = typing.get_args(Pooling)
+LongText = Literal["sentences", "whole"]  # how a text over LONG_THRESHOLD tokens is read
+LONG_TEXTS = typing.get_args(LongText)
 
 
 def parse_labels(text: str) -> list[str]:
@@ -100,7 +102,7 @@ class ModelConfig:
     def validate(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
-        if self.long_text not in ("sentences", "whole"):
+        if self.long_text not in LONG_TEXTS:
             raise ValueError(f"long_text must be sentences or whole, got {self.long_text!r}")
         if self.scale_max <= self.scale_min:
             raise ValueError(f"the rating scale {self.scale_min}..{self.scale_max} is empty")

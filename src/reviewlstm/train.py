@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics, transfer
 from .data import BadRows, Columns, read_examples
-from .model import LONG_THRESHOLD, Cell, ModelConfig, Pooling, RatingModel, ordinal_loss
+from .model import LONG_THRESHOLD, Cell, LongText, ModelConfig, Pooling, RatingModel, ordinal_loss
 from .options import check_fields, option
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
@@ -72,7 +72,7 @@ class TrainConfig:
     max_examples: int | None = option(None, "use only the first N training examples", metavar="N", positive=True)
     holdout: float = option(0.1, "share of training reviews set aside as an untouched validation slice, scored once "
                                  "at the end (0: none)")
-    long_text: Literal["auto", "sentences", "whole"] = option(
+    long_text: Literal["auto", LongText] = option(
         "auto", "how the model reads texts over 60 tokens, in training and ever after (auto: whole when a fifth of "
                 "the training reviews are that long)")
     # start from a trained model: "bundled", a model directory, None (from scratch), or "auto": the

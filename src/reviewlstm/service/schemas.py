@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from ..explain import EXPLAIN_MAX_CHARS
+from ..explain import EXPLAIN_MAX_CHARS, Method
+from ..model import LongText
 from ..predict import Prediction as PredictionResult
 
 
@@ -48,7 +48,7 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(None, description="one review")
     texts: list[str] | None = Field(None, description="several reviews")
-    long_text: Literal["sentences", "whole"] | None = None  # None: as the model was trained
+    long_text: LongText | None = None  # None: as the model was trained
     coverage: float | None = Field(None, gt=0, lt=1, description="also give each text's rating set: the run of "
                                    "ratings holding the true one with this probability (e.g. 0.9)")
 
@@ -91,4 +91,4 @@ class PredictBatch(BaseModel):
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str
-    method: Literal["integrated_gradients", "occlusion"] = "integrated_gradients"
+    method: Method = "integrated_gradients"
