@@ -14,7 +14,8 @@ For each data set (bench/common.py), on the same files and machine, one after an
 - with `--distilled amazon=runs/distill-amazon`: a model `reviewlstm distill` wrote, scored on the
   same dev and slice, beside its teacher alone and the ensemble teacher distill made of it (the
   teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); `--seeds 0` scores
-  only the distilled model and its teachers.
+  only the distilled model and its teachers; `--teacher sst-phrases=DIR` scores a fine-tuned teacher
+  alone and as the ensemble distill would make of it (the weight chosen on dev).
 Reported on dev and on the slice that no choice touched: accuracy, MAE of the predicted rating,
 macro-F1, QWK (mean ± sd over seeds), and training seconds.
 """
@@ -44,7 +45,7 @@ def cell(s: dict, key: str, pct: bool) -> str:
     return fmt(s[key]) + (f" ± {fmt(s[key + '_sd'])}" if s.get(key + "_sd") else "")
 
 
-def run(ds, seeds: list[int], distilled: str | None, threads: int) -> list[dict]:
+def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str | None = None) -> list[dict]:
     split = Split.read(ds)
     train_texts, train_y = Split.texts(split.kept), Split.ratings(split.kept)
     dev_texts, held_texts = Split.texts(split.dev), Split.texts(split.held)
@@ -82,10 +83,14 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int) -> list[dict]
     if seeds:
         report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs)
 
+    if teacher:
+        teachers(ds, split, teacher, report)
     if distilled:
         model = api.load_model(distilled)
         record = model.metadata.get("distillation", {})
-        teachers(ds, split, record, report)
+        teachers(ds, split, record["teacher"], report,
+                 ((record.get("teacher_check") or {}).get("ensemble") or {}).get("weight", 1.0),
+                 (record.get("teacher_trained") or {}).get("seconds", 0.0))
         ev = api.evaluate(ds.dev, model=model)
         held = scores(held_y, [p.rating for p in api.predict([e.text for e in split.held], model=model)], ds.ratings)
         report(f"reviewlstm distill ({distilled})", sum(record.get("seconds", {}).values()),
@@ -93,28 +98,29 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int) -> list[dict]
     return rows
 
 
-def teachers(ds, split, record: dict, report) -> None:
-    """The distilled model's teacher alone and as the ensemble distill made of it (its distributions
-    mixed with TF-IDF + LR's at the weight chosen on dev), on dev and on the slice, read as the
-    student reads them."""
+def teachers(ds, split, teacher_dir, report, weight: float | None = None, seconds: float = 0.0) -> None:
+    """A distillation teacher alone and as an ensemble (its distributions mixed with TF-IDF + LR's at
+    `weight`, or, when None, at the weight distill would choose on dev), on dev and on the slice, read
+    as the student reads them."""
     import numpy as np
     from reviewlstm.baseline import TfidfLR
-    from reviewlstm.distill import _mix_metrics, _softmax
+    from reviewlstm.distill import _mix_metrics, _softmax, ensemble_weight
     from reviewlstm.teacher import Teacher, resolve_precision
-    teacher = Teacher.load(record["teacher"])
+    teacher = Teacher.load(teacher_dir)
+    seconds = seconds or (teacher.info.trained or {}).get("seconds", 0.0)
     precision = resolve_precision("auto", next(teacher.parameters()).device)
     peer = TfidfLR.fit(Split.texts(split.kept), Split.ratings(split.kept), seed=0)
-    weight = ((record.get("teacher_check") or {}).get("ensemble") or {}).get("weight", 1.0)
     parts = {}
     for part, examples in (("dev", split.dev), ("slice", split.held)):
         texts = Split.texts(examples)
         logits = teacher.logits([teacher.text(t.split(" ")) for t in texts], precision=precision)
         truth = np.asarray(Split.ratings(examples)) - ds.scale[0]
         parts[part] = (_softmax(logits), peer.proba(texts, ds.ratings), truth)
-    for name, w in ((f"the teacher alone ({record.get('teacher_source')})", 1.0),
-                    (f"the ensemble teacher ({w_text(weight)})", weight)):
+    if weight is None:
+        weight = ensemble_weight(*parts["dev"], ds.ratings)[0]
+    for name, w in ((f"the teacher alone ({teacher.info.source})", 1.0), (f"the ensemble teacher ({w_text(weight)})", weight)):
         d, h = (_mix_metrics(t, p, w, y, ds.ratings) for t, p, y in (parts["dev"], parts["slice"]))
-        report(name, (record.get("teacher_trained") or {}).get("seconds", 0.0), [d], [h])
+        report(name, seconds, [d], [h])
 
 
 def w_text(weight: float) -> str:
@@ -126,14 +132,17 @@ def main() -> None:
     data_args(ap)
     ap.add_argument("--seeds", type=int, default=3, help="runs per model, seeds 0..N-1")
     ap.add_argument("--distilled", nargs="*", default=[], metavar="DATA=RUN_DIR",
-                    help="a distilled model to score beside the peers on that data set")
+                    help="a distilled model to score beside the peers on that data set, with its teachers")
+    ap.add_argument("--teacher", nargs="*", default=[], metavar="DATA=TEACHER_DIR",
+                    help="a fine-tuned teacher to score alone and as the ensemble distill would make of it")
     args = ap.parse_args()
     distilled = dict(d.split("=", 1) for d in args.distilled)
+    teacher = dict(t.split("=", 1) for t in args.teacher)
     print("| data | model | dev acc | dev MAE | dev macro-F1 | slice acc | slice MAE | slice macro-F1 | slice QWK | train |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for ds in datasets(args.data):
-        rows += run(ds, list(range(args.seeds)), distilled.get(ds.name), args.threads)
+        rows += run(ds, list(range(args.seeds)), distilled.get(ds.name), args.threads, teacher.get(ds.name))
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(rows, indent=1))

@@ -128,6 +128,17 @@ def test_init_from_a_trained_model_copies_its_layer_head_and_shared_words(tiny_m
     with pytest.raises(ValueError, match="--init-from .*: its layer and head do not fit this model"):
         train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "n"), phrases=False, max_examples=50,
                           epochs=1, hidden=12, init_from=str(tiny_model), progress=False), log=lambda s: None)
+    # on another rating scale: the layer and the shared words, and a new head of the new scale's size
+    logs.clear()
+    ten = train(TrainConfig(train=str(write_csv(tmp_path / "ten.csv", long_reviews(sst, 20, 3))), out=str(tmp_path / "t"),
+                            scale_min=1, scale_max=10, epochs=1, hidden=16, seed=5, lr=1e-12, holdout=0,
+                            extra_glove_words=0, init_from=str(tiny_model), progress=False), log=logs.append)
+    child = api.load_model(ten.out)
+    for name in theirs:
+        if name.startswith("rnn."):
+            assert (child.model.state_dict()[name] - theirs[name]).abs().max() < 1e-6, name
+    assert child.model.head.weight.shape[0] == 10
+    assert any("its layer (a new head: it rates 1-5)" in line for line in logs), logs
 
 
 def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_path):

@@ -806,21 +806,25 @@ def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str 
 
 
 def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
-    """Start from a trained model: its recurrent layer and head (they must have this model's
-    shapes), and its embedding of every word both vocabularies share (a sentiment model already knows which words
-    matter; a small file of one's own then only has to teach what is new)."""
+    """Start from a trained model: its recurrent layer (it must have this model's shapes), its head
+    when the rating scale is the same (on another scale the head starts new), and its embedding of
+    every word both vocabularies share (a sentiment model already knows which words matter; a small
+    file of one's own then only has to teach what is new)."""
     try:
         donor = artifact.load_model(None if source == "bundled" else source)
     except Exception as e:  # a missing or broken model: say which, in one line
         raise ValueError(f"--init-from {source}: {e}") from None
     own, theirs = model.state_dict(), donor.model.state_dict()
-    # the recurrent layer and the head, whole or not at all (a lone bias of the same size would
-    # "fit" a model of another width)
-    copied = [k for k in theirs if k.startswith(("rnn.", "head.")) or k.startswith("attention.")]
-    if not all(k in own and own[k].shape == theirs[k].shape for k in copied):
+    # the recurrent layer (and attention), whole or not at all (a lone bias of the same size would
+    # "fit" a model of another width); the head likewise, and only on the same scale
+    layer = [k for k in theirs if k.startswith(("rnn.", "attention."))]
+    head = [k for k in theirs if k.startswith("head.")]
+    if not all(k in own and own[k].shape == theirs[k].shape for k in layer):
         raise ValueError(f"--init-from {source}: its layer and head do not fit this model (its cell "
                          f"{donor.config.cell}, hidden {donor.config.hidden}, "
                          f"{'bi' if donor.config.bidirectional else 'uni'}directional)")
+    same_scale = all(k in own and own[k].shape == theirs[k].shape for k in head)
+    copied = layer + (head if same_scale else [])
     with torch.no_grad():
         for k in copied:
             own[k].copy_(theirs[k])
@@ -828,7 +832,9 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
         if words and donor.config.embed_dim == model.config.embed_dim:
             mine, its = (torch.tensor(x) for x in zip(*words))
             model.embedding.weight[mine] = donor.model.embedding.weight[its].to(model.embedding.weight.dtype)
-    return f"started from {donor.path}: its layer and head ({len(copied)} tensors), {len(words)}/{len(vocab) - 2} word vectors"
+    what = "its layer and head" if same_scale else f"its layer (a new head: it rates {donor.config.scale_min}-" \
+                                                   f"{donor.config.scale_max})"
+    return f"started from {donor.path}: {what} ({len(copied)} tensors), {len(words)}/{len(vocab) - 2} word vectors"
 
 
 def _majority(examples, rating: int, cfg: ModelConfig) -> dict:
