@@ -40,14 +40,14 @@ def main() -> None:
         path = api.export(Path(tmp) / "onnx", model=loaded)
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        runtime = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         ids, lengths, owner, weight = onnx_ids(loaded, texts)
         order = np.argsort(-lengths, kind="stable")
         batches = [order[i:i + 128] for i in range(0, len(order), 128)]
 
         def run_onnx(idx):
             width = int(lengths[idx].max())
-            return session.run(["probabilities"], {"ids": ids[idx, :width], "lengths": lengths[idx]})[0]
+            return runtime.run(["probabilities"], {"ids": ids[idx, :width], "lengths": lengths[idx]})[0]
 
         @torch.inference_mode()
         def run_native(idx):

@@ -21,8 +21,8 @@ def native(loaded, ids, lengths):
 
 
 def exported(path, ids, lengths):
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["probabilities"], {"ids": ids, "lengths": lengths})[0]
+    runtime = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return runtime.run(["probabilities"], {"ids": ids, "lengths": lengths})[0]
 
 
 def test_the_tiny_model_exports_and_agrees_on_a_padded_batch(tiny_model, sst, tmp_path):

@@ -157,10 +157,9 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     # stage would otherwise report the seconds it took to load
     fine_tuned = (teacher.info.trained or {}).get("seconds")
     seconds["teacher"] = round(fine_tuned if fine_tuned is not None else time.perf_counter() - t0, 3)
-    check = teacher_check(cfg, teacher, kept, tokens, log) if st.dev else None
+    check, baseline = teacher_check(cfg, teacher, kept, tokens, log) if st.dev else (None, None)
     if cfg.until == "teacher":
-        return DistillResult(None, teacher_dir, None, seconds,
-                             teacher_check={k: v for k, v in check.items() if k != "baseline"} if check else check)
+        return DistillResult(None, teacher_dir, None, seconds, teacher_check=check)
 
     # -- 3. augment: from each review (an SST sentence, not its every phrase), seeded
     t0 = time.perf_counter()
@@ -186,11 +185,10 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     weight = check["ensemble"]["weight"] if check and "ensemble" in check else 1.0
     if weight < 1.0:
         t0 = time.perf_counter()
-        logits = ensemble_logits(logits, texts, len(unique), kept, tokens, weight, check["baseline"], st.seed,
+        logits = ensemble_logits(logits, texts, len(unique), kept, tokens, weight, baseline, st.seed,
                                  list(range(st.scale_min, st.scale_max + 1)))
         log(f"label: the teacher's distributions mixed with TF-IDF + LR's ({weight:g} : {1 - weight:g}; the training "
             f"texts' out of fold), {time.perf_counter() - t0:.0f} s")
-    check = {k: v for k, v in check.items() if k != "baseline"} if check else check
     transfer = work / "transfer.jsonl.gz"
     _write_transfer(transfer, texts, logits, len(unique), len(unique) + len(augmented))
     seconds["label"] = round(label_seconds, 3)
@@ -257,17 +255,18 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
     return teacher, target
 
 
-def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print) -> dict | None:
+def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print):
     """The teacher against TF-IDF + LR fitted on the same training texts (seconds), both on dev,
     said before the teacher's labels are used: a teacher no better than that baseline cannot make a
-    student better than it. Returns both metric sets, or None without scikit-learn."""
+    student better than it. Returns (both metric sets and the ensemble's, the fitted TF-IDF + LR), or
+    (None, None) without scikit-learn."""
     from . import metrics
     from .data import read_examples
     try:
         from .baseline import TfidfLR
     except ImportError:  # pragma: no cover - scikit-learn comes with the teacher's extra
         log("teacher check: skipped (scikit-learn is not installed: pip install -e \".[teacher]\")")
-        return None
+        return None, None
     st = cfg.student
     ratings = list(range(st.scale_min, st.scale_max + 1))
     from .model import parse_labels
@@ -298,13 +297,14 @@ def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print)
         dev_tokens = [text_tokens(e.text, e.tokens, st.lowercase) for e in dev]
         logits, _ = label(teacher, dev_tokens, cfg.work_dir / "labels", cfg.label_batch_size, False, lambda line: None,
                           precision=precision)
-        weight, mixed = ensemble_weight(_softmax(logits), probs, np.asarray(gold) - st.scale_min, ratings)
+        teacher_probs, truth = _softmax(logits), np.asarray(gold) - st.scale_min
+        weight, mixed = ensemble_weight(teacher_probs, probs, truth, ratings)
+        alone = _mix_metrics(teacher_probs, probs, 1.0, truth, ratings)
         out["ensemble"] = {"weight": weight, **{k: mixed.get(k) for k in keep}}
-        out["baseline"] = baseline  # for the labels; not recorded
         log(f"ensemble teacher: {weight:g} x the teacher + {1 - weight:g} x TF-IDF + LR, the weight chosen on dev: "
             f"accuracy {mixed['accuracy']:.1%}, MAE {mixed['mae']:.3f}, NLL {mixed['nll']:.3f} (the teacher alone, read "
-            f"the same way: {_mix_metrics(_softmax(logits), probs, 1.0, np.asarray(gold) - st.scale_min, ratings)['accuracy']:.1%})")
-    return out
+            f"the same way: {alone['accuracy']:.1%})")
+    return out, baseline
 
 
 WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))  # the teacher's share, 0 to 1
