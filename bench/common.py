@@ -9,6 +9,7 @@ The data sets, by name (`--data NAME[,NAME]` in every quality benchmark):
 | `amazon` | the Amazon musical reviews' train.csv | their dev.csv | skewed to 5 stars |
 | `imdb-5k` | a fixed 5,000 of IMDB's rated reviews, 1-10 | 2,500 others | `--scale 1-10` |
 | `imdb-5k-stars` | the same reviews as stars, ceil(rating / 2) | the same | no 3-star review exists |
+| `imdb-1k`, `imdb-Nk`, `imdb-all` (and `-stars`) | the first 1,000 / N,000 / all 22,5xx of the same order | the same | the learning curve: each subset holds the smaller ones |
 | `imdb-unrated` | IMDB's 50,000 unrated reviews, text only | - | transfer text for distill |
 
 The IMDB files are made once from `../shared/data/imdb/train.csv.gz` into `runs/data/` (a review
@@ -24,6 +25,7 @@ import csv
 import gzip
 import hashlib
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -66,9 +68,10 @@ def _hash(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:12], 16)
 
 
-def imdb_files(subset: int = 5000) -> dict[str, Path]:
-    """IMDB's fixed dev split and training subset (1-10 and stars), made once under runs/data/."""
-    out = MADE / f"imdb-{subset // 1000}k"
+def imdb_files(subset: int | None = 5000) -> dict[str, Path]:
+    """IMDB's fixed dev split and training subset (1-10 and stars), made once under runs/data/; subset
+    None: every rated review outside dev."""
+    out = MADE / (f"imdb-{subset // 1000}k" if subset else "imdb-all")
     names = {k: out / f"{k}.csv" for k in ("train", "dev", "train_stars", "dev_stars")}
     if all(p.exists() for p in names.values()):
         return names
@@ -105,6 +108,14 @@ def datasets(names: str | list[str]) -> list[DataSet]:
         "imdb-5k": lambda: DataSet("imdb-5k", imdb_files()["train"], imdb_files()["dev"], scale=(1, 10)),
         "imdb-5k-stars": lambda: DataSet("imdb-5k-stars", imdb_files()["train_stars"], imdb_files()["dev_stars"]),
     }
+    for name in names:  # the learning curve's subsets: imdb-1k, imdb-10k-stars, imdb-all, ...
+        m = re.fullmatch(r"imdb-(\d+k|all)(-stars)?", name)
+        if m and name not in known:
+            subset = None if m[1] == "all" else int(m[1][:-1]) * 1000
+            files = imdb_files(subset)
+            known[name] = (lambda n=name, f=files, s=bool(m[2]):
+                           DataSet(n, f["train_stars"], f["dev_stars"]) if s else
+                           DataSet(n, f["train"], f["dev"], scale=(1, 10)))
     unknown = [n for n in names if n not in known]
     if unknown:
         raise SystemExit(f"unknown data set {', '.join(unknown)}: choose from {', '.join(known)}")
