@@ -142,8 +142,9 @@ class Split:
     held: list
 
     @classmethod
-    def read(cls, ds: DataSet) -> "Split":
-        train = list(read_examples(ds.train, phrases=ds.phrases, scale=ds.scale))
+    def read(cls, ds: DataSet, max_examples: int | None = None) -> "Split":
+        """max_examples: the first N training examples only, as train's --max-examples takes them."""
+        train = list(read_examples(ds.train, phrases=ds.phrases, scale=ds.scale))[:max_examples]
         kept, held = split_holdout(train, 0.1)
         return cls(kept, list(read_examples(ds.dev, scale=ds.scale)), held)
 

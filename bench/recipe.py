@@ -2,6 +2,7 @@
 
     python bench/recipe.py --data amazon --variants "pooling=final;pooling=max;pooling=mean" --seeds 0,1,2
     python bench/recipe.py --data sst-phrases --variants "cell=lstm;cell=classic-lstm" --seeds 0,1,2
+    python bench/recipe.py --data imdb-5k --variants ";init_from=none" --mix-tfidf   # + a TF-IDF + LR path
 
 A variant is `;`-separated sets of TrainConfig settings (`name=value,name=value`); everything else
 is the default recipe. A variant wins only if it wins on the slice too (dev chose its checkpoints,
@@ -24,7 +25,7 @@ from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor
 from reviewlstm.train import TrainConfig, split_holdout
 
-from common import data_args, datasets
+from common import Split, data_args, datasets
 
 
 def parse_variant(text: str) -> dict:
@@ -63,10 +64,37 @@ def seed_ensemble(model_dirs, train_path, dev_path, phrases, max_examples=None) 
     return out
 
 
+def tfidf_mixture(model_dirs, ds, max_examples=None) -> list[dict]:
+    """Each run's distributions mixed with TF-IDF + LR's (fitted once on the same kept training reviews),
+    the model's share chosen on dev as distill's ensemble teacher chooses it (distill.ensemble_weight),
+    then scored on the slice at that share: a linear n-gram path beside the recurrent one, measured
+    without training one."""
+    from reviewlstm.baseline import TfidfLR
+    from reviewlstm.distill import _mix_metrics, ensemble_weight
+    split = Split.read(ds, max_examples)
+    peer = TfidfLR.fit(Split.texts(split.kept), Split.ratings(split.kept))
+    runs = []
+    for d in model_dirs:
+        m = api.load_model(d)
+        ratings = m.config.ratings
+        out = {"seed": d.rsplit("seed", 1)[1], "best_epoch": "-", "seconds": 0.0}
+        probs = {part: np.asarray([p.probabilities for p in Predictor(m).predict([e.text for e in ex], [e.tokens for e in ex])])
+                 for part, ex in (("dev", split.dev), ("slice", split.held))}
+        truth = {part: np.asarray(Split.ratings(ex)) - ratings[0] for part, ex in (("dev", split.dev), ("slice", split.held))}
+        lr = {part: peer.proba(Split.texts(ex), ratings) for part, ex in (("dev", split.dev), ("slice", split.held))}
+        weight, out["dev"] = ensemble_weight(probs["dev"], lr["dev"], truth["dev"], ratings)
+        out["slice"] = _mix_metrics(probs["slice"], lr["slice"], weight, truth["slice"], ratings)
+        out["best_epoch"] = f"w={weight:g}"
+        runs.append(out)
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--mix-tfidf", action="store_true",
+                    help="also score each run mixed with TF-IDF + LR's distributions, the share chosen on dev")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each variant's seeds as one model (their distributions averaged)")
     data_args(ap, default="amazon")
@@ -104,9 +132,12 @@ def main() -> None:
         if args.ensemble:
             ensemble = [seed_ensemble([f"{keep.name}/seed{r['seed']}" for r in runs], train_path, dev_path, phrases,
                                       settings.get("max_examples"))]
+        mixed = tfidf_mixture([f"{keep.name}/seed{r['seed']}" for r in runs], ds,
+                                                        settings.get("max_examples")) if args.mix_tfidf else []
         keep.cleanup()
         for label, group in ((variant or "default", runs), (f"{variant}: the single best check", singles),
-                             (f"{variant or 'default'}: the {len(runs)} seeds' distributions averaged", ensemble)):
+                             (f"{variant or 'default'}: the {len(runs)} seeds' distributions averaged", ensemble),
+                             (f"{variant or 'default'}: each mixed with TF-IDF + LR (share on dev)", mixed)):
             if not group:
                 continue
             print(f"| {args.data} | {label} | {len(group)} | {ms(group, 'dev', 'accuracy')} | {ms(group, 'dev', 'mae')} "
@@ -114,6 +145,8 @@ def main() -> None:
                   f"| {', '.join(str(r['best_epoch']) for r in group)} | {statistics.mean(r['seconds'] for r in group):.0f} |",
                   flush=True)
         rows.append({"variant": variant, "settings": settings, "ensemble": ensemble,
+                     "mixed": [{k: (v if k not in ("dev", "slice") else {m: v[m] for m in ("accuracy", "mae", "macro_f1", "qwk")})
+                                for k, v in r.items()} for r in mixed],
                      "runs": [{k: (v if k not in ("dev", "slice") else {m: v[m] for m in ("accuracy", "mae", "macro_f1", "qwk")})
                                for k, v in r.items()} for r in runs]})
     if args.json:
