@@ -10,7 +10,8 @@ For each data set (bench/common.py), on the same files and machine, one after an
   reviews minus the same slice, reading the same tokens (reviewlstm's tokenizer, lower-cased), once
   per seed;
 - `reviewlstm train` with its defaults (only --train, --dev, --out, --seed and the data's own
-  --scale / --no-phrases), once per seed: it sets the same validation slice aside itself;
+  --scale / --no-phrases), once per seed: it sets the same validation slice aside itself; and the
+  same runs' recurrent path alone, without the n-gram path train mixed in (when dev chose one);
 - with `--distilled amazon=runs/distill-amazon`: a model `reviewlstm distill` wrote, scored on the
   same dev and slice, beside its teacher alone and the ensemble teacher distill made of it (the
   teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); `--seeds 0` scores
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from common import PEERS, Split, data_args, datasets, mean_sd, scores, timed
 
-from reviewlstm import api
+from reviewlstm import api, artifact
 from reviewlstm.train import TrainConfig
 
 
@@ -70,6 +71,7 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
         report(name, seconds, dev_runs, held_runs)
 
     dev_runs, held_runs, seconds, epochs = [], [], 0.0, []
+    alone_dev, alone_held, shares = [], [], []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as out:
             cfg = TrainConfig(overwrite=True, out=out, seed=seed, threads=threads, progress=False, **ds.train_args())
@@ -80,8 +82,15 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
             dev_runs.append({k: ev[k] for k in ("n", "accuracy", "mae", "macro_f1", "qwk")})
             held_runs.append(result.holdout_metrics)
             epochs.append(result.best_epoch)
+            loaded = api.load_model(out)  # the same run's recurrent path alone, without its n-gram path
+            alone_dev.append(recurrent_alone(loaded, split.dev, ds.ratings))
+            alone_held.append(recurrent_alone(loaded, split.held, ds.ratings))
+            shares.append(1 - loaded.config.ngram_share)
+            artifact.forget(out)  # the temporary directory is gone after this run
     if seeds:
-        report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs)
+        report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs, ngram_shares=shares)
+        report(f"reviewlstm train, its recurrent path alone (n-gram shares {', '.join(f'{x:g}' for x in shares)})",
+               seconds, alone_dev, alone_held)
 
     if teacher:
         teachers(ds, split, teacher, report)
@@ -98,13 +107,22 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
     return rows
 
 
+def recurrent_alone(loaded, examples, ratings) -> dict:
+    """A trained model's recurrent path alone (its n-gram path left out), read as predict reads."""
+    from reviewlstm.predict import Predictor, rating_and_expected, read_distributions
+    reader = Predictor(loaded)
+    probs = read_distributions(loaded.model, [reader.piece_ids(e.text, e.tokens) for e in examples], recurrent_only=True)
+    return scores(Split.ratings(examples), rating_and_expected(probs, ratings)[0], ratings)
+
+
 def teachers(ds, split, teacher_dir, report, weight: float | None = None, seconds: float = 0.0) -> None:
     """A distillation teacher alone and as an ensemble (its distributions mixed with TF-IDF + LR's at
     `weight`, or, when None, at the weight distill would choose on dev), on dev and on the slice, read
     as the student reads them."""
     import numpy as np
     from reviewlstm.baseline import TfidfLR
-    from reviewlstm.distill import _mix_metrics, _softmax, ensemble_weight
+    from reviewlstm.distill import _softmax
+    from reviewlstm.loop import mixture_metrics, mixture_share
     from reviewlstm.teacher import Teacher, resolve_precision
     teacher = Teacher.load(teacher_dir)
     seconds = seconds or (teacher.info.trained or {}).get("seconds", 0.0)
@@ -117,9 +135,9 @@ def teachers(ds, split, teacher_dir, report, weight: float | None = None, second
         truth = np.asarray(Split.ratings(examples)) - ds.scale[0]
         parts[part] = (_softmax(logits), peer.proba(texts, ds.ratings), truth)
     if weight is None:
-        weight = ensemble_weight(*parts["dev"], ds.ratings)[0]
+        weight = mixture_share(*parts["dev"], ds.ratings)[0]
     for name, w in ((f"the teacher alone ({teacher.info.source})", 1.0), (f"the ensemble teacher ({w_text(weight)})", weight)):
-        d, h = (_mix_metrics(t, p, w, y, ds.ratings) for t, p, y in (parts["dev"], parts["slice"]))
+        d, h = (mixture_metrics(t, p, w, y, ds.ratings) for t, p, y in (parts["dev"], parts["slice"]))
         report(name, seconds, [d], [h])
 
 

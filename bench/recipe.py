@@ -66,24 +66,24 @@ def seed_ensemble(model_dirs, train_path, dev_path, phrases, max_examples=None) 
 
 def tfidf_mixture(model_dirs, ds, max_examples=None) -> list[dict]:
     """Each run's distributions mixed with TF-IDF + LR's (fitted once on the same kept training reviews),
-    the model's share chosen on dev as distill's ensemble teacher chooses it (distill.ensemble_weight),
+    the model's share chosen on dev as distill's ensemble teacher chooses it (loop.mixture_share),
     then scored on the slice at that share: a linear n-gram path beside the recurrent one, measured
     without training one."""
     from reviewlstm.baseline import TfidfLR
-    from reviewlstm.distill import _mix_metrics, ensemble_weight
+    from reviewlstm.loop import mixture_metrics, mixture_share
     split = Split.read(ds, max_examples)
     peer = TfidfLR.fit(Split.texts(split.kept), Split.ratings(split.kept))
     runs = []
     for d in model_dirs:
         m = api.load_model(d)
         ratings = m.config.ratings
-        out = {"seed": d.rsplit("seed", 1)[1], "best_epoch": "-", "seconds": 0.0}
+        out = {"seed": Path(d).name, "best_epoch": "-", "seconds": 0.0}
         probs = {part: np.asarray([p.probabilities for p in Predictor(m).predict([e.text for e in ex], [e.tokens for e in ex])])
                  for part, ex in (("dev", split.dev), ("slice", split.held))}
         truth = {part: np.asarray(Split.ratings(ex)) - ratings[0] for part, ex in (("dev", split.dev), ("slice", split.held))}
         lr = {part: peer.proba(Split.texts(ex), ratings) for part, ex in (("dev", split.dev), ("slice", split.held))}
-        weight, out["dev"] = ensemble_weight(probs["dev"], lr["dev"], truth["dev"], ratings)
-        out["slice"] = _mix_metrics(probs["slice"], lr["slice"], weight, truth["slice"], ratings)
+        weight, out["dev"] = mixture_share(probs["dev"], lr["dev"], truth["dev"], ratings)
+        out["slice"] = mixture_metrics(probs["slice"], lr["slice"], weight, truth["slice"], ratings)
         out["best_epoch"] = f"w={weight:g}"
         runs.append(out)
     return runs

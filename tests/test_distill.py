@@ -19,7 +19,8 @@ from reviewlstm.data import read_examples
 from reviewlstm.distill import DistillConfig, augment, distill, label
 from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
 from reviewlstm import transfer
-from reviewlstm.distill import WEIGHTS, ensemble_logits, ensemble_weight
+from reviewlstm.distill import ensemble_logits
+from reviewlstm.loop import SHARES, mixture_share
 from reviewlstm.train import TrainConfig, split_holdout
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
@@ -348,7 +349,7 @@ def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(dist
     # the ensemble's weight is chosen on dev: its mixture scores at least what either part alone does
     # (weight 0 is TF-IDF + LR alone, so the mixture is never below it)
     from reviewlstm import loop
-    assert check["ensemble"]["weight"] in WEIGHTS
+    assert check["ensemble"]["weight"] in SHARES
     assert loop.score(check["ensemble"]) >= loop.score(check["tfidf_lr"])
     assert any(line.startswith("ensemble teacher: ") for line in lines)
     assert 0 <= check["tfidf_lr"]["accuracy"] <= 1 and check["tfidf_lr"]["mae"] >= 0
@@ -368,8 +369,8 @@ def test_the_ensemble_weight_is_the_best_mixture_on_dev():
     truth = np.array([0, 1, 2, 0])
     right = np.eye(3)[truth] * 0.9 + 0.1 / 3                  # always right
     wrong = np.eye(3)[(truth + 1) % 3] * 0.9 + 0.1 / 3        # always wrong
-    assert ensemble_weight(right, wrong, truth, [1, 2, 3])[0] == 1.0
-    weight, m = ensemble_weight(wrong, right, truth, [1, 2, 3])
+    assert mixture_share(right, wrong, truth, [1, 2, 3])[0] == 1.0
+    weight, m = mixture_share(wrong, right, truth, [1, 2, 3])
     assert weight == 0.0 and m["accuracy"] == 1.0
 
 

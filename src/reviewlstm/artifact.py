@@ -379,6 +379,22 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         held = meta.get("holdout_metrics") or {}
         if "ece" in held:
             lines.append(f"- on the untouched validation slice, calibrated: ECE {held['ece']:.1%}, Brier {held['brier']:.3f}")
+    if meta.get("ngram_path"):
+        g = meta["ngram_path"]
+        lines += ["", "## The n-gram path", ""]
+        if g.get("kept"):
+            r, m = g["dev_recurrent"], g["dev_mixed"]
+            lines += [f"- TF-IDF word 1-2-grams + logistic regression over {g['features']:,} n-grams of the training "
+                      f"reviews, beside the recurrent path: each rating's probability is {g['share']:g} x the recurrent "
+                      f"path's + {1 - g['share']:g} x the n-gram path's, the share chosen on dev",
+                      f"- on dev: the recurrent path alone accuracy {r['accuracy']:.1%}, MAE {r['mae']:.3f}; mixed "
+                      f"{m['accuracy']:.1%}, MAE {m['mae']:.3f}"]
+            if g.get("slice_recurrent"):
+                s = g["slice_recurrent"]
+                lines.append(f"- on the untouched validation slice: the recurrent path alone accuracy {s['accuracy']:.1%}, "
+                             f"MAE {s['mae']:.3f} (mixed: the slice's scores above)")
+        else:
+            lines.append(f"- not kept: {g.get('why') or 'dev was best with the recurrent path alone'}")
     if meta.get("reading"):
         lines += ["", "## Reading", "", f"- {meta['reading']}"]
     if meta.get("distillation"):

@@ -3,7 +3,7 @@
 One definition, used where reviewlstm measures itself against it: `distill` checks its teacher
 against it before the teacher's labels are used, and bench/peers.py reports it beside every model.
 It reads the student's tokens (joined by spaces, already lower-cased by the student's rule), so it
-sees what the student sees. scikit-learn comes with the teacher's extra (`pip install -e ".[teacher]"`).
+sees what the student sees. A trained model's n-gram path (ngrams.py) is the same model over its ids.
 """
 from __future__ import annotations
 

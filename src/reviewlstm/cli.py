@@ -595,6 +595,9 @@ def cmd_explain(args) -> int:
               f"for texts over {loaded.config.long_threshold} tokens")
     if e.truncated:
         print(f"note: a piece longer than {e.max_length} tokens was cut there (the prediction's rule)")
+    if e.ngram_share:
+        print(f"note: {e.ngram_share:.0%} of this rating is the model's n-gram path's (TF-IDF 1-2-grams + logistic "
+              "regression); the contributions are mixed at the same share, the gates are the recurrent path's")
     if args.html:
         print(f"page written to {args.html}")
     return 0

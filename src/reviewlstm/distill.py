@@ -28,7 +28,7 @@ from typing import Callable, Literal
 
 import numpy as np
 
-from . import artifact
+from . import artifact, loop
 from .model import LongText
 from .options import check_fields, option
 from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
@@ -298,35 +298,13 @@ def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print)
         logits, _ = label(teacher, dev_tokens, cfg.work_dir / "labels", cfg.label_batch_size, False, lambda line: None,
                           precision=precision)
         teacher_probs, truth = _softmax(logits), np.asarray(gold) - st.scale_min
-        weight, mixed = ensemble_weight(teacher_probs, probs, truth, ratings)
-        alone = _mix_metrics(teacher_probs, probs, 1.0, truth, ratings)
+        weight, mixed = loop.mixture_share(teacher_probs, probs, truth, ratings)
+        alone = loop.mixture_metrics(teacher_probs, probs, 1.0, truth, ratings)
         out["ensemble"] = {"weight": weight, **{k: mixed.get(k) for k in keep}}
         log(f"ensemble teacher: {weight:g} x the teacher + {1 - weight:g} x TF-IDF + LR, the weight chosen on dev: "
             f"accuracy {mixed['accuracy']:.1%}, MAE {mixed['mae']:.3f}, NLL {mixed['nll']:.3f} (the teacher alone, read "
             f"the same way: {alone['accuracy']:.1%})")
     return out, baseline
-
-
-WEIGHTS = tuple(round(0.05 * i, 2) for i in range(21))  # the teacher's share, 0 to 1
-
-
-def _mix_metrics(teacher_probs: np.ndarray, peer_probs: np.ndarray, weight: float, truth: np.ndarray, ratings) -> dict:
-    from . import metrics
-    from .predict import rating_and_expected
-    mixed = weight * teacher_probs + (1 - weight) * peer_probs
-    best, expected = rating_and_expected(mixed, ratings)
-    truth_ratings = (truth + ratings[0]).tolist()
-    return {**metrics.score(truth_ratings, best.tolist(), expected.tolist(), ratings), "nll": metrics.nll(mixed, truth)}
-
-
-def ensemble_weight(teacher_probs: np.ndarray, peer_probs: np.ndarray, truth: np.ndarray, ratings) -> tuple[float, dict]:
-    """(the teacher's share, the mixture's dev metrics): the share in WEIGHTS whose mixture scores best
-    on dev by the rule that keeps a student's checkpoint (accuracy, ties broken by NLL); ties go to
-    the larger share of the teacher."""
-    from . import loop
-    scored = [(loop.score(m), w, m) for w in WEIGHTS for m in [_mix_metrics(teacher_probs, peer_probs, w, truth, ratings)]]
-    best = max(scored, key=lambda t: (t[0], t[1]))
-    return best[1], best[2]
 
 
 def ensemble_logits(teacher_logits: np.ndarray, texts: list[list[str]], n_training: int, kept, tokens, weight: float,

@@ -73,6 +73,9 @@ class Explanation:
     explained_chars: int = 0             # characters explained: all, or the first max_chars (to a word's end)
     gate_labels: dict = field(default_factory=dict)  # gate name -> what a person should read it as
     labels: list[str] | None = None      # every rating's word, for a model that rates in words
+    # the n-gram path's share of the distribution (a model with one: ngrams.py), else None; the
+    # contributions and the trajectory are then mixed at the same shares as the probabilities
+    ngram_share: float | None = None
 
     def to_dict(self) -> dict:
         """The JSON form: probabilities keyed by rating, as every JSON answer gives them."""
@@ -124,13 +127,22 @@ def explain(loaded: LoadedModel, text: str, method: str = "integrated_gradients"
                 traj.append(((done + k * p) / (done_w + k)).tolist())
             done, done_w = done + len(piece) * part["probs"], done_w + len(piece)
     tokens = [t for p in pieces for t in p]
+    if model.ngrams is not None:  # the n-gram path, mixed in at its share as predict mixes it
+        share = cfg.ngram_share
+        ng = _ngram_part(loaded, tokens, method, steps, trajectory)
+        probs = share * probs + (1 - share) * ng["probs"]
+        contrib = [share * a + (1 - share) * b for a, b in zip(contrib, ng["contrib"])]
+        class_contrib = [[share * a + (1 - share) * b for a, b in zip(ra, rb)]
+                         for ra, rb in zip(class_contrib, ng["class_contrib"])]
+        traj = [(share * np.asarray(a) + (1 - share) * b).tolist() for a, b in zip(traj, ng["trajectory"])]
     best, expected = rating_and_expected(probs, cfg.ratings)
     out = Explanation(text=text, tokens=tokens, rating=int(best), probabilities=probs.tolist(),
                       expected_rating=float(expected),
                       method=method, contributions=contrib, class_contributions=class_contrib, ratings=cfg.ratings,
                       trajectory=traj, truncated=read_as == "truncated", max_length=cfg.max_length,
                       total_tokens=len(all_tokens), read_as=read_as, sentences=[len(p) for p in pieces],
-                      text_chars=given, explained_chars=len(text), labels=cfg.label_names)
+                      text_chars=given, explained_chars=len(text), labels=cfg.label_names,
+                      ngram_share=round(1 - cfg.ngram_share, 4) if model.ngrams is not None else None)
     if gates:
         acts = {name: torch.cat([part["gates"][name] for part in parts], dim=3) for name in parts[0]["gates"]}
         _gate_traces(out, acts, cfg.cell)
@@ -163,6 +175,46 @@ def _explain_piece(loaded: LoadedModel, tokens: list[str], method: str, steps: i
     return {"probs": probs.double().numpy(), "contrib": contrib, "class_contrib": class_contrib,
             "trajectory": [np.asarray(p) for p in _trajectory(model, ids[0])] if trajectory else [],
             "gates": gate_acts}
+
+
+def _ngram_part(loaded: LoadedModel, tokens: list[str], method: str, steps: int, trajectory: bool) -> dict:
+    """The n-gram path's distribution over the whole text, each token's contributions and the
+    distribution after each word. Integrated gradients run over the text's n-gram features (from
+    none to their values: they add up to f(text) - f(no n-gram)), each n-gram's share split evenly
+    over its occurrences and, for a pair, over its two words; occlusion reads the text without each word."""
+    path, cfg = loaded.model.ngrams, loaded.config
+    ids = loaded.vocab.encode(tokens)
+    T, V = len(ids), cfg.vocab_size
+    ratings = torch.tensor(cfg.ratings, dtype=torch.float64)
+    probs = path.probabilities([ids])[0]
+    if method == "integrated_gradients":
+        x = path.features([ids])  # (1, F) sparse: the text's known n-grams
+        pos, vals = x.indices, torch.from_numpy(x.data)
+        w = path.coef.double()[:, torch.from_numpy(pos)]  # (K, n)
+        alphas = (torch.arange(1, steps + 1, dtype=torch.float64) / steps)[:, None]  # (S, 1)
+        xs = (alphas * vals).requires_grad_(True)  # (S, n)
+        p = torch.softmax(xs @ w.T + path.intercept.double(), dim=1)  # (S, K)
+        outputs = torch.cat([_expected(p, ratings)[:, None], p], dim=1)  # (S, 1 + K)
+        per_feature = torch.stack([vals * torch.autograd.grad(outputs[:, k].sum(), xs, retain_graph=True)[0].mean(0)
+                                   for k in range(outputs.shape[1])], 1).detach().numpy()  # (n, 1 + K)
+        keys = path.keys.cpu().numpy()[pos]
+        a = np.asarray(ids, dtype=np.int64)
+        occurrences = [(np.flatnonzero(a == key), 1.0) if key < V else
+                       (np.flatnonzero((a[:-1] == (key - V) // V) & (a[1:] == (key - V) % V)), 0.5) for key in keys]
+        contrib = np.zeros((T, per_feature.shape[1]))
+        for row, (at, half) in zip(per_feature, occurrences):
+            for i in at:  # a word: its place; a pair at i: words i and i + 1, half each
+                contrib[i] += row / len(at) * half
+                if half < 1:
+                    contrib[i + 1] += row / len(at) * half
+    else:
+        left_out = path.probabilities([ids[:i] + ids[i + 1:] for i in range(T)]) if T > 1 else \
+            np.full((1, len(cfg.ratings)), 1 / len(cfg.ratings))
+        full = np.concatenate([[probs @ ratings.numpy()], probs])
+        contrib = full[None, :] - np.concatenate([left_out @ ratings.numpy()[:, None], left_out], axis=1)
+    traj = path.probabilities([ids[:t] for t in range(1, T + 1)]) if trajectory else []
+    return {"probs": probs, "contrib": contrib[:, 0].tolist(), "class_contrib": contrib[:, 1:].tolist(),
+            "trajectory": list(traj)}
 
 
 def _integrated_gradients(model, events, lengths, ratings, steps):

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 
@@ -76,3 +77,26 @@ class Selection:
     def from_state(cls, state: dict, keep_top: int = 0) -> "Selection":
         best = tuple(map(float, state["best"]))
         return cls(keep_top, best, state["best_epoch"], float(state.get("best_nll", -best[1])), int(state["stale"]))
+
+
+SHARES = tuple(round(0.05 * i, 2) for i in range(21))  # a mixture's share of its first reader, 0 to 1
+
+
+def mixture_metrics(first: np.ndarray, second: np.ndarray, share: float, truth: np.ndarray, ratings) -> dict:
+    """The scores (and NLL) of share x `first` + (1 - share) x `second`, distributions (N, K) over
+    `ratings`, against the rating indices `truth`."""
+    from . import metrics
+    from .predict import rating_and_expected
+    mixed = share * first + (1 - share) * second
+    best, expected = rating_and_expected(mixed, ratings)
+    truth_ratings = (truth + ratings[0]).tolist()
+    return {**metrics.score(truth_ratings, best.tolist(), expected.tolist(), ratings), "nll": metrics.nll(mixed, truth)}
+
+
+def mixture_share(first: np.ndarray, second: np.ndarray, truth: np.ndarray, ratings) -> tuple[float, dict]:
+    """(the first reader's share, the mixture's dev metrics): the share in SHARES whose mixture scores
+    best on dev by the rule that keeps a checkpoint (`score`: accuracy, ties broken by NLL); ties go
+    to the larger share of the first (the teacher; the recurrent path)."""
+    scored = [(score(m), w, m) for w in SHARES for m in [mixture_metrics(first, second, w, truth, ratings)]]
+    best = max(scored, key=lambda t: (t[0], t[1]))
+    return best[1], best[2]

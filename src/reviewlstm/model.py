@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import Recurrent
+from .ngrams import NgramPath
 from .options import check_value, hints
 
 # A text longer than this many tokens is "long": read as the model was trained (ModelConfig.long_text)
@@ -70,6 +71,11 @@ class ModelConfig:
     # calibration: the logits are divided by this before the softmax (calibration.py: fitted on dev
     # at the end of training, or by `reviewlstm calibrate`); 1.0 is none. No rating moves with it
     temperature: float = 1.0
+    # the n-gram path (ngrams.py): TF-IDF word 1-2-grams + a linear model, fitted after training and
+    # mixed in when dev says the mixture is better. ngram_share is the recurrent path's share of the
+    # rating's distribution (1.0: the recurrent path alone); ngram_features, how many n-grams it knows
+    ngram_share: float = 1.0
+    ngram_features: int = 0
 
     @property
     def ratings(self) -> list[int]:
@@ -116,6 +122,9 @@ class ModelConfig:
             raise ValueError(f"labels {self.labels!r} do not name every rating of {self.scale_min}..{self.scale_max}")
         if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
             raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+        if not 0 <= self.ngram_share <= 1 or self.ngram_features < 0 or (self.ngram_share < 1 and not self.ngram_features):
+            raise ValueError(f"ngram_share must be in [0, 1] (1 without an n-gram path) and ngram_features >= 0, got "
+                             f"{self.ngram_share!r} and {self.ngram_features!r}")
 
 
 class RatingModel(nn.Module):
@@ -134,6 +143,10 @@ class RatingModel(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.event_dropout = nn.Dropout(config.dropout if config.event_dropout is None else config.event_dropout)
         self.head = nn.Linear(width, len(config.ratings))
+        # beside the recurrent path, read by predict.read_distributions (not by forward: it is not a
+        # network, and the mixture is of distributions)
+        self.ngrams = NgramPath(config.ngram_features, len(config.ratings), config.vocab_size) \
+            if config.ngram_features else None
 
     def embed(self, token_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, E) events."""

@@ -107,6 +107,9 @@ def build(loaded: LoadedModel):
     if cfg.cell not in CELLS:
         raise ValueError(f"ONNX export covers the four-gate LSTM (cell 'lstm'); this model's cell is {cfg.cell!r}: "
                          "its step is not written as an ONNX graph yet")
+    if model.ngrams is not None:
+        raise ValueError(f"ONNX export covers the recurrent network; this model mixes in an n-gram path (share "
+                         f"{1 - cfg.ngram_share:g}) that the graph would leave out: train it with --ngram-path off to export it")
     g = _Graph()
     T, h = g.T, g.h
     H, D, L = cfg.hidden, 2 if cfg.bidirectional else 1, cfg.num_layers

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from . import ngrams
 from .artifact import LoadedModel
 from .model import RatingModel
 from .text import is_word, text_tokens
@@ -141,16 +142,22 @@ def reading_pieces(tokens: list[str], long_text: str, long_threshold: int, max_l
     return [p[:max_length] for p in pieces], read_as
 
 
-def read_distributions(model: RatingModel, piece_ids: list[list[list[int]]], batch_size: int = 128) -> np.ndarray:
-    """(N, R) float64: each text's distribution, from the ids of its pieces, averaged weighted by
-    each piece's length."""
+def read_distributions(model: RatingModel, piece_ids: list[list[list[int]]], batch_size: int = 128,
+                       recurrent_only: bool = False) -> np.ndarray:
+    """(N, R) float64: each text's distribution, from the ids of its pieces: the recurrent path's,
+    averaged over the pieces weighted by their length, mixed with the n-gram path's over the pieces
+    together when the model has one (model.ngrams; `recurrent_only`: the recurrent path's alone)."""
     flat = [p for pieces in piece_ids for p in pieces]
     owner = np.repeat(np.arange(len(piece_ids)), [len(pieces) for pieces in piece_ids])
     weights = np.asarray([max(len(p), 1) for p in flat], dtype=np.float64)
     probs = predict_proba(model, flat, batch_size).astype(np.float64)
     total = np.zeros((len(piece_ids), probs.shape[1]))
     np.add.at(total, owner, probs * weights[:, None])
-    return total / total.sum(1, keepdims=True)
+    total /= total.sum(1, keepdims=True)
+    if model.ngrams is None or recurrent_only:
+        return total
+    whole = [[i for p in pieces for i in p] for pieces in piece_ids]
+    return ngrams.mix(total, model.ngrams.probabilities(whole), model.config.ngram_share)
 
 
 class Predictor:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics, transfer
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, Cell, LongText, ModelConfig, Pooling, RatingModel, ordinal_loss
+from .ngrams import NgramPath
 from .options import check_fields, option
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
@@ -128,6 +129,14 @@ class TrainConfig:
     # the model; no rating moves, the probabilities stop being overconfident
     calibrate: bool = option(True, "with --dev: fit a softmax temperature on dev at the end and keep it in the model "
                                    "(no rating moves)")
+    # at the end, with a dev set: fit the n-gram path (ngrams.py: TF-IDF word 1-2-grams + logistic
+    # regression on the training reviews) and mix it in at the share dev chooses; a share of 1 keeps
+    # the recurrent path alone. The two err differently: on long reviews the mixture is the better
+    # reader (BENCHMARKS.md, "The n-gram path")
+    ngram_path: Literal["auto", "off"] = option(
+        "auto", "with --dev: beside the recurrent path, TF-IDF word 1-2-grams + logistic regression fitted on the "
+                "training reviews, mixed in at the share chosen on dev (auto: kept when dev says the mixture is "
+                "better; off: the recurrent path alone)")
     # distillation (reviewlstm distill writes the transfer set): the teacher's logits for every
     # training review plus augmented texts; the loss is distill_alpha x cross-entropy on the gold
     # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
@@ -706,12 +715,24 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
         artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
         log(f"calibrated on dev: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
             f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
+    # -- the n-gram path: fitted on the training reviews, mixed in when dev says the mixture is better
+    if data.dev and cfg.ngram_path == "auto":
+        kept = kept or artifact.load(out)
+        meta["ngram_path"] = ngram_step(data, kept, dev_ids, reading_ids(data.train_tokens, vocab, recipe.long_text,
+                                                                         cfg.max_length), cfg.seed, log)
+        if kept.model.ngrams is not None:
+            model_cfg.ngram_share, model_cfg.ngram_features = kept.model.config.ngram_share, kept.model.config.ngram_features
+            meta["dev_metrics"] = _score(kept.model, dev_ids, data.dev, model_cfg)
+            artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if data.holdout:
         probs = read_distributions(kept.model, holdout_ids)
         holdout_metrics = _metrics(probs, data.holdout, model_cfg)
         meta["holdout_metrics"] = holdout_metrics
+        if kept.model.ngrams is not None:  # the recurrent path alone on the slice, beside the mixture
+            meta["ngram_path"]["slice_recurrent"] = _metrics(
+                read_distributions(kept.model, holdout_ids, recurrent_only=True), data.holdout, model_cfg)
         # rating sets: the slice's conformity scores, so a prediction can carry a run of ratings that
         # holds the truth at any coverage asked (conformal.py); the slice never chose anything above
         truth = np.asarray([e.rating - model_cfg.scale_min for e in data.holdout])
@@ -733,6 +754,39 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
     distributed.teardown(run.d)
     return TrainResult(out, selection.best_epoch, meta.get("dev_metrics"), history, fitted.seconds, data.bad,
                        holdout_metrics)
+
+
+def ngram_step(data: Data, kept: artifact.LoadedModel, dev_ids, train_ids, seed: int, log) -> dict:
+    """Fit the n-gram path on the training reviews (their pieces' ids together, as predict reads
+    them) and choose its share on dev by the checkpoint rule (loop.mixture_share); a share below 1
+    puts the path into `kept.model`. Returns what the metadata and the card record."""
+    model, cfg = kept.model, kept.model.config
+    targets = [e.rating - cfg.scale_min for e in data.train]
+    if len(set(targets)) < 2:
+        log("n-gram path: not fitted (the training reviews hold one rating)")
+        return {"kept": False, "why": "the training reviews hold one rating"}
+    started = time.perf_counter()
+    path = NgramPath.fit([[i for p in pieces for i in p] for pieces in train_ids], targets, len(cfg.ratings),
+                         cfg.vocab_size, seed=seed)
+    truth = np.asarray([e.rating - cfg.scale_min for e in data.dev])
+    recurrent = read_distributions(model, dev_ids)
+    linear = path.probabilities([[i for p in pieces for i in p] for pieces in dev_ids])
+    share, mixed = loop.mixture_share(recurrent, linear, truth, cfg.ratings)
+    alone = loop.mixture_metrics(recurrent, linear, 1.0, truth, cfg.ratings)
+    seconds = round(time.perf_counter() - started, 1)
+    out = {"kept": share < 1, "share": share, "features": int(path.keys.numel()), "seconds": seconds,
+           "dev_recurrent": {k: alone[k] for k in ("accuracy", "mae", "nll")},
+           "dev_mixed": {k: mixed[k] for k in ("accuracy", "mae", "nll")}}
+    if share < 1:
+        model.ngrams = path.to(next(model.parameters()).device)
+        cfg.ngram_share, cfg.ngram_features = share, out["features"]
+        log(f"n-gram path: TF-IDF 1-2-grams + LR ({out['features']:,} n-grams, {seconds:g} s) mixed in at "
+            f"{1 - share:g} (the recurrent path {share:g}), the share chosen on dev: accuracy {alone['accuracy']:.1%} -> "
+            f"{mixed['accuracy']:.1%}, MAE {alone['mae']:.3f} -> {mixed['mae']:.3f}")
+    else:
+        log(f"n-gram path: not kept (dev is best with the recurrent path alone: {alone['accuracy']:.1%}, MAE "
+            f"{alone['mae']:.3f}; {seconds:g} s)")
+    return out
 
 
 def _one_rating_warning(m: dict | None, where: str) -> str | None:

@@ -144,6 +144,7 @@
         `the most the service explains (max_explain_chars).</p>`;
     }
     if (e.truncated) h += `<p class="note">Only the first ${e.max_length} of ${e.total_tokens} tokens were read in one pass (the same rule as prediction).</p>`;
+    if (e.ngram_share) h += `<p class="note">${Math.round(e.ngram_share * 100)}% of this rating comes from the model's n-gram path (TF-IDF word 1-2-grams + logistic regression), mixed in at that share with the recurrent path; the word contributions are mixed the same way, the gates are the recurrent path's.</p>`;
     h += `</div><h2>Words</h2><div class="card"><div class="words" id="heatmap">`;
     e.tokens.forEach((t, i) => {
       const c = e.contributions[i];
