@@ -147,7 +147,15 @@ def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_pa
     train(TrainConfig(train=str(train_csv), out=str(tmp_path / "m"), epochs=1, seed=0, progress=False,
                       extra_glove_words=0), log=logs.append)
     started = [line for line in logs if line.startswith(f"started from {api.start_model_path()}:")]
-    assert started and "(picked: reviews read whole, 1-5 stars)" in started[0], logs
+    assert started and "(picked: reviews read whole)" in started[0], logs
+    # on another scale too: the start model's layer and words, a new head (measured on IMDB's 1-10)
+    ten = write_csv(tmp_path / "ten.csv", [(t, 2 * r) for t, r in long_reviews(sst, 40, 4)])
+    logs.clear()
+    child = train(TrainConfig(train=str(ten), out=str(tmp_path / "ten"), epochs=1, seed=0, progress=False,
+                              extra_glove_words=0, scale_min=1, scale_max=10), log=logs.append)
+    started = [line for line in logs if line.startswith(f"started from {api.start_model_path()}:")]
+    assert started and "a new head" in started[0] and "(picked: reviews read whole)" in started[0], logs
+    assert api.load_model(child.out).model.head.weight.shape[0] == 10
     start = api.load_model(api.start_model_path())  # it ships whole, and is not the model predict uses
     assert start.path != api.load_model().path and start.config.cell == "lstm"
     assert "the start for long reviews" in (start.path / "MODEL_CARD.md").read_text()

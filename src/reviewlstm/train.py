@@ -78,12 +78,13 @@ class TrainConfig:
                 "the training reviews are that long)")
     # start from a trained model: "bundled", a model directory, None (from scratch), or "auto": the
     # shipped start model (start_model/, an SST-5 model trained with this recipe's one dropout) for
-    # reviews read whole on a 1-5 scale when the shapes agree (it knows which words carry sentiment;
-    # measured on the Amazon reviews, BENCHMARKS.md), else from scratch. Never for data read
+    # reviews read whole when the shapes agree, on any rating scale (on another scale than its 1-5
+    # the head starts new). It knows which words carry sentiment: measured on the Amazon reviews and
+    # IMDB's 1-10 (BENCHMARKS.md); else from scratch. Never for data read
     # sentence by sentence: that is SST's own kind, which both SST-5 models have seen.
     init_from: str | None = option(
         "auto", "start from a trained model: 'bundled', a model directory (its layer, head and shared words), 'none', "
-                "or 'auto' (the shipped start model, an SST-5 model, for reviews read whole on 1-5 stars)",
+                "or 'auto' (the shipped start model, an SST-5 model, for reviews read whole)",
         metavar="MODEL")
     # model: the network's settings are ModelConfig's fields of the same names, their defaults read
     # from it (one source), kept flat here so a TOML/YAML file or the command line sets them directly;
@@ -461,12 +462,12 @@ def build_model(cfg: TrainConfig, data: Data, recipe: Recipe, log: Callable[[str
         log(str(coverage))
     init_from = _pick_init(cfg, model_cfg, recipe.long_text)
     if init_from:
-        log(_init_from(model, vocab, init_from) + (" (picked: reviews read whole, 1-5 stars)"
+        log(_init_from(model, vocab, init_from) + (" (picked: reviews read whole)"
                                                    if cfg.init_from == "auto" else ""))
     elif not cfg.resume:  # what a model starts from is part of its story: said either way
         log(f"started from scratch: {'GloVe 6B 50d' if cfg.embeddings == 'glove' else 'random'} word vectors, a new "
-            "layer and head" + (" (init_from auto takes the shipped start model only for reviews read whole on a "
-                                "1-5 scale)" if cfg.init_from == "auto" else ""))
+            "layer and head" + (" (init_from auto takes the shipped start model only for reviews read whole, with "
+                                "its layer's shapes and GloVe)" if cfg.init_from == "auto" else ""))
     model.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
     return model, vocab, model_cfg, coverage
 
@@ -854,8 +855,9 @@ def _pick_init(cfg: TrainConfig, model_cfg: ModelConfig, long_text: str) -> str 
         shipped = json.loads((start / "config.json").read_text())["model"]
     except (OSError, ValueError, KeyError):
         return None
+    # the layer's shapes: on another rating scale the head starts new (measured on IMDB's 1-10, BENCHMARKS.md)
     same_shape = all(getattr(model_cfg, k) == shipped.get(k) for k in
-                     ("cell", "hidden", "num_layers", "bidirectional", "embed_dim", "scale_min", "scale_max"))
+                     ("cell", "hidden", "num_layers", "bidirectional", "embed_dim"))
     return str(start) if long_text == "whole" and same_shape and cfg.embeddings == "glove" else None
 
 
