@@ -3,6 +3,7 @@
     python bench/recipe.py --data amazon --variants "pooling=final;pooling=max;pooling=mean" --seeds 0,1,2
     python bench/recipe.py --data sst-phrases --variants "cell=lstm;cell=classic-lstm" --seeds 0,1,2
     python bench/recipe.py --data imdb-5k --variants ";init_from=none" --mix-tfidf   # + a TF-IDF + LR path
+    python bench/recipe.py --data imdb-5k-stars --mix-model runs/distill-imdb5k-stars  # one trained model
 
 A variant is `;`-separated sets of TrainConfig settings (`name=value,name=value`); everything else
 is the default recipe. A variant wins only if it wins on the slice too (dev chose its checkpoints,
@@ -25,7 +26,7 @@ from reviewlstm.data import read_examples
 from reviewlstm.predict import Predictor
 from reviewlstm.train import TrainConfig, split_holdout
 
-from common import Split, data_args, datasets
+from common import Split, data_args, datasets, scores
 
 
 def parse_variant(text: str) -> dict:
@@ -97,9 +98,22 @@ def main() -> None:
                     help="also score each run mixed with TF-IDF + LR's distributions, the share chosen on dev")
     ap.add_argument("--ensemble", action="store_true",
                     help="also score each variant's seeds as one model (their distributions averaged)")
+    ap.add_argument("--mix-model", default=None, metavar="DIR",
+                    help="train nothing: score this trained model alone and mixed with TF-IDF + LR (share on dev)")
     data_args(ap, default="amazon")
     args = ap.parse_args()
     (ds,) = datasets(args.data)
+    if args.mix_model:
+        (mixed,) = tfidf_mixture([args.mix_model], ds)
+        held = Split.read(ds).held
+        alone = {"dev": api.evaluate(ds.dev, model=args.mix_model),
+                 "slice": scores(Split.ratings(held), [p.rating for p in api.predict([e.text for e in held],
+                                                                                      model=args.mix_model)], ds.ratings)}
+        print("| model | dev acc | dev MAE | slice acc | slice MAE |\n|---|---|---|---|---|")
+        for name, r in ((args.mix_model, alone), (f"{args.mix_model} mixed with TF-IDF + LR ({mixed['best_epoch']})", mixed)):
+            print(f"| {name} | {r['dev']['accuracy']:.1%} | {r['dev']['mae']:.3f} | {r['slice']['accuracy']:.1%} "
+                  f"| {r['slice']['mae']:.3f} |")
+        return
     train_path, dev_path, phrases = ds.train, ds.dev, ds.phrases
     rows = []
     print("| data | variant | seeds | dev acc | dev MAE | slice acc | slice MAE | slice macro-F1 | best epochs | s/run |")
