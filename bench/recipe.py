@@ -107,8 +107,8 @@ def main() -> None:
         (mixed,) = tfidf_mixture([args.mix_model], ds)
         held = Split.read(ds).held
         alone = {"dev": api.evaluate(ds.dev, model=args.mix_model),
-                 "slice": scores(Split.ratings(held), [p.rating for p in api.predict([e.text for e in held],
-                                                                                      model=args.mix_model)], ds.ratings)}
+                 "slice": scores(Split.ratings(held), [p.rating for p in Predictor(api.load_model(args.mix_model)).predict(
+                     [e.text for e in held], [e.tokens for e in held])], ds.ratings)}  # read as the mixture reads them
         print("| model | dev acc | dev MAE | slice acc | slice MAE |\n|---|---|---|---|---|")
         for name, r in ((args.mix_model, alone), (f"{args.mix_model} mixed with TF-IDF + LR ({mixed['best_epoch']})", mixed)):
             print(f"| {name} | {r['dev']['accuracy']:.1%} | {r['dev']['mae']:.3f} | {r['slice']['accuracy']:.1%} "
