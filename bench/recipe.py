@@ -78,14 +78,14 @@ def tfidf_mixture(model_dirs, ds, max_examples=None) -> list[dict]:
     for d in model_dirs:
         m = api.load_model(d)
         ratings = m.config.ratings
-        out = {"seed": Path(d).name, "best_epoch": "-", "seconds": 0.0}
+        out = {"seed": Path(d).name, "seconds": 0.0}
         probs = {part: np.asarray([p.probabilities for p in Predictor(m).predict([e.text for e in ex], [e.tokens for e in ex])])
                  for part, ex in (("dev", split.dev), ("slice", split.held))}
         truth = {part: np.asarray(Split.ratings(ex)) - ratings[0] for part, ex in (("dev", split.dev), ("slice", split.held))}
         lr = {part: peer.proba(Split.texts(ex), ratings) for part, ex in (("dev", split.dev), ("slice", split.held))}
         weight, out["dev"] = mixture_share(probs["dev"], lr["dev"], truth["dev"], ratings)
         out["slice"] = mixture_metrics(probs["slice"], lr["slice"], weight, truth["slice"], ratings)
-        out["best_epoch"] = f"w={weight:g}"
+        out["best_epoch"] = f"w={weight:g}"  # printed in the table's epochs column
         runs.append(out)
     return runs
 
@@ -146,8 +146,8 @@ def main() -> None:
         if args.ensemble:
             ensemble = [seed_ensemble([f"{keep.name}/seed{r['seed']}" for r in runs], train_path, dev_path, phrases,
                                       settings.get("max_examples"))]
-        mixed = tfidf_mixture([f"{keep.name}/seed{r['seed']}" for r in runs], ds,
-                                                        settings.get("max_examples")) if args.mix_tfidf else []
+        mixed = (tfidf_mixture([f"{keep.name}/seed{r['seed']}" for r in runs], ds, settings.get("max_examples"))
+                 if args.mix_tfidf else [])
         keep.cleanup()
         for label, group in ((variant or "default", runs), (f"{variant}: the single best check", singles),
                              (f"{variant or 'default'}: the {len(runs)} seeds' distributions averaged", ensemble),

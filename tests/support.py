@@ -1,4 +1,6 @@
-"""Helpers the tests share (not tests): a CLI run in a fresh process and a real server on 127.0.0.1."""
+"""Helpers the tests share (not tests): a CLI run in a fresh process, a real server on 127.0.0.1, a
+reviews CSV."""
+import csv
 import socket
 import subprocess
 import sys
@@ -11,6 +13,15 @@ def run_cli(*args, input=None, timeout=600, env=None):
     """Run `reviewlstm ARGS` as a user would, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "reviewlstm.cli", *map(str, args)], capture_output=True, text=True,
                           input=input, timeout=timeout, env=env)
+
+
+def write_csv(path, rows):
+    """(text, stars) rows as a CSV file with a header; returns the path."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "stars"])
+        w.writerows(rows)
+    return path
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """The n-gram path beside the recurrent one: the same model as the TF-IDF + LR peer, fitted and mixed
 in at the end of training when dev says so, and read the same way by predict, evaluate and explain."""
-import csv
 import json
 import random
 
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from support import write_csv
 from reviewlstm import api
 from reviewlstm.baseline import TfidfLR
 from reviewlstm.explain import explain
@@ -53,14 +53,6 @@ def synthetic_reviews(n, seed):
         rng.shuffle(words)
         rows.append((" ".join(words), rating))
     return rows
-
-
-def write_csv(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "stars"])
-        w.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="module")

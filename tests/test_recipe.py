@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from support import run_cli
+from support import run_cli, write_csv
 from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.train import TrainConfig, split_holdout, train
@@ -14,14 +14,6 @@ from reviewlstm.train import TrainConfig, split_holdout, train
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
 QUIET = dict(progress=False, embeddings="random", embed_dim=8, hidden=8)
-
-
-def write_csv(path, rows):
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "stars"])
-        w.writerows(rows)
-    return path
 
 
 def long_reviews(sst, n, seed):
@@ -185,7 +177,6 @@ def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
 
 
 def test_a_slice_that_takes_everything_is_one_line(tmp_path):
-    from support import run_cli
     data = write_csv(tmp_path / "t.csv", [("great", 5), ("bad", 1)])
     proc = run_cli("train", "--train", data, "--out", tmp_path / "m", "--holdout", 0.99, "--no-progress")
     message = "t.csv: no training examples left after setting 2 aside as the validation slice (holdout 0.99)"

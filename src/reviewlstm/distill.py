@@ -258,15 +258,10 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
 def teacher_check(cfg: DistillConfig, teacher: Teacher, kept, tokens, log=print):
     """The teacher against TF-IDF + LR fitted on the same training texts (seconds), both on dev,
     said before the teacher's labels are used: a teacher no better than that baseline cannot make a
-    student better than it. Returns (both metric sets and the ensemble's, the fitted TF-IDF + LR), or
-    (None, None) without scikit-learn."""
+    student better than it. Returns (both metric sets and the ensemble's, the fitted TF-IDF + LR)."""
     from . import metrics
+    from .baseline import TfidfLR
     from .data import read_examples
-    try:
-        from .baseline import TfidfLR
-    except ImportError:  # pragma: no cover - scikit-learn comes with the teacher's extra
-        log("teacher check: skipped (scikit-learn is not installed: pip install -e \".[teacher]\")")
-        return None, None
     st = cfg.student
     ratings = list(range(st.scale_min, st.scale_max + 1))
     from .model import parse_labels

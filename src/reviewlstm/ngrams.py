@@ -55,14 +55,14 @@ class NgramPath(nn.Module):
     def features(self, id_lists):
         """(N, F) sparse TF-IDF rows (scipy CSR), one per text (a text with no known n-gram: zeros)."""
         from scipy.sparse import csr_matrix
-        keys = self.keys.cpu().numpy()
+        keys, idf = self.keys.cpu().numpy(), self.idf.cpu().numpy().astype(np.float64)
         rows, cols, vals = [], [], []
         for i, ids in enumerate(id_lists):
             found, counts = np.unique(ngram_keys(ids, self.vocab_size), return_counts=True)
             pos = np.searchsorted(keys, found)
             known = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == found)
             pos, counts = pos[known], counts[known]
-            x = (1.0 + np.log(counts)) * self.idf.cpu().numpy()[pos].astype(np.float64)
+            x = (1.0 + np.log(counts)) * idf[pos]
             norm = np.sqrt((x * x).sum())
             rows.append(np.full(len(pos), i))
             cols.append(pos)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from . import artifact, batching, calibration, checkpoint, conformal, distributed, fourgate, loop, metrics, transfer
 from .data import BadRows, Columns, read_examples
 from .model import LONG_THRESHOLD, Cell, LongText, ModelConfig, Pooling, RatingModel, ordinal_loss
-from .ngrams import NgramPath
+from .ngrams import NgramPath, mix
 from .options import check_fields, option
 from .predict import pad_batch, rating_and_expected, read_distributions, reading_pieces
 from .text import Vocab, text_tokens
@@ -719,11 +719,11 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
     # -- the n-gram path: fitted on the training reviews, mixed in when dev says the mixture is better
     if data.dev and cfg.ngram_path == "auto":
         kept = kept or artifact.load(out)
-        meta["ngram_path"] = ngram_step(data, kept, dev_ids, reading_ids(data.train_tokens, vocab, recipe.long_text,
-                                                                         cfg.max_length), cfg.seed, log)
+        meta["ngram_path"], dev_probs = ngram_step(data, kept, dev_ids, reading_ids(
+            data.train_tokens, vocab, recipe.long_text, cfg.max_length), cfg.seed, log)
         if kept.model.ngrams is not None:
             model_cfg.ngram_share, model_cfg.ngram_features = kept.model.config.ngram_share, kept.model.config.ngram_features
-            meta["dev_metrics"] = _score(kept.model, dev_ids, data.dev, model_cfg)
+            meta["dev_metrics"] = _metrics(dev_probs, data.dev, model_cfg)
             artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
@@ -757,15 +757,16 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
                        holdout_metrics)
 
 
-def ngram_step(data: Data, kept: artifact.LoadedModel, dev_ids, train_ids, seed: int, log) -> dict:
+def ngram_step(data: Data, kept: artifact.LoadedModel, dev_ids, train_ids, seed: int, log) -> tuple[dict, np.ndarray]:
     """Fit the n-gram path on the training reviews (their pieces' ids together, as predict reads
     them) and choose its share on dev by the checkpoint rule (loop.mixture_share); a share below 1
-    puts the path into `kept.model`. Returns what the metadata and the card record."""
+    puts the path into `kept.model`. Returns (what the metadata and the card record, the kept
+    model's dev distributions)."""
     model, cfg = kept.model, kept.model.config
     targets = [e.rating - cfg.scale_min for e in data.train]
     if len(set(targets)) < 2:
         log("n-gram path: not fitted (the training reviews hold one rating)")
-        return {"kept": False, "why": "the training reviews hold one rating"}
+        return {"kept": False, "why": "the training reviews hold one rating"}, None
     started = time.perf_counter()
     path = NgramPath.fit([[i for p in pieces for i in p] for pieces in train_ids], targets, len(cfg.ratings),
                          cfg.vocab_size, seed=seed)
@@ -787,7 +788,7 @@ def ngram_step(data: Data, kept: artifact.LoadedModel, dev_ids, train_ids, seed:
     else:
         log(f"n-gram path: not kept (dev is best with the recurrent path alone: {alone['accuracy']:.1%}, MAE "
             f"{alone['mae']:.3f}; {seconds:g} s)")
-    return out
+    return out, mix(recurrent, linear, share)
 
 
 def _one_rating_warning(m: dict | None, where: str) -> str | None:
