@@ -141,6 +141,13 @@ def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_pat
     assert meta["distillation"]["augmented_texts"] > 0 and meta["holdout_metrics"]["n"] > 0
     card = (out / "MODEL_CARD.md").read_text()
     assert "Distilled from a teacher" in card and "the teacher on dev" in card
+    # the card says whose labels the student learnt from: the ensemble's when dev chose one
+    weight = meta["distillation"]["teacher_check"]["ensemble"]["weight"]
+    assert ("the labels are the ensemble teacher's" in card) == (weight < 1)
+    assert f"{meta['distillation']['augmented_texts']} augmented texts" in card
+    from reviewlstm.artifact import model_card
+    with_unrated = {**meta, "distillation": {**meta["distillation"], "unrated_texts": 3, "unlabeled_files": ["u.csv"]}}
+    assert "and 3 unrated texts from u.csv" in model_card(loaded.config, loaded.train_config, with_unrated)
     assert "![training curves](curves.png)" in card and (out / "curves.png").stat().st_size > 5_000
     pred = api.predict("a gorgeous , witty movie .", model=out)
     assert 1 <= pred.rating <= 5 and abs(sum(pred.probabilities) - 1) < 1e-6

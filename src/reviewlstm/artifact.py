@@ -406,9 +406,18 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                   f"{d.get('teacher_max_length')} wordpieces; kept in {d.get('teacher')})"]
         if d.get("teacher_dev_metrics"):
             lines.append(f"- the teacher on dev: {scores(d['teacher_dev_metrics'])}")
-        lines += [f"- trained on {d.get('labelled_texts')} training texts with the teacher's logits and "
-                  f"{d.get('augmented_texts')} augmented texts (masking {d.get('mask_p')}, GloVe neighbours "
-                  f"{d.get('replace_p')}, n-grams {d.get('ngram_p')}) with the teacher's alone",
+        ensemble = (d.get("teacher_check") or {}).get("ensemble") or {}
+        weight = ensemble.get("weight", 1.0)
+        if weight < 1:
+            lines.append(f"- the labels are the ensemble teacher's: {weight:g} x the teacher's distributions + "
+                         f"{1 - weight:g} x TF-IDF + LR's, the weight chosen on dev (there: accuracy "
+                         f"{ensemble['accuracy']:.1%}, MAE {ensemble['mae']:.3f})")
+        unrated = d.get("unrated_texts") or 0
+        lines += [f"- trained on {d.get('labelled_texts')} training texts with the teacher's labels and the gold "
+                  f"rating, {d.get('augmented_texts')} augmented texts (masking {d.get('mask_p')}, GloVe neighbours "
+                  f"{d.get('replace_p')}, n-grams {d.get('ngram_p')})"
+                  + (f" and {unrated} unrated texts from {', '.join(d.get('unlabeled_files') or [])}" if unrated else "")
+                  + " with the teacher's labels alone",
                   f"- loss: {d.get('alpha')} x cross-entropy on the gold rating + {1 - d.get('alpha', 0):g} x "
                   f"T^2 x KL(teacher || student), T = {d.get('temperature')}",
                   "- time per stage: " + ", ".join(f"{STAGES.get(k, k)} {v:,.0f} s" for k, v in (d.get("seconds") or {}).items())
