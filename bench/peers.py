@@ -2,7 +2,7 @@
 
     pip install -e ".[bench]" -c constraints.txt
     python bench/peers.py [--data sst-phrases,amazon,imdb-5k,imdb-5k-stars] [--seeds 3]
-                          [--distilled DATA=RUN_DIR ...] [--json runs/peers.json] [--threads 2]
+                          [--distilled DATA=RUN_DIR[,RUN_DIR...] ...] [--json runs/peers.json] [--threads 2]
 
 For each data set (bench/common.py), on the same files and machine, one after another:
 - always the commonest training rating; TF-IDF word 1-2-grams + logistic regression (the package's
@@ -14,8 +14,9 @@ For each data set (bench/common.py), on the same files and machine, one after an
   same runs' recurrent path alone, without the n-gram path train mixed in (when dev chose one);
 - with `--distilled amazon=runs/distill-amazon`: a model `reviewlstm distill` wrote, scored on the
   same dev and slice, beside its teacher alone and the ensemble teacher distill made of it (the
-  teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); `--seeds 0` scores
-  only the distilled model and its teachers; `--teacher sst-phrases=DIR` scores a fine-tuned teacher
+  teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); several run
+  directories, comma-separated (the students of one teacher, by seed), give one row of mean ± sd;
+  `--seeds 0` scores only the distilled models and their teachers; `--teacher sst-phrases=DIR` scores a fine-tuned teacher
   alone and as the ensemble distill would make of it (the weight chosen on dev).
 Reported on dev and on the slice that no choice touched: accuracy, MAE of the predicted rating,
 macro-F1, QWK (mean ± sd over seeds), and training seconds.
@@ -95,16 +96,32 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
     if teacher:
         teachers(ds, split, teacher, report)
     if distilled:
-        model = api.load_model(distilled)
-        record = model.metadata.get("distillation", {})
-        teachers(ds, split, record["teacher"], report,
-                 ((record.get("teacher_check") or {}).get("ensemble") or {}).get("weight", 1.0),
-                 (record.get("teacher_trained") or {}).get("seconds", 0.0))
+        students(ds, split, distilled.split(","), report)
+    return rows
+
+
+def students(ds, split, run_dirs: list[str], report) -> None:
+    """Distilled models of one teacher (one per seed), scored on dev and the slice as one row, beside
+    that teacher alone and the ensemble teacher distill made of it."""
+    models = [api.load_model(d) for d in run_dirs]
+    records = [m.metadata.get("distillation", {}) for m in models]
+    if len({Path(r["teacher"]).resolve() for r in records}) != 1:
+        raise SystemExit(f"bench/peers.py: the distilled runs {', '.join(run_dirs)} have different teachers; "
+                         "give one teacher's students per data set")
+    first = records[0]
+    teachers(ds, split, first["teacher"], report,
+             ((first.get("teacher_check") or {}).get("ensemble") or {}).get("weight", 1.0),
+             (first.get("teacher_trained") or {}).get("seconds", 0.0))
+    held_y = Split.ratings(split.held)
+    dev_runs, held_runs, seconds = [], [], []
+    for model, record in zip(models, records):
         ev = api.evaluate(ds.dev, model=model)
         held = scores(held_y, [p.rating for p in api.predict([e.text for e in split.held], model=model)], ds.ratings)
-        report(f"reviewlstm distill ({distilled})", sum(record.get("seconds", {}).values()),
-               [{k: ev[k] for k in held}], [held], stages=record.get("seconds"))
-    return rows
+        dev_runs.append({k: ev[k] for k in held})
+        held_runs.append(held)
+        seconds.append(record.get("seconds") or {})
+    report(f"reviewlstm distill ({', '.join(run_dirs)})", sum(sum(s.values()) for s in seconds) / len(seconds),
+           dev_runs, held_runs, stages=seconds, student_seeds=[m.train_config.get("seed") for m in models])
 
 
 def recurrent_alone(loaded, examples, ratings) -> dict:
@@ -149,8 +166,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     data_args(ap)
     ap.add_argument("--seeds", type=int, default=3, help="runs per model, seeds 0..N-1")
-    ap.add_argument("--distilled", nargs="*", default=[], metavar="DATA=RUN_DIR",
-                    help="a distilled model to score beside the peers on that data set, with its teachers")
+    ap.add_argument("--distilled", nargs="*", default=[], metavar="DATA=RUN_DIR[,RUN_DIR...]",
+                    help="distilled models of one teacher (one per seed) to score beside the peers on that "
+                         "data set, with their teacher")
     ap.add_argument("--teacher", nargs="*", default=[], metavar="DATA=TEACHER_DIR",
                     help="a fine-tuned teacher to score alone and as the ensemble distill would make of it")
     args = ap.parse_args()
