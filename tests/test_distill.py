@@ -109,23 +109,27 @@ def test_soft_targets_are_distributions_and_the_slice_is_not_seen(distilled, sst
     assert teacher["trained"]["examples"] == len(kept) and teacher["dev_metrics"]["n"] == 220
 
 
-def test_labels_are_cached_and_invalidated(distilled, tmp_path):
+def test_labels_are_cached_by_text_and_invalidated(distilled, tmp_path):
     teacher = Teacher.load(distilled.teacher)
     texts = [["a", "fine", "film", "."], ["a", "dull", "one", "."], ["so", "so", "."]]
     first, cost = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lambda s: None)
-    files = sorted((tmp_path / teacher.fingerprint()[:16]).glob("*.npy"))
+    files = sorted((tmp_path / teacher.fingerprint()[:16]).glob("*.npz"))
     assert len(files) == 2
     stamps = {f: f.stat().st_mtime_ns for f in files}
     lines = []
     again, cost_again = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
     assert np.array_equal(first, again) and "3 from the cache" in lines[0]
     # the cost reported is the labelling's, not the rerun's few milliseconds of reading
-    assert cost > 0 and cost_again == cost
+    assert cost > 0 and cost_again == pytest.approx(cost)
     assert {f: f.stat().st_mtime_ns for f in files} == stamps  # read, not rewritten
-    # a changed text relabels its own chunk only
-    changed = [texts[0], texts[1], ["quite", "good", "."]]
-    label(teacher, changed, tmp_path, chunk=2, progress=False, log=lines.append)
-    assert "2 from the cache" in lines[-1]
+    # by text, not by position: a new text in front (another seed's augmented texts), the old ones
+    # moved and repeated, labels only the new one, and the old keep their logits
+    shifted = [["quite", "good", "."], texts[2], texts[0], texts[0], texts[1]]
+    moved, _ = label(teacher, shifted, tmp_path, chunk=2, progress=False, log=lines.append)
+    assert "4 from the cache" in lines[-1] and len(list(files[0].parent.glob("*.npz"))) == 3
+    assert np.array_equal(moved[1:], first[[2, 0, 0, 1]])
+    assert np.allclose(moved[0], label(teacher, [shifted[0]], tmp_path / "fresh", progress=False,
+                                       log=lambda s: None)[0][0], atol=1e-5)
     # another teacher (one weight changed) is another fingerprint: nothing reused
     with torch.no_grad():
         teacher.head.bias[0] += 1.0

@@ -9,9 +9,9 @@ One story, every stage resumable and its output kept in the work directory (`OUT
 3. augment   new texts from the training reviews: words masked, words swapped for a GloVe nearest
              neighbour, n-grams sampled (Tang et al.'s recipe; GloVe neighbours in place of their
              part-of-speech swaps), `augment` per review, seeded
-4. label     the teacher's logits for every training text and augmented text, cached in
-             WORK/labels/<teacher fingerprint>/ by chunks keyed on their texts: a student retrains
-             without the teacher, a changed text relabels only its chunk
+4. label     the teacher's logits for every training text and augmented text, cached text by text in
+             WORK/labels/<teacher fingerprint>/: a student retrains without the teacher, and another
+             seed, another cap or another file labels only the texts no run labelled before
 5. student   `train()` on the gold ratings plus the teacher's soft targets (TrainConfig.transfer):
              an ordinary reviewlstm model, the teacher and the recipe on its card
 """
@@ -449,47 +449,82 @@ def augment(token_lists: list[list[str]], per_text: int, rng: np.random.Generato
 
 def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_size: int = 64, progress: bool = True,
           log=print, chunk: int = 2048, precision: str = "float32") -> tuple[np.ndarray, float]:
-    """(N, K) teacher logits for every text, and the seconds they cost to compute. Chunks of `chunk`
-    texts are cached under the teacher's fingerprint, each named by the hash of its texts: rerunning
-    reuses them (and resumes a stopped labelling); another teacher or another text gets new labels.
-    Each chunk's seconds are kept beside it (seconds.json), so the cost reported is the labelling's,
-    whichever run did it, not the few seconds a rerun takes to read the cache."""
+    """(N, K) teacher logits for every text, and the seconds they cost to compute. The cache is by
+    text: each text's logits are kept under the teacher's fingerprint with the hash of the text
+    (LabelCache), so a rerun, another seed's augmented texts, a higher --unlabeled-max or texts in
+    another order label only the texts never labelled before, each once, and a stopped labelling
+    resumes from its last whole chunk of `chunk` texts. The seconds reported are the labelling's,
+    whichever run did it: each cached text carries its share of the chunk it was labelled in."""
     from tqdm import tqdm
-    folder = _label_folder(cache, teacher, precision)
-    folder.mkdir(parents=True, exist_ok=True)
+    store = LabelCache(_label_folder(cache, teacher, precision))
     texts = [teacher.text(t) for t in token_lists]
+    keys = [_text_key(t) for t in texts]
     out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
     bar = tqdm(total=len(texts), disable=None if progress else True, unit="text", file=sys.stderr,
                dynamic_ncols=True, desc="teacher: labelling")
-    reused, cost = 0, 0.0
-    costs_path = folder / "seconds.json"
-    costs = json.loads(costs_path.read_text()) if costs_path.exists() else {}
-    for start in range(0, len(texts), chunk):
-        part = texts[start:start + chunk]
-        name = folder / (_chunk_name(part) + ".npy")
-        if name.exists():
-            values = np.load(name)
-            if values.shape == (len(part), out.shape[1]):
-                out[start:start + len(part)] = values
-                reused += len(part)
-                cost += costs.get(name.stem, 0.0)  # a chunk cached before costs were kept counts 0
-                bar.update(len(part))
-                continue
+    todo = list(dict.fromkeys(k for k in keys if k not in store.rows))  # each missing text once
+    missing = set(todo)
+    reused = sum(1 for k in keys if k not in missing)
+    text_of = dict(zip(keys, texts))
+    bar.update(reused)
+    for start in range(0, len(todo), chunk):
+        part = todo[start:start + chunk]
         t0 = time.perf_counter()
-        values = teacher.logits(part, batch_size, bar=bar, precision=precision)
-        tmp = name.with_suffix(".tmp.npy")
-        np.save(tmp, values)
-        tmp.replace(name)  # a chunk is whole or absent: a killed run leaves no half chunk
-        out[start:start + len(part)] = values
-        costs[name.stem] = time.perf_counter() - t0
-        cost += costs[name.stem]
-        tmp = costs_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(costs))
-        tmp.replace(costs_path)
-    bar.n = len(texts)  # the bar's fractional updates, rounded
+        values = teacher.logits([text_of[k] for k in part], batch_size, bar=bar, precision=precision)
+        store.add(part, values, time.perf_counter() - t0)
+    bar.n = len(texts)  # the bar's fractional updates, rounded; repeated texts were labelled once
     bar.close()
-    log(f"label: {len(texts)} texts" + (f" ({reused} from the cache in {folder})" if reused else f", cached in {folder}"))
+    cost = 0.0
+    for i, k in enumerate(keys):
+        out[i], seconds = store.get(k)
+        cost += seconds
+    log(f"label: {len(texts)} texts" + (f" ({reused} from the cache in {store.folder})" if reused else
+                                        f", cached in {store.folder}"))
     return out, cost
+
+
+class LabelCache:
+    """A teacher's logits by text in one folder: chunk files (`<hash>.npz`: each text's 16-byte key
+    and its logits) and seconds.json (what each chunk cost to label). A chunk is written whole or
+    not at all, so a killed run leaves no half chunk."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.costs_path = folder / "seconds.json"
+        self.costs = json.loads(self.costs_path.read_text()) if self.costs_path.exists() else {}
+        self.chunks: list[tuple[np.ndarray, float]] = []  # (logits, seconds per text) of each chunk
+        self.rows: dict[bytes, tuple[int, int]] = {}  # a text's key -> (its chunk, its row there)
+        for path in sorted(folder.glob("*.npz")) if folder.exists() else ():
+            with np.load(path) as chunk:
+                self._index(chunk["keys"].tobytes(), chunk["logits"], self.costs.get(path.stem, 0.0))
+
+    def _index(self, keys: bytes, logits: np.ndarray, seconds: float) -> None:
+        self.chunks.append((logits, seconds / max(len(logits), 1)))
+        for row in range(len(logits)):
+            self.rows[keys[16 * row:16 * (row + 1)]] = (len(self.chunks) - 1, row)
+
+    def get(self, key: bytes) -> tuple[np.ndarray, float]:
+        """A cached text's logits and its share of the seconds its chunk cost."""
+        chunk, row = self.rows[key]
+        logits, seconds = self.chunks[chunk]
+        return logits[row], seconds
+
+    def add(self, keys: list[bytes], logits: np.ndarray, seconds: float) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        joined = b"".join(keys)
+        name = hashlib.sha256(joined).hexdigest()[:24]
+        tmp = self.folder / (name + ".tmp.npz")
+        np.savez(tmp, keys=np.frombuffer(joined, dtype=np.uint8).reshape(len(keys), 16), logits=logits)
+        tmp.replace(self.folder / (name + ".npz"))
+        self.costs[name] = seconds
+        tmp_costs = self.costs_path.with_suffix(".tmp")
+        tmp_costs.write_text(json.dumps(self.costs))
+        tmp_costs.replace(self.costs_path)
+        self._index(joined, logits, seconds)
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
 def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int, n_augmented_end: int | None = None) -> None:
@@ -550,8 +585,8 @@ def labelling_estimate(teacher: Teacher, token_lists, cache: Path, batch_size: i
                        sample: int = 128) -> str:
     """A line saying how long labelling will take: the texts not yet in the cache, at the speed the
     teacher reads a sample of them now (its longest-first batches), before the hours start."""
-    folder = _label_folder(cache, teacher, precision)
-    todo = len(token_lists) - (_cached_count(folder, teacher, token_lists) if folder.exists() else 0)
+    store = LabelCache(_label_folder(cache, teacher, precision))
+    todo = len({key for key in (_text_key(teacher.text(t)) for t in token_lists) if key not in store.rows})
     if todo <= 0:
         return f"label: all {len(token_lists)} texts are in the cache"
     rng = np.random.default_rng(0)
@@ -566,22 +601,9 @@ def labelling_estimate(teacher: Teacher, token_lists, cache: Path, batch_size: i
             f"label: {todo} of {len(token_lists)} texts to label, under a minute at {rate:.0f} texts/s")
 
 
-def _cached_count(folder: Path, teacher: Teacher, token_lists, chunk: int = 2048) -> int:
-    """How many texts `label` would read from the cache (its chunks are named by their texts' hash)."""
-    n = 0
-    for start in range(0, len(token_lists), chunk):
-        part = [teacher.text(t) for t in token_lists[start:start + chunk]]
-        n += len(part) if (folder / (_chunk_name(part) + ".npy")).exists() else 0
-    return n
-
-
 def _label_folder(cache: Path, teacher: Teacher, precision: str) -> Path:
     """Labels live under the teacher's fingerprint; labels in another precision are other labels."""
     return cache / (teacher.fingerprint()[:16] + ("" if precision == "float32" else f"-{precision}"))
-
-
-def _chunk_name(texts: list[str]) -> str:
-    return hashlib.sha256("\0".join(texts).encode("utf-8")).hexdigest()[:24]
 
 
 def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n_augmented: int, seconds: dict,
