@@ -16,7 +16,6 @@ predicted rating (its coverage and size on the same reviews). --write DIR saves 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 

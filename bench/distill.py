@@ -91,7 +91,7 @@ def main() -> None:
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return (f"{statistics.mean(values):.1%} ± {sd:.1%}" if key == "accuracy" else
                 f"{statistics.mean(values):.3f} ± {sd:.3f}")
-    print(f"\n| data | model | seeds | dev acc | dev MAE | dev macro-F1 | slice acc | slice MAE | slice macro-F1 | s/run |")
+    print("\n| data | model | seeds | dev acc | dev MAE | dev macro-F1 | slice acc | slice MAE | slice macro-F1 | s/run |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     t = teacher_rows
     print(f"| {args.data} | teacher (fine-tuned encoder) | - | {t['dev']['accuracy']:.1%} | {t['dev']['mae']:.3f} "

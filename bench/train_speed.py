@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 
+from common import sst_arg
+
 CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 from reviewlstm import api
 from reviewlstm.train import TrainConfig
 
-from common import sst_arg
 cfg = TrainConfig(overwrite=True, train=sys.argv[1], out=sys.argv[2], phrases=sys.argv[3] == "phrases", epochs=1, seed=0,
                   progress=False)
 r = api.train(cfg, log=lambda line: None)

@@ -2,7 +2,7 @@
 
 Use gate input scale: |forget| = |LTM⊙f| fed to W_u in the four-gate cell, the pre-activation W_u·forget+b_u,
 and U's saturation; against the classic cell where use = o⊙tanh(c)."""
-import sys, numpy as np, torch
+import sys, torch
 from reviewlstm import api
 from reviewlstm.data import read_examples
 from reviewlstm.predict import pad_batch

@@ -19,7 +19,8 @@ from .train import TrainConfig, TrainResult
 from .train import train as _train
 
 __all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",
-           "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem"]
+           "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem",
+           "ArtifactError"]
 
 def train(config: TrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> TrainResult:
     """Train a model: ``train(train="reviews.csv", dev="dev.csv", out="model")`` or with a TrainConfig."""

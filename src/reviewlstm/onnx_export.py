@@ -73,7 +73,7 @@ def _f32(t) -> np.ndarray:
 def _step_body(g: _Graph, cell, H: int):
     """One four-gate step as a Scan body: state (ltm, stm) (B, H), scanned (proj_t (B, 4H), keep_t
     (B, 1)) -> new state, output stm_t masked (B, H)."""
-    T, h, nh = g.T, g.h, g.nh
+    T, h = g.T, g.h
     b = _Graph()
     w_hh_t, bias = b.const(_f32(cell.weight_hh.t()), "w_hh_t"), b.const(_f32(cell.bias), "bias")
     w_u_t, bias_u = b.const(_f32(cell.weight_u.t()), "w_u_t"), b.const(_f32(cell.bias_u), "bias_u")
