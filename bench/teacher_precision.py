@@ -4,7 +4,7 @@
                                       [--sst ../shared/data/sst5]
 
 MiniLM-L6 (the distillation teacher) on SST-5 training sentences (or, --phrases, its phrases: most
-are a few words), batch 32 for fine-tuning (the default), batch 64 for labelling. Each precision runs the same batches, interleaved round by round so
+are a few words), batch 32 for fine-tuning, batch 64 for labelling. Each precision runs the same batches, interleaved round by round so
 the machine's noise hits both alike; the median step time and texts/s are reported, and for
 labelling how far bfloat16's probabilities are from float32's (largest difference, argmax agreement).
 bfloat16 runs on oneDNN's AMX or AVX-512 BF16 kernels where the CPU has them (the run says which); on
