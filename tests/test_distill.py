@@ -257,6 +257,14 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
     assert re.search(r"; teacher \d+ s, augment \d+ s, label \d+ s, student \d+ s\)", proc.stdout), proc.stdout
     assert (tmp_path / "m.work" / "teacher" / "encoder" / "model.safetensors").exists()
     assert not list((tmp_path / "m.work").rglob("*.bin")) and not list((tmp_path / "m.work").rglob("*.pt"))
+    # stopping after a stage says where its work is (the same teacher and labels, read back)
+    stop = run_cli("distill", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", tmp_path / "m2",
+                   "--work", tmp_path / "m.work", "--no-phrases", "--max-examples", 120, "--teacher", tiny_encoder,
+                   "--teacher-batch-size", 16, "--teacher-max-length", 48, "--augment", 1, "--teacher-epochs", 1,
+                   "--until", "label", "--no-progress")
+    assert stop.returncode == 0 and "Traceback" not in stop.stderr, stop.stderr
+    assert f"stopped after label: the teacher is in {tmp_path / 'm.work' / 'teacher'}" in stop.stdout
+    assert "already fine-tuned" in stop.stderr and not (tmp_path / "m2").exists()
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher", tmp_path / "nothing")
     assert bad.returncode == 2 and "not a Hugging Face model directory" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--mask-p", 2)

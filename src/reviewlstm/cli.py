@@ -409,7 +409,7 @@ def cmd_distill(args) -> int:
     settings = from_flags(args, DistillConfig, "distill_")
     result = distill(DistillConfig(student=student, **settings), log=lambda line: print(line, file=sys.stderr, flush=True))
     if result.out is None:
-        print(f"stopped after {args.until}: the teacher is in {result.teacher}"
+        print(f"stopped after {settings['until']}: the teacher is in {result.teacher}"
               + (f", its labels in {result.transfer}" if result.transfer else "") + "; --resume goes on")
         return 0
     dev, held = result.student.dev_metrics, result.student.holdout_metrics
