@@ -265,6 +265,15 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
     assert stop.returncode == 0 and "Traceback" not in stop.stderr, stop.stderr
     assert f"stopped after label: the teacher is in {tmp_path / 'm.work' / 'teacher'}" in stop.stdout
     assert "already fine-tuned" in stop.stderr and not (tmp_path / "m2").exists()
+    # the teacher's pooling from the command line, saved with the teacher
+    cls = run_cli("distill", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", tmp_path / "m3",
+                  "--no-phrases", "--max-examples", 120, "--teacher", tiny_encoder, "--teacher-batch-size", 16,
+                  "--teacher-max-length", 48, "--teacher-epochs", 1, "--teacher-pooling", "cls", "--until", "teacher",
+                  "--no-progress")
+    assert cls.returncode == 0 and "at most 48 wordpieces, cls pooling" in cls.stderr, cls.stderr
+    assert json.loads((tmp_path / "m3.work" / "teacher" / "teacher.json").read_text())["pooling"] == "cls"
+    bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher-pooling", "max")
+    assert bad.returncode == 2 and "--teacher-pooling" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher", tmp_path / "nothing")
     assert bad.returncode == 2 and "not a Hugging Face model directory" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--mask-p", 2)
@@ -282,6 +291,26 @@ def test_a_text_longer_than_the_teacher_reads_is_read_window_by_window(tiny_enco
     each = np.stack([teacher(*teacher.batch([w], "cpu")).detach().numpy()[0] for w in windows])
     expected = (each * np.array([len(w) for w in windows])[:, None]).sum(0) / sum(len(w) for w in windows)
     assert np.allclose(teacher.logits([text, "short"])[0], expected, atol=1e-5)
+
+
+def test_the_teachers_pooling_is_its_definition_saved_and_keyed(tiny_encoder, tmp_path):
+    """cls pooling feeds the head the [CLS] state, mean the mean over the wordpieces; the choice is saved
+    with the teacher, and its labels are cached under another key (other numbers, other labels)."""
+    texts = ["a warm and witty film", "tired"]
+    mean = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0)
+    cls = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0, pooling="cls")
+    ids, mask = cls.batch(cls.encode(texts), "cpu")
+    with torch.no_grad():
+        hidden = cls.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        assert torch.allclose(cls(ids, mask), cls.head(hidden[:, 0]), atol=1e-6)
+        assert torch.allclose(mean(ids, mask), mean.head((hidden * m).sum(1) / m.sum(1)), atol=1e-6)
+    assert not np.allclose(cls.logits(texts), mean.logits(texts))
+    assert cls.fingerprint() != mean.fingerprint()
+    loaded = Teacher.load(cls.save(tmp_path / "teacher"))
+    assert loaded.info.pooling == "cls" and np.allclose(loaded.logits(texts), cls.logits(texts), atol=1e-6)
+    with pytest.raises(ValueError, match="pooling must be one of mean, cls"):
+        Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, pooling="max")
 
 
 def test_the_teacher_in_bfloat16_stays_float32_underneath_and_labels_apart(distilled, tiny_encoder, tmp_path):

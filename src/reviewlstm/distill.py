@@ -31,7 +31,7 @@ import numpy as np
 from . import artifact, loop
 from .model import LongText
 from .options import check_fields, option
-from .teacher import MASK, FineTuneConfig, Precision, Teacher, fine_tune, resolve_precision
+from .teacher import MASK, FineTuneConfig, Pooling, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
 from .train import TrainConfig, reading_rule, training_examples
@@ -60,6 +60,8 @@ class DistillConfig:
     teacher_batch_size: int = option(16, "texts per teacher step", positive=True)
     teacher_max_length: int = option(256, "wordpieces the teacher reads at once; longer texts are cut (and counted)",
                                      positive=True)
+    teacher_pooling: Pooling = option("mean", "the encoder's states to one vector for the head: their mean over the "
+                                      "wordpieces (as MiniLM was trained) or the [CLS] state")
     teacher_max_examples: int | None = option(None, "fine-tune the teacher on the first N training examples only",
                                               positive=True, metavar="N")
     # one teacher for several students: fix it
@@ -227,6 +229,8 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
     precision = resolve_precision(cfg.teacher_precision, device)
     if precision != "float32":  # float32 teachers' settings stay as they were: their work is reused
         settings["precision"] = precision
+    if cfg.teacher_pooling != "mean":  # likewise mean-pooled teachers'
+        settings["pooling"] = cfg.teacher_pooling
     if (target / "teacher.json").exists():
         teacher = Teacher.load(target)
         if (teacher.info.trained or {}).get("settings") == settings:
@@ -234,11 +238,11 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
             return teacher.to(device), target
         log(f"teacher: {target} was fine-tuned with other data or settings: fine-tuning again")
     teacher = Teacher.from_encoder(cfg.teacher, (st.scale_min, st.scale_max), cfg.teacher_max_length,
-                                   seed=_teacher_seed(cfg)).to(device)
+                                   seed=_teacher_seed(cfg), pooling=cfg.teacher_pooling).to(device)
     params = sum(p.numel() for p in teacher.parameters())
     log(f"teacher: fine-tuning {cfg.teacher} ({params / 1e6:.1f}M parameters, on {device}) on {n} examples, "
         f"{cfg.teacher_epochs:g} epoch(s), lr {cfg.teacher_lr:g}, batch {cfg.teacher_batch_size}, "
-        f"at most {cfg.teacher_max_length} wordpieces, {precision}")
+        f"at most {cfg.teacher_max_length} wordpieces, {cfg.teacher_pooling} pooling, {precision}")
     trained = fine_tune(teacher, [teacher.text(t) for t in tokens[:n]], [e.rating - st.scale_min for e in kept[:n]],
                         FineTuneConfig(epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, batch_size=cfg.teacher_batch_size,
                                        seed=_teacher_seed(cfg), progress=st.progress, precision=precision),
@@ -616,6 +620,7 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
     meta = json.loads(meta_path.read_text())
     meta["distillation"] = {
         "teacher": str(teacher_dir), "teacher_source": teacher["source"], "teacher_max_length": teacher["max_length"],
+        "teacher_pooling": teacher.get("pooling", "mean"),
         "teacher_trained": teacher.get("trained"), "teacher_dev_metrics": teacher.get("dev_metrics"),
         "labelled_texts": n_labelled, "augmented_texts": n_augmented, "augment": cfg.augment,
         "unrated_texts": n_unrated, "unlabeled_files": [str(f) for f in cfg.unlabeled], "teacher_check": check,

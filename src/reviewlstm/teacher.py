@@ -1,10 +1,11 @@
-"""The teacher for distillation: a Hugging Face encoder, mean-pooled, with a linear head over the rating
+"""The teacher for distillation: a Hugging Face encoder, pooled (the mean over the wordpieces, as
+all-MiniLM-L6-v2 was trained, or the [CLS] wordpiece's state), with a linear head over the rating
 scale, fine-tuned on the training reviews (optional install: `pip install -e ".[teacher]"`).
 
     teacher/
       encoder/            the encoder and its tokenizer (save_pretrained, safetensors: never pickled)
       head.safetensors    the (K, H) head
-      teacher.json        scale, max_length (wordpieces), the source encoder, its training and dev scores
+      teacher.json        scale, max_length (wordpieces), pooling, the source encoder, its training and dev scores
 
 The teacher reads what the student reads: the student's tokens joined by spaces (brackets as "(",
 the student's <mask> as the encoder's mask token), so an augmented text means the same to both.
@@ -36,6 +37,8 @@ MINILM = "minilm"            # the all-MiniLM-L6-v2 encoder of the PyPI package 
 TEACHER_EXTRA = 'pip install -e ".[teacher]"'
 Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS = typing.get_args(Precision)
+Pooling = Literal["mean", "cls"]
+POOLINGS = typing.get_args(Pooling)
 
 
 def cpu_bfloat16() -> str | None:
@@ -110,24 +113,29 @@ class TeacherInfo:
     max_length: int              # wordpieces read at once, [CLS] and [SEP] included
     trained: dict | None = None  # examples, epochs, lr, batch size, seconds, the training file's sha256
     dev_metrics: dict | None = None
+    pooling: Pooling = "mean"    # the wordpieces' states -> one vector: their mean, or the [CLS] state
 
 
 class Teacher(nn.Module):
-    """Encoder -> mean over the text's wordpieces (as all-MiniLM-L6-v2 was trained) -> linear head."""
+    """Encoder -> pooling (`info.pooling`: the mean over the text's wordpieces, or the [CLS] state) ->
+    linear head."""
 
     def __init__(self, encoder, tokenizer, info: TeacherInfo):
         super().__init__()
+        if info.pooling not in POOLINGS:
+            raise ValueError(f"teacher pooling must be one of {', '.join(POOLINGS)}, got {info.pooling!r}")
         self.encoder, self.tokenizer, self.info = encoder, tokenizer, info
         self.head = nn.Linear(encoder.config.hidden_size, info.scale_max - info.scale_min + 1)
 
     @classmethod
-    def from_encoder(cls, source: str, scale: tuple[int, int], max_length: int, seed: int = 0) -> "Teacher":
+    def from_encoder(cls, source: str, scale: tuple[int, int], max_length: int, seed: int = 0,
+                     pooling: Pooling = "mean") -> "Teacher":
         tf = _transformers()
         path = encoder_path(source)
         torch.manual_seed(seed)  # the head's initialization
         encoder = tf.AutoModel.from_pretrained(str(path))
         tokenizer = tf.AutoTokenizer.from_pretrained(str(path))
-        return cls(encoder, tokenizer, TeacherInfo(source, scale[0], scale[1], max_length))
+        return cls(encoder, tokenizer, TeacherInfo(source, scale[0], scale[1], max_length, pooling=pooling))
 
     @classmethod
     def load(cls, path: str | Path) -> "Teacher":
@@ -156,8 +164,11 @@ class Teacher(nn.Module):
         return path
 
     def fingerprint(self) -> str:
-        """sha256 over the weights and the length limit: the key of every label cached from this teacher."""
+        """sha256 over the weights, the length limit and the pooling: the key of every label cached from
+        this teacher."""
         h = hashlib.sha256(str(self.info.max_length).encode())
+        if self.info.pooling != "mean":  # mean-pooled teachers keep the keys their labels were cached under
+            h.update(self.info.pooling.encode())
         for name, tensor in sorted({**{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
                                     **{f"head.{k}": v for k, v in self.head.state_dict().items()}}.items()):
             h.update(name.encode())
@@ -173,8 +184,11 @@ class Teacher(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+        if self.info.pooling == "cls":
+            pooled = hidden[:, 0]  # (B, H): every window starts with [CLS]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
         return self.head(pooled)  # (B, K)
 
     def batch(self, id_lists: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
