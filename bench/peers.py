@@ -2,7 +2,8 @@
 
     pip install -e ".[bench]" -c constraints.txt
     python bench/peers.py [--data sst-phrases,amazon,imdb-5k,imdb-5k-stars] [--seeds 3]
-                          [--distilled DATA=RUN_DIR[,RUN_DIR...] ...] [--json runs/peers.json] [--threads 2]
+                          [--distilled DATA=RUN_DIR[,RUN_DIR...] ...] [--teacher DATA=TEACHER_DIR[,TEACHER_DIR...] ...]
+                          [--json runs/peers.json] [--threads 2]
 
 For each data set (bench/common.py), on the same files and machine, one after another:
 - always the commonest training rating; TF-IDF word 1-2-grams + logistic regression (the package's
@@ -16,8 +17,8 @@ For each data set (bench/common.py), on the same files and machine, one after an
   same dev and slice, beside its teacher alone and the ensemble teacher distill made of it (the
   teacher's distributions mixed with TF-IDF + LR's at the weight chosen on dev); several run
   directories, comma-separated (the students of one teacher, by seed), give one row of mean ± sd;
-  `--seeds 0` scores only the distilled models and their teachers; `--teacher sst-phrases=DIR` scores a fine-tuned teacher
-  alone and as the ensemble distill would make of it (the weight chosen on dev).
+  `--seeds 0` scores only the distilled models and their teachers; `--teacher sst-phrases=DIR[,DIR...]` scores
+  fine-tuned teachers, each alone and as the ensemble distill would make of it (the weight chosen on dev).
 Reported on dev and on the slice that no choice touched: accuracy, MAE of the predicted rating,
 macro-F1, QWK (mean ± sd over seeds), and training seconds.
 """
@@ -93,8 +94,8 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
         report(f"reviewlstm train, its recurrent path alone (n-gram shares {', '.join(f'{x:g}' for x in shares)})",
                seconds, alone_dev, alone_held)
 
-    if teacher:
-        teachers(ds, split, teacher, report)
+    for teacher_dir in teacher.split(",") if teacher else ():
+        teachers(ds, split, teacher_dir, report)
     if distilled:
         students(ds, split, distilled.split(","), report)
     return rows
@@ -153,7 +154,8 @@ def teachers(ds, split, teacher_dir, report, weight: float | None = None, second
         parts[part] = (_softmax(logits), peer.proba(texts, ds.ratings), truth)
     if weight is None:
         weight = mixture_share(*parts["dev"], ds.ratings)[0]
-    for name, w in ((f"the teacher alone ({teacher.info.source})", 1.0), (f"the ensemble teacher ({w_text(weight)})", weight)):
+    for name, w in ((f"the teacher alone ({teacher.info.source}, {teacher_dir})", 1.0),
+                    (f"the ensemble teacher ({w_text(weight)})", weight)):
         d, h = (mixture_metrics(t, p, w, y, ds.ratings) for t, p, y in (parts["dev"], parts["slice"]))
         report(name, seconds, [d], [h])
 
@@ -169,8 +171,8 @@ def main() -> None:
     ap.add_argument("--distilled", nargs="*", default=[], metavar="DATA=RUN_DIR[,RUN_DIR...]",
                     help="distilled models of one teacher (one per seed) to score beside the peers on that "
                          "data set, with their teacher")
-    ap.add_argument("--teacher", nargs="*", default=[], metavar="DATA=TEACHER_DIR",
-                    help="a fine-tuned teacher to score alone and as the ensemble distill would make of it")
+    ap.add_argument("--teacher", nargs="*", default=[], metavar="DATA=TEACHER_DIR[,TEACHER_DIR...]",
+                    help="fine-tuned teachers to score, each alone and as the ensemble distill would make of it")
     args = ap.parse_args()
     distilled = dict(d.split("=", 1) for d in args.distilled)
     teacher = dict(t.split("=", 1) for t in args.teacher)
