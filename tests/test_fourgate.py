@@ -127,18 +127,30 @@ def test_backend_gradcheck(backend):
     assert torch.autograd.gradcheck(lambda x, *p: layer(x, n)[0], (x, *layer.parameters()), fast_mode=interpreted)
 
 
-@pytest.mark.parametrize("backend", [b for b in AVAILABLE if DEVICE[b] == "cpu" and b != "triton"])
-def test_backend_at_model_size_matches_readable_loop_float32(backend):
+@pytest.mark.parametrize("backend, lib", [(b, lib) for b in AVAILABLE if DEVICE[b] == "cpu" and b != "triton"
+                                          for lib in (["blas", "blas-packed", "onednn"] if b == "compiled" else [None])])
+def test_backend_at_model_size_matches_readable_loop_float32(backend, lib, request):
     """At the bundled model's shapes (E 50, H 150, a length-bucketed batch), where the vectorised
-    tanh/exp of the compiled loop could drift: within 1e-5 of the readable loop, outputs and gradients."""
+    tanh/exp of the compiled loop could drift, with each matrix library a machine may pick. Both
+    float32 paths are measured against the readable loop in float64: a weight gradient sums 1,280
+    (row, step) terms of up to ~70 in an order the library picks, so the two float32 answers differ
+    by their rounding, not by a rule; each must be within 1e-5 of the tensor's scale of the exact
+    answer (rounding leaves ~1e-6)."""
+    if lib is not None:
+        request.getfixturevalue("product_library")(lib)
     torch.manual_seed(0)
     fast = Recurrent("lstm", 50, 150, bidirectional=True, backend=backend)
     slow = Recurrent("lstm", 50, 150, bidirectional=True, backend="readable")
+    exact = Recurrent("lstm", 50, 150, bidirectional=True, backend="readable").double()
     slow.load_state_dict(fast.state_dict())
+    exact.load_state_dict(fast.state_dict())
     x = torch.randn(32, 40, 50)
     n = torch.randint(1, 41, (32,))
-    for a, b in zip(outputs_and_gradients(fast, x, n), outputs_and_gradients(slow, x, n)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    want = outputs_and_gradients(exact, x.double(), n)
+    for layer in (fast, slow):
+        for got, ref in zip(outputs_and_gradients(layer, x, n), want):
+            scale = max(ref.abs().max().item(), 1.0)
+            torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-5 * scale)
 
 
 @pytest.mark.parametrize("backend", [b for b in AVAILABLE if b != "triton"])
