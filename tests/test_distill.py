@@ -272,6 +272,8 @@ def test_distill_cli_and_its_errors(sst, tiny_encoder, tmp_path):
                   "--no-progress")
     assert cls.returncode == 0 and "at most 48 wordpieces, cls pooling" in cls.stderr, cls.stderr
     assert json.loads((tmp_path / "m3.work" / "teacher" / "teacher.json").read_text())["pooling"] == "cls"
+    bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher-head", "deep")
+    assert bad.returncode == 2 and "--teacher-head" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher-pooling", "max")
     assert bad.returncode == 2 and "--teacher-pooling" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "x", "--teacher", tmp_path / "nothing")
@@ -311,6 +313,32 @@ def test_the_teachers_pooling_is_its_definition_saved_and_keyed(tiny_encoder, tm
     assert loaded.info.pooling == "cls" and np.allclose(loaded.logits(texts), cls.logits(texts), atol=1e-6)
     with pytest.raises(ValueError, match="pooling must be one of mean, cls"):
         Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, pooling="max")
+
+
+def test_the_teachers_head_is_its_definition_saved_and_keyed(tiny_encoder, tmp_path):
+    """The mlp head is RoBERTa's classification head over the pooled vector (dense, tanh, linear; its
+    dropout only in training); saved and read back with the teacher, its labels keyed apart."""
+    texts = ["a warm and witty film", "tired"]
+    linear = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0)
+    mlp = Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, seed=0, head="mlp").eval()
+    ids, mask = mlp.batch(mlp.encode(texts), "cpu")
+    dense, out = mlp.head[1], mlp.head[4]
+    width = mlp.encoder.config.hidden_size
+    assert dense.weight.shape == (width, width) and out.out_features == 5
+    with torch.no_grad():
+        hidden = mlp.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).float()
+        pooled = (hidden * m).sum(1) / m.sum(1)
+        assert torch.allclose(mlp(ids, mask), out(torch.tanh(dense(pooled))), atol=1e-6)
+        mlp.train()
+        assert not torch.allclose(mlp(ids, mask), mlp(ids, mask))  # dropout in training
+        mlp.eval()
+    assert mlp.logits(texts).shape == (2, 5) and mlp.fingerprint() != linear.fingerprint()
+    loaded = Teacher.load(mlp.save(tmp_path / "teacher"))
+    assert loaded.info.head == "mlp" and np.allclose(loaded.logits(texts), mlp.logits(texts), atol=1e-6)
+    assert Teacher.load(linear.save(tmp_path / "linear")).info.head == "linear"
+    with pytest.raises(ValueError, match="head must be one of linear, mlp"):
+        Teacher.from_encoder(str(tiny_encoder), (1, 5), 32, head="deep")
 
 
 def test_the_teacher_in_bfloat16_stays_float32_underneath_and_labels_apart(distilled, tiny_encoder, tmp_path):

@@ -403,7 +403,8 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         lines += ["", "## Distilled from a teacher", "",
                   f"- teacher: {d.get('teacher_source')} fine-tuned on {trained.get('examples', '?')} training examples "
                   f"({trained.get('epochs', '?')} epoch(s), lr {trained.get('lr', '?')}, at most "
-                  f"{d.get('teacher_max_length')} wordpieces, {d.get('teacher_pooling', 'mean')} pooling; "
+                  f"{d.get('teacher_max_length')} wordpieces, {d.get('teacher_pooling', 'mean')} pooling, "
+                  f"{d.get('teacher_head', 'linear')} head; "
                   f"kept in {d.get('teacher')})"]
         if d.get("teacher_dev_metrics"):
             lines.append(f"- the teacher on dev: {scores(d['teacher_dev_metrics'])}")

@@ -31,7 +31,7 @@ import numpy as np
 from . import artifact, loop
 from .model import LongText
 from .options import check_fields, option
-from .teacher import MASK, FineTuneConfig, Pooling, Precision, Teacher, fine_tune, resolve_precision
+from .teacher import MASK, FineTuneConfig, Head, Pooling, Precision, Teacher, fine_tune, resolve_precision
 from .text import text_tokens
 from .data import BadRows
 from .train import TrainConfig, reading_rule, training_examples
@@ -62,6 +62,8 @@ class DistillConfig:
                                      positive=True)
     teacher_pooling: Pooling = option("mean", "the encoder's states to one vector for the head: their mean over the "
                                       "wordpieces (as MiniLM was trained) or the [CLS] state")
+    teacher_head: Head = option("linear", "that vector to the scale's logits: one linear map, or mlp (dense + tanh + "
+                                          "linear, RoBERTa's classification head)")
     teacher_max_examples: int | None = option(None, "fine-tune the teacher on the first N training examples only",
                                               positive=True, metavar="N")
     # one teacher for several students: fix it
@@ -231,6 +233,8 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
         settings["precision"] = precision
     if cfg.teacher_pooling != "mean":  # likewise mean-pooled teachers'
         settings["pooling"] = cfg.teacher_pooling
+    if cfg.teacher_head != "linear":  # and linear-headed ones'
+        settings["head"] = cfg.teacher_head
     if (target / "teacher.json").exists():
         teacher = Teacher.load(target)
         if (teacher.info.trained or {}).get("settings") == settings:
@@ -238,11 +242,12 @@ def _teacher(cfg: DistillConfig, kept, tokens, data_sha: str, work: Path, log):
             return teacher.to(device), target
         log(f"teacher: {target} was fine-tuned with other data or settings: fine-tuning again")
     teacher = Teacher.from_encoder(cfg.teacher, (st.scale_min, st.scale_max), cfg.teacher_max_length,
-                                   seed=_teacher_seed(cfg), pooling=cfg.teacher_pooling).to(device)
+                                   seed=_teacher_seed(cfg), pooling=cfg.teacher_pooling,
+                                   head=cfg.teacher_head).to(device)
     params = sum(p.numel() for p in teacher.parameters())
     log(f"teacher: fine-tuning {cfg.teacher} ({params / 1e6:.1f}M parameters, on {device}) on {n} examples, "
         f"{cfg.teacher_epochs:g} epoch(s), lr {cfg.teacher_lr:g}, batch {cfg.teacher_batch_size}, "
-        f"at most {cfg.teacher_max_length} wordpieces, {cfg.teacher_pooling} pooling, {precision}")
+        f"at most {cfg.teacher_max_length} wordpieces, {cfg.teacher_pooling} pooling, {cfg.teacher_head} head, {precision}")
     trained = fine_tune(teacher, [teacher.text(t) for t in tokens[:n]], [e.rating - st.scale_min for e in kept[:n]],
                         FineTuneConfig(epochs=cfg.teacher_epochs, lr=cfg.teacher_lr, batch_size=cfg.teacher_batch_size,
                                        seed=_teacher_seed(cfg), progress=st.progress, precision=precision),
@@ -465,7 +470,7 @@ def label(teacher: Teacher, token_lists: list[list[str]], cache: Path, batch_siz
     store = LabelCache(_label_folder(cache, teacher, precision))
     texts = [teacher.text(t) for t in token_lists]
     keys = [_text_key(t) for t in texts]
-    out = np.zeros((len(texts), teacher.head.out_features), dtype=np.float32)
+    out = np.zeros((len(texts), teacher.n_classes), dtype=np.float32)
     bar = tqdm(total=len(texts), disable=None if progress else True, unit="text", file=sys.stderr,
                dynamic_ncols=True, desc="teacher: labelling")
     todo = list(dict.fromkeys(k for k in keys if k not in store.rows))  # each missing text once
@@ -620,7 +625,7 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
     meta = json.loads(meta_path.read_text())
     meta["distillation"] = {
         "teacher": str(teacher_dir), "teacher_source": teacher["source"], "teacher_max_length": teacher["max_length"],
-        "teacher_pooling": teacher.get("pooling", "mean"),
+        "teacher_pooling": teacher.get("pooling", "mean"), "teacher_head": teacher.get("head", "linear"),
         "teacher_trained": teacher.get("trained"), "teacher_dev_metrics": teacher.get("dev_metrics"),
         "labelled_texts": n_labelled, "augmented_texts": n_augmented, "augment": cfg.augment,
         "unrated_texts": n_unrated, "unlabeled_files": [str(f) for f in cfg.unlabeled], "teacher_check": check,

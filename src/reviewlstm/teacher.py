@@ -4,7 +4,7 @@ scale, fine-tuned on the training reviews (optional install: `pip install -e ".[
 
     teacher/
       encoder/            the encoder and its tokenizer (save_pretrained, safetensors: never pickled)
-      head.safetensors    the (K, H) head
+      head.safetensors    the head's weights (K x H, or H x H then K x H)
       teacher.json        scale, max_length (wordpieces), pooling, the source encoder, its training and dev scores
 
 The teacher reads what the student reads: the student's tokens joined by spaces (brackets as "(",
@@ -39,6 +39,8 @@ Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS = typing.get_args(Precision)
 Pooling = Literal["mean", "cls"]
 POOLINGS = typing.get_args(Pooling)
+Head = Literal["linear", "mlp"]
+HEADS = typing.get_args(Head)
 
 
 def cpu_bfloat16() -> str | None:
@@ -114,28 +116,39 @@ class TeacherInfo:
     trained: dict | None = None  # examples, epochs, lr, batch size, seconds, the training file's sha256
     dev_metrics: dict | None = None
     pooling: Pooling = "mean"    # the wordpieces' states -> one vector: their mean, or the [CLS] state
+    head: Head = "linear"        # that vector -> logits: one linear map, or dense + tanh + linear (RoBERTa's)
 
 
 class Teacher(nn.Module):
     """Encoder -> pooling (`info.pooling`: the mean over the text's wordpieces, or the [CLS] state) ->
-    linear head."""
+    head (`info.head`: linear, or RoBERTa's classification head: dropout, dense H -> H, tanh, dropout,
+    linear H -> K)."""
 
     def __init__(self, encoder, tokenizer, info: TeacherInfo):
         super().__init__()
         if info.pooling not in POOLINGS:
             raise ValueError(f"teacher pooling must be one of {', '.join(POOLINGS)}, got {info.pooling!r}")
+        if info.head not in HEADS:
+            raise ValueError(f"teacher head must be one of {', '.join(HEADS)}, got {info.head!r}")
         self.encoder, self.tokenizer, self.info = encoder, tokenizer, info
-        self.head = nn.Linear(encoder.config.hidden_size, info.scale_max - info.scale_min + 1)
+        width, self.n_classes = encoder.config.hidden_size, info.scale_max - info.scale_min + 1
+        if info.head == "mlp":
+            drop = getattr(encoder.config, "hidden_dropout_prob", 0.1)
+            self.head = nn.Sequential(nn.Dropout(drop), nn.Linear(width, width), nn.Tanh(), nn.Dropout(drop),
+                                      nn.Linear(width, self.n_classes))
+        else:
+            self.head = nn.Linear(width, self.n_classes)
 
     @classmethod
     def from_encoder(cls, source: str, scale: tuple[int, int], max_length: int, seed: int = 0,
-                     pooling: Pooling = "mean") -> "Teacher":
+                     pooling: Pooling = "mean", head: Head = "linear") -> "Teacher":
         tf = _transformers()
         path = encoder_path(source)
         torch.manual_seed(seed)  # the head's initialization
         encoder = tf.AutoModel.from_pretrained(str(path))
         tokenizer = tf.AutoTokenizer.from_pretrained(str(path))
-        return cls(encoder, tokenizer, TeacherInfo(source, scale[0], scale[1], max_length, pooling=pooling))
+        return cls(encoder, tokenizer, TeacherInfo(source, scale[0], scale[1], max_length, pooling=pooling,
+                                                       head=head))
 
     @classmethod
     def load(cls, path: str | Path) -> "Teacher":
@@ -164,11 +177,13 @@ class Teacher(nn.Module):
         return path
 
     def fingerprint(self) -> str:
-        """sha256 over the weights, the length limit and the pooling: the key of every label cached from
-        this teacher."""
+        """sha256 over the weights, the length limit, the pooling and the head: the key of every label
+        cached from this teacher."""
         h = hashlib.sha256(str(self.info.max_length).encode())
         if self.info.pooling != "mean":  # mean-pooled teachers keep the keys their labels were cached under
             h.update(self.info.pooling.encode())
+        if self.info.head != "linear":  # and so do linear-headed ones
+            h.update(self.info.head.encode())
         for name, tensor in sorted({**{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
                                     **{f"head.{k}": v for k, v in self.head.state_dict().items()}}.items()):
             h.update(name.encode())
@@ -218,14 +233,14 @@ class Teacher(nn.Module):
         device = next(self.parameters()).device
         pieces = [(t, w) for t, windows in enumerate(self.windows(texts)) for w in windows]
         order = sorted(range(len(pieces)), key=lambda i: -len(pieces[i][1]))
-        values = np.zeros((len(pieces), self.head.out_features), dtype=np.float64)
+        values = np.zeros((len(pieces), self.n_classes), dtype=np.float64)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             with autocast(precision, device):
                 values[chunk] = self(*self.batch([pieces[i][1] for i in chunk], device)).double().cpu().numpy()
             if bar is not None:  # the bar counts texts
                 bar.update(len(chunk) * len(texts) / len(pieces))
-        out = np.zeros((len(texts), self.head.out_features), dtype=np.float64)
+        out = np.zeros((len(texts), self.n_classes), dtype=np.float64)
         weight = np.zeros(len(texts))
         for (t, w), v in zip(pieces, values):
             out[t] += len(w) * v
