@@ -5,7 +5,7 @@ scale, fine-tuned on the training reviews (optional install: `pip install -e ".[
     teacher/
       encoder/            the encoder and its tokenizer (save_pretrained, safetensors: never pickled)
       head.safetensors    the head's weights (K x H, or H x H then K x H)
-      teacher.json        scale, max_length (wordpieces), pooling, the source encoder, its training and dev scores
+      teacher.json        scale, max_length (wordpieces), pooling, head, the source encoder, its training and dev scores
 
 The teacher reads what the student reads: the student's tokens joined by spaces (brackets as "(",
 the student's <mask> as the encoder's mask token), so an augmented text means the same to both.
@@ -177,13 +177,11 @@ class Teacher(nn.Module):
         return path
 
     def fingerprint(self) -> str:
-        """sha256 over the weights, the length limit, the pooling and the head: the key of every label
-        cached from this teacher."""
+        """sha256 over the weights (the head's names say which head), the length limit and the pooling:
+        the key of every label cached from this teacher."""
         h = hashlib.sha256(str(self.info.max_length).encode())
         if self.info.pooling != "mean":  # mean-pooled teachers keep the keys their labels were cached under
             h.update(self.info.pooling.encode())
-        if self.info.head != "linear":  # and so do linear-headed ones
-            h.update(self.info.head.encode())
         for name, tensor in sorted({**{f"encoder.{k}": v for k, v in self.encoder.state_dict().items()},
                                     **{f"head.{k}": v for k, v in self.head.state_dict().items()}}.items()):
             h.update(name.encode())
