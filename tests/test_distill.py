@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from support import run_cli
 from reviewlstm import api
 from reviewlstm.data import read_examples
-from reviewlstm.distill import DistillConfig, augment, distill, label
+from reviewlstm.distill import DistillConfig, augment, distill, label, labelling_estimate
 from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
 from reviewlstm import transfer
 from reviewlstm.distill import ensemble_logits
@@ -136,6 +136,23 @@ def test_labels_are_cached_by_text_and_invalidated(distilled, tmp_path):
     other, _ = label(teacher, texts, tmp_path, chunk=2, progress=False, log=lines.append)
     assert "from the cache" not in lines[-1] and not np.allclose(other, first)
     assert first.shape == (3, 5)
+
+
+def test_the_labelling_estimate_measures_on_a_sample_it_keeps(distilled, tmp_path):
+    teacher = Teacher.load(distilled.teacher)
+    words = ["fine", "dull", "warm", "cold", "long", "short", "bright", "dark", "sharp", "flat"]
+    texts = [["a", w, "film", "."] for w in words] + [["a", "fine", "film", "."]]  # one text twice
+    said = labelling_estimate(teacher, texts, tmp_path, 4, "float32", sample=4)
+    assert said.startswith("label: 10 of 11 texts to label; 4 labelled in ") and "the other 6 under a minute" in said
+    folder = tmp_path / teacher.fingerprint()[:16]
+    with np.load(next(folder.glob("*.npz"))) as chunk:
+        assert len(chunk["keys"].tobytes()) == 16 * 4  # the sample, kept
+    lines = []
+    logits, _ = label(teacher, texts, tmp_path, progress=False, log=lines.append)
+    assert "from the cache" in lines[-1] and len(list(folder.glob("*.npz"))) == 2
+    fresh, _ = label(teacher, texts, tmp_path / "fresh", progress=False, log=lambda s: None)
+    assert np.allclose(logits, fresh, atol=1e-5)  # the sample's labels are the labels
+    assert labelling_estimate(teacher, texts, tmp_path, 4, "float32") == "label: all 11 texts are in the cache"
 
 
 def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_path):

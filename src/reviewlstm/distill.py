@@ -593,23 +593,36 @@ def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: 
 
 
 def labelling_estimate(teacher: Teacher, token_lists, cache: Path, batch_size: int, precision: str,
-                       sample: int = 128) -> str:
-    """A line saying how long labelling will take: the texts not yet in the cache, at the speed the
-    teacher reads a sample of them now (its longest-first batches), before the hours start."""
+                       sample: int = 2048) -> str:
+    """A line saying how long labelling will take, before the hours start: the texts not yet in the
+    cache, at the speed the teacher labels a random `sample` of them now. The sample is labelled as
+    `label` labels each chunk (sorted by length within it, so padded as little; a few texts' batches
+    would be padded far more and read slower) and kept in the cache, so measuring costs no labelling;
+    one batch read first, untimed, warms the kernels."""
     store = LabelCache(_label_folder(cache, teacher, precision))
-    todo = len({key for key in (_text_key(teacher.text(t)) for t in token_lists) if key not in store.rows})
-    if todo <= 0:
+    texts: dict[bytes, str] = {}
+    for tokens in token_lists:
+        text = teacher.text(tokens)
+        key = _text_key(text)
+        if key not in store.rows:
+            texts.setdefault(key, text)
+    if not texts:
         return f"label: all {len(token_lists)} texts are in the cache"
+    todo = list(texts)
     rng = np.random.default_rng(0)
-    pick = rng.choice(len(token_lists), min(sample, len(token_lists)), replace=False)
-    texts = [teacher.text(token_lists[i]) for i in pick]
+    keys = [todo[i] for i in sorted(rng.choice(len(todo), min(sample, len(todo)), replace=False))]
+    teacher.logits([texts[k] for k in keys[:batch_size]], batch_size, precision=precision)
     start = time.perf_counter()
-    teacher.logits(texts, batch_size, precision=precision)
-    rate = len(texts) / max(time.perf_counter() - start, 1e-9)
-    minutes = todo / rate / 60
-    return (f"label: {todo} of {len(token_lists)} texts to label, about {minutes:.0f} min at {rate:.0f} texts/s "
-            f"(measured on {len(texts)} of them, {precision})" if minutes >= 1 else
-            f"label: {todo} of {len(token_lists)} texts to label, under a minute at {rate:.0f} texts/s")
+    values = teacher.logits([texts[k] for k in keys], batch_size, precision=precision)
+    seconds = time.perf_counter() - start
+    store.add(keys, values, seconds)
+    rate = len(keys) / max(seconds, 1e-9)
+    rest = len(todo) - len(keys)
+    minutes = rest / rate / 60
+    return (f"label: {len(todo)} of {len(token_lists)} texts to label; {len(keys)} labelled in {seconds:.0f} s to "
+            f"measure the speed ({rate:.0f} texts/s, {precision}; kept in the cache)"
+            + (f", the other {rest} about {minutes:.0f} min" if minutes >= 1 else
+               f", the other {rest} under a minute" if rest else ""))
 
 
 def _label_folder(cache: Path, teacher: Teacher, precision: str) -> Path:
