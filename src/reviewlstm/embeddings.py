@@ -19,14 +19,14 @@ class Coverage:
     covered: int
     tokens: int = 0
     tokens_covered: int = 0
-    extra: int = 0     # GloVe words added to the vocabulary without being seen in training
+    extra: int = 0     # words known without being seen in training (frequent GloVe words, transfer texts' words)
 
     def __str__(self) -> str:
         s = f"GloVe covers {self.covered}/{self.words} training vocabulary words ({self.covered / max(self.words, 1):.1%})"
         if self.tokens:
             s += f", {self.tokens_covered / self.tokens:.1%} of running tokens"
         if self.extra:
-            s += f"; {self.extra} more GloVe words known without being seen in training"
+            s += f"; {self.extra} more words known without being seen in training"
         return s
 
 

@@ -143,6 +143,11 @@ class TrainConfig:
     # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
     # augmented texts have no gold rating and learn from the teacher alone
     transfer: str | None = option(None, cli=False)
+    # the words a student meets only in the transfer texts (unrated reviews, augmented texts) are
+    # <unk> to it unless known: with N, those seen at least N times there join the vocabulary and
+    # learn their vectors (GloVe's where it has them) from the teacher's labels
+    transfer_words: int = option(0, "also know the words of the teacher-labelled transfer texts seen at least N times "
+                                    "there (0: none)", only="distill", metavar="N")
     distill_alpha: float = option(0.5, "weight of the gold ratings' cross-entropy; 1 - alpha on the teacher's",
                                   flag="--alpha", only="distill")
     distill_temperature: float = option(1.0, "the distributions' softmax temperature in the distillation loss",
@@ -188,7 +193,7 @@ class TrainConfig:
                 continue
             if isinstance(value, str) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("extra_glove_words", "average_best"):
+        for name in ("extra_glove_words", "average_best", "transfer_words"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("max_examples", "threads", "patience"):
@@ -442,7 +447,12 @@ def build_model(cfg: TrainConfig, data: Data, recipe: Recipe, log: Callable[[str
     if cfg.embeddings == "glove":
         from .embeddings import GloVe
         glove = GloVe.load()
-    extra = glove.frequent_words(cfg.extra_glove_words) if glove and cfg.extra_glove_words else ()
+    extra = list(glove.frequent_words(cfg.extra_glove_words)) if glove and cfg.extra_glove_words else []
+    if cfg.transfer and cfg.transfer_words:
+        words = transfer.transfer_words(cfg.transfer, cfg.transfer_words)
+        extra = words + extra
+        log(f"vocabulary: {len(words)} words seen at least {cfg.transfer_words} times in the transfer texts "
+            "known beside the training words (those not in training learn from the teacher's labels alone)")
     vocab = Vocab.build(data.train_tokens, min_freq=cfg.min_freq, extra=extra)
     model_cfg = cfg.model_config(vocab_size=len(vocab), pooling=recipe.pooling, long_text=recipe.long_text,
                                  event_dropout=recipe.event_dropout)

@@ -33,6 +33,24 @@ def loss(logits, y, teacher, alpha: float, temperature: float, ordinal: bool = F
     return loss
 
 
+def transfer_words(path, min_count: int) -> list[str]:
+    """The words of the transfer set's texts without a gold rating (augmented, unrated) seen at least
+    `min_count` times there, most frequent first."""
+    import gzip
+    from collections import Counter
+    opener = gzip.open if str(path).endswith(".gz") else open
+    counts: Counter = Counter()
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+                if row.get("augmented"):
+                    counts.update(row["tokens"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{line_no}: not a transfer-set row ({e})") from None
+    return [w for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
+
+
 def read_transfer_set(path, train_tokens, train_ids, train_y, vocab: Vocab, max_length: int, classes: int):
     """The training reviews with the teacher's logits, then the augmented texts (no gold rating)."""
     import gzip
