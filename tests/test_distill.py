@@ -5,6 +5,7 @@ augmentation is seeded, the student loads and predicts everywhere, --resume equa
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 import json
 import re
 
@@ -22,6 +23,7 @@ from reviewlstm import transfer
 from reviewlstm.distill import ensemble_logits
 from reviewlstm.loop import SHARES, mixture_share
 from reviewlstm.train import TrainConfig, split_holdout
+from reviewlstm.train import train as train_student
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -153,6 +155,31 @@ def test_the_labelling_estimate_measures_on_a_sample_it_keeps(distilled, tmp_pat
     fresh, _ = label(teacher, texts, tmp_path / "fresh", progress=False, log=lambda s: None)
     assert np.allclose(logits, fresh, atol=1e-5)  # the sample's labels are the labels
     assert labelling_estimate(teacher, texts, tmp_path, 4, "float32") == "label: all 11 texts are in the cache"
+
+
+def test_words_met_only_in_the_transfer_texts_join_the_vocabulary_when_asked(distilled, sst, tmp_path):
+    from reviewlstm.text import Vocab
+    with gzip.open(distilled.transfer, "rt") as f:
+        rows = [json.loads(line) for line in f]
+    unrated = [["a", "zzquux", "film"]] * 3 + [["a", "yyonce", "film"]] + [["heinous", "and", "zzquux"]] * 2
+    path = tmp_path / "transfer.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows + [
+        {"tokens": t, "logits": [0.0, 0.0, 0.0, 0.0, 1.0], "augmented": True, "unrated": True} for t in unrated]))
+    words = transfer.transfer_words(path, 3)
+    assert "zzquux" in words and "yyonce" not in words and "heinous" not in words
+    lines = []
+    train_student(replace(student_cfg(sst, tmp_path / "known"), transfer=str(path), transfer_words=2,
+                          extra_glove_words=0), log=lines.append)
+    known = Vocab.load(tmp_path / "known" / "vocab.json").stoi
+    assert "zzquux" in known and "heinous" in known and "yyonce" not in known
+    assert any(line.startswith("vocabulary: ") and "at least 2 times in the transfer texts" in line for line in lines)
+    train_student(replace(student_cfg(sst, tmp_path / "plain"), transfer=str(path), extra_glove_words=0),
+                  log=lambda s: None)
+    assert "zzquux" not in Vocab.load(tmp_path / "plain" / "vocab.json").stoi  # 0, the default: training words
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: not a transfer-set row"):
+        transfer.transfer_words(bad, 1)
 
 
 def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_path):
