@@ -5,9 +5,9 @@ augmentation is seeded, the student loads and predicts everywhere, --resume equa
 from __future__ import annotations
 
 import gzip
-from dataclasses import replace
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest

@@ -33,44 +33,42 @@ def loss(logits, y, teacher, alpha: float, temperature: float, ordinal: bool = F
     return loss
 
 
-def transfer_words(path, min_count: int) -> list[str]:
-    """The words of the transfer set's texts without a gold rating (augmented, unrated) seen at least
-    `min_count` times there, most frequent first."""
+def rows(path):
+    """(line number, row) for each row of a transfer set, a row checked to hold tokens and logits."""
     import gzip
-    from collections import Counter
     opener = gzip.open if str(path).endswith(".gz") else open
-    counts: Counter = Counter()
     with opener(path, "rt", encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             try:
                 row = json.loads(line)
-                if row.get("augmented"):
-                    counts.update(row["tokens"])
+                row["tokens"], row["logits"]
             except (ValueError, KeyError, TypeError) as e:
                 raise ValueError(f"{path}:{line_no}: not a transfer-set row ({e})") from None
+            yield line_no, row
+
+
+def transfer_words(path, min_count: int) -> list[str]:
+    """The words of the transfer set's texts without a gold rating (augmented, unrated) seen at least
+    `min_count` times there, most frequent first."""
+    from collections import Counter
+    counts = Counter(t for _, row in rows(path) if row.get("augmented") for t in row["tokens"])
     return [w for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_count]
 
 
 def read_transfer_set(path, train_tokens, train_ids, train_y, vocab: Vocab, max_length: int, classes: int):
     """The training reviews with the teacher's logits, then the augmented texts (no gold rating)."""
-    import gzip
-    opener = gzip.open if str(path).endswith(".gz") else open
     labelled: dict[str, list[float]] = {}
     augmented_ids, augmented_logits = [], []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            try:
-                row = json.loads(line)
-                tokens, logits = row["tokens"], row["logits"]
-                if len(logits) != classes:
-                    raise ValueError(f"{len(logits)} logits for a {classes}-rating scale")
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: not a transfer-set row ({e})") from None
-            if row.get("augmented"):
-                augmented_ids.append(vocab.encode(tokens[:max_length]))
-                augmented_logits.append(logits)
-            else:
-                labelled[TOKEN_SEP.join(tokens)] = logits
+    for line_no, row in rows(path):
+        tokens, logits = row["tokens"], row["logits"]
+        if not isinstance(logits, list) or len(logits) != classes:
+            raise ValueError(f"{path}:{line_no}: not a transfer-set row "
+                             f"({len(logits) if isinstance(logits, list) else 'no'} logits for a {classes}-rating scale)")
+        if row.get("augmented"):
+            augmented_ids.append(vocab.encode(tokens[:max_length]))
+            augmented_logits.append(logits)
+        else:
+            labelled[TOKEN_SEP.join(tokens)] = logits
     gold_logits = []
     for i, tokens in enumerate(train_tokens):
         found = labelled.get(TOKEN_SEP.join(tokens))
