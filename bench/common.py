@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reviewlstm.baseline import TfidfLR
+from reviewlstm.baseline import NBSVM, TfidfLR
 from reviewlstm.data import read_examples
 from reviewlstm.metrics import score
 from reviewlstm.text import text_tokens
@@ -175,6 +175,11 @@ def tfidf_lr(texts, y, seed=0):
     return TfidfLR.fit(texts, y, seed=seed).predict
 
 
+def nbsvm(texts, y, seed=0):
+    """NBSVM (Wang & Manning 2012), the logistic-regression form (reviewlstm.baseline.NBSVM)."""
+    return NBSVM.fit(texts, y, seed=seed).predict
+
+
 def fasttext_supervised(texts, y, seed=0):
     import fasttext
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
@@ -189,7 +194,7 @@ def fasttext_supervised(texts, y, seed=0):
 
 
 PEERS = {"always the commonest rating": majority, "TF-IDF 1-2-grams + logistic regression": tfidf_lr,
-         "fastText supervised (2-grams)": fasttext_supervised}
+         "NBSVM 1-2-grams (logistic regression)": nbsvm, "fastText supervised (2-grams)": fasttext_supervised}
 
 
 def timed(fn, *args, **kwargs):

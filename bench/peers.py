@@ -3,11 +3,11 @@
     pip install -e ".[bench]" -c constraints.txt
     python bench/peers.py [--data sst-phrases,amazon,imdb-5k,imdb-5k-stars] [--seeds 3]
                           [--distilled DATA=RUN_DIR[,RUN_DIR...] ...] [--teacher DATA=TEACHER_DIR[,TEACHER_DIR...] ...]
-                          [--json runs/peers.json] [--threads 2]
+                          [--json runs/peers.json] [--threads 2] [--peers-only]
 
 For each data set (bench/common.py), on the same files and machine, one after another:
 - always the commonest training rating; TF-IDF word 1-2-grams + logistic regression (the package's
-  own, reviewlstm.baseline); fastText supervised (word 2-grams). Each is trained on the same training
+  own, reviewlstm.baseline); NBSVM word 1-2-grams (Wang & Manning 2012, reviewlstm.baseline); fastText supervised (word 2-grams). Each is trained on the same training
   reviews minus the same slice, reading the same tokens (reviewlstm's tokenizer, lower-cased), once
   per seed;
 - `reviewlstm train` with its defaults (only --train, --dev, --out, --seed and the data's own
@@ -48,7 +48,8 @@ def cell(s: dict, key: str, pct: bool) -> str:
     return fmt(s[key]) + (f" ± {fmt(s[key + '_sd'])}" if s.get(key + "_sd") else "")
 
 
-def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str | None = None) -> list[dict]:
+def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str | None = None,
+        peers_only: bool = False) -> list[dict]:
     split = Split.read(ds)
     train_texts, train_y = Split.texts(split.kept), Split.ratings(split.kept)
     dev_texts, held_texts = Split.texts(split.dev), Split.texts(split.held)
@@ -74,7 +75,7 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
 
     dev_runs, held_runs, seconds, epochs = [], [], 0.0, []
     alone_dev, alone_held, shares = [], [], []
-    for seed in seeds:
+    for seed in seeds if not peers_only else ():
         with tempfile.TemporaryDirectory() as out:
             cfg = TrainConfig(overwrite=True, out=out, seed=seed, threads=threads, progress=False, **ds.train_args())
             result, s = timed(api.train, cfg, log=lambda line: None)
@@ -89,7 +90,7 @@ def run(ds, seeds: list[int], distilled: str | None, threads: int, teacher: str 
             alone_held.append(recurrent_alone(loaded, split.held, ds.ratings))
             shares.append(1 - loaded.config.ngram_share)
             artifact.forget(out)  # the temporary directory is gone after this run
-    if seeds:
+    if seeds and not peers_only:
         report("reviewlstm train (defaults)", seconds, dev_runs, held_runs, best_epochs=epochs, ngram_shares=shares)
         report(f"reviewlstm train, its recurrent path alone (n-gram shares {', '.join(f'{x:g}' for x in shares)})",
                seconds, alone_dev, alone_held)
@@ -173,6 +174,7 @@ def main() -> None:
                          "data set, with their teacher")
     ap.add_argument("--teacher", nargs="*", default=[], metavar="DATA=TEACHER_DIR[,TEACHER_DIR...]",
                     help="fine-tuned teachers to score, each alone and as the ensemble distill would make of it")
+    ap.add_argument("--peers-only", action="store_true", help="the peers alone, without reviewlstm train")
     args = ap.parse_args()
     distilled = dict(d.split("=", 1) for d in args.distilled)
     teacher = dict(t.split("=", 1) for t in args.teacher)
@@ -180,7 +182,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for ds in datasets(args.data):
-        rows += run(ds, list(range(args.seeds)), distilled.get(ds.name), args.threads, teacher.get(ds.name))
+        rows += run(ds, list(range(args.seeds)), distilled.get(ds.name), args.threads, teacher.get(ds.name),
+                    args.peers_only)
         if args.json:
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
             Path(args.json).write_text(json.dumps(rows, indent=1))

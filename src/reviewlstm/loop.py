@@ -93,10 +93,14 @@ def mixture_metrics(first: np.ndarray, second: np.ndarray, share: float, truth: 
     return {**metrics.score(truth_ratings, best.tolist(), expected.tolist(), ratings), "nll": metrics.nll(mixed, truth)}
 
 
-def mixture_share(first: np.ndarray, second: np.ndarray, truth: np.ndarray, ratings) -> tuple[float, dict]:
-    """(the first reader's share, the mixture's dev metrics): the share in SHARES whose mixture scores
-    best on dev by the rule that keeps a checkpoint (`score`: accuracy, ties broken by NLL); ties go
-    to the larger share of the first (the teacher; the recurrent path)."""
-    scored = [(score(m), w, m) for w in SHARES for m in [mixture_metrics(first, second, w, truth, ratings)]]
+def mixture_share(first: np.ndarray, second: np.ndarray, truth: np.ndarray, ratings,
+                  rule: str = "checkpoint") -> tuple[float, dict]:
+    """(the first reader's share, the mixture's metrics): the share in SHARES whose mixture scores
+    best on these reviews, by the rule that keeps a checkpoint ("checkpoint": accuracy, ties broken
+    by NLL) or by the NLL alone ("nll": a proper score, smooth in the share, so a few hundred reviews
+    choose it with less noise than accuracy's steps); ties go to the larger share of the first (the
+    teacher; the recurrent path)."""
+    key = score if rule == "checkpoint" else (lambda m: -m["nll"])
+    scored = [(key(m), w, m) for w in SHARES for m in [mixture_metrics(first, second, w, truth, ratings)]]
     best = max(scored, key=lambda t: (t[0], t[1]))
     return best[1], best[2]
