@@ -99,9 +99,14 @@ def _retamper(out: Path, field: str, value) -> None:
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("scale_max", 10**15, "head.weight of shape"), ("scale_max", 10**8, "head.weight of shape"),
-    ("num_layers", 10**7, "num_layers 10000000, the weights hold 1 layer(s)"),
-    ("num_layers", 400, "num_layers 400, the weights hold 1 layer(s)"),
+    # past the sizes any model may have: refused from the number alone
+    ("scale_max", 10**15, "the rating scale holds 1,000,000,000,000,000 ratings, above the most a model may have"),
+    ("scale_max", 10**8, "the rating scale holds 100,000,000 ratings, above the most"),
+    ("num_layers", 10**7, "num_layers is 10,000,000, above the most a model may have (16)"),
+    ("num_layers", 400, "num_layers is 400, above the most a model may have (16)"),
+    # within them, but not what the weights hold: refused from the safetensors header
+    ("scale_max", 9, "head.weight of shape"),
+    ("num_layers", 3, "num_layers 3, the weights hold 1 layer(s)"),
     ("pooling", "attention", "2 weight(s) differ, first attention.bias"),
 ])
 def test_tampered_sizes_are_refused_from_the_header_before_allocating(tiny_model, tmp_path, field, value, message):
@@ -112,9 +117,9 @@ def test_tampered_sizes_are_refused_from_the_header_before_allocating(tiny_model
     with pytest.raises(artifact.ArtifactError) as e:
         artifact.load(out)
     assert time.perf_counter() - start < 5
-    assert message in str(e.value) and "do not belong together" in str(e.value)
+    assert message in str(e.value) and ("above the most" in message or "do not belong together" in str(e.value))
     assert "\n" not in str(e.value) and len(str(e.value)) < 400
-    if field == "num_layers" and value == 400:  # the command line says the same, in one line
+    if field == "num_layers" and value in (400, 3):  # the command line says the same, in one line
         proc = run_cli("predict", "--model", out, "good")
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
 

@@ -26,16 +26,29 @@ def lines_of(path):
 
 
 @pytest.mark.parametrize("ext,sep", [("csv", ",")])  # TSV has no quoting: a quote there is text
-def test_a_quote_never_closed_is_an_error_at_its_line(tiny_model, tmp_path, ext, sep):
+def test_a_quote_never_closed_makes_the_rest_of_the_file_one_bad_row(sst, tiny_model, tmp_path, ext, sep):
     src = tmp_path / f"x.{ext}"
-    src.write_text(f'id{sep}text\n1{sep}"never closed\n2{sep}fine\n3{sep}ok\n')
+    src.write_text(f'id{sep}text\n0{sep}a good film\n1{sep}"never closed\n2{sep}fine\n3{sep}ok\n')
+    said = f"x.{ext}:3: a quoted field starts on this line and is never closed"
+    # scoring: every row comes back; what follows the open quote is one row, its error says where
     out = tmp_path / "y.csv"
     proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress")
-    assert proc.returncode == 2 and f"x.{ext}:2: a quoted field starts on this line and is never closed" in proc.stderr
-    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [f"x.{ext}"]
-    # even when bad rows are skipped: what follows an open quote cannot be trusted
-    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--skip-bad-rows", "--no-progress")
-    assert proc.returncode == 2 and "never closed" in proc.stderr
+    assert proc.returncode == 0 and said in proc.stderr, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["id"] for r in rows] == ["0", "1"] and rows[0]["predicted_rating"] and not rows[0]["error"]
+    assert "never closed" in rows[1]["error"] and "lines 3-5, the rest of the file, are this one bad row" in rows[1]["error"]
+    # skipped as bad: counted and named, the rest written
+    skipped = tmp_path / "z.csv"
+    proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", skipped, "--skip-bad-rows",
+                   "--no-progress")
+    assert proc.returncode == 0 and said in proc.stderr
+    assert [r["id"] for r in csv.DictReader(skipped.open())] == ["0"]
+    # training, which takes no bad row unless told: one line naming where the quote opened, nothing written
+    rated = tmp_path / "rated.csv"
+    rated.write_text('text,rating\ngood,5\n"never closed,1\nfine,4\n')
+    proc = run_cli("train", "--train", rated, "--out", tmp_path / "m", "--epochs", "1", "--no-progress")
+    assert proc.returncode == 2 and "rated.csv:3: a quoted field starts on this line and is never closed" in proc.stderr
+    assert not (tmp_path / "m").exists()
 
 
 def test_a_quoted_field_over_many_lines_is_one_row(tmp_path):

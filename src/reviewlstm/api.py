@@ -2,6 +2,7 @@
 only parse, validate and call these."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -14,7 +15,7 @@ from .explain import EXPLAIN_MAX_CHARS, Explanation
 from .fourgate import Kernel, warm_up
 from .explain import explain as _explain
 from .predict import Prediction, Predictor
-from .scoring import ScoreSummary, rate_rows, score_file
+from .scoring import ScoreSummary, prediction_columns, rate_rows, score_file
 from .train import TrainConfig, TrainResult
 from .train import train as _train
 
@@ -94,7 +95,9 @@ def _as_table(texts, text_column: str | None):
 def _predict_table(predictor: Predictor, frame, texts: list, index):
     import pandas as pd
     errors = [None if (p := text_problem(t)) is None else f"text {p}" for t in texts]
-    out = pd.DataFrame(rate_rows(predictor, texts, errors), index=index)
+    columns = list(prediction_columns(None, predictor.config.ratings, None, predictor.coverage is not None,
+                                      predictor.config.label_names))  # an empty table keeps them too
+    out = pd.DataFrame(rate_rows(predictor, texts, errors), index=index, columns=columns)
     out["predicted_rating"] = out["predicted_rating"].astype("Int64")  # missing where the row has an error
     if frame is None:
         return out
@@ -126,6 +129,8 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     within one star, QWK, the confusion matrix, and how well its probabilities are calibrated (ece,
     brier, nll; `reliability` per confidence bin, drawn by reliability_png); with `coverage`, the rating
     sets' coverage reached on this file and their mean size (`rating_sets`)."""
+    for name, png in (("confusion_png", confusion_png), ("reliability_png", reliability_png)):
+        _check_png(name, png)
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     bad = BadRows()
@@ -156,26 +161,57 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     return result
 
 
+def _check_png(name: str, path) -> None:
+    """A picture's path, checked before any work: a file ending in .png, not a directory (the
+    plotting library would write DIR.png and be reported as DIR)."""
+    if path is None:
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{name} {path}: is a directory: give a file name ending in .png")
+    if p.suffix.lower() != ".png":
+        raise ValueError(f"{name} {path}: the picture is a PNG: give a file name ending in .png")
+
+
 def calibrate(dev: str | Path, out: str | Path, model: str | Path | LoadedModel | None = None, fmt: str | None = None,
-              columns: Columns | None = None, skip_bad_rows: bool = False) -> dict:
+              columns: Columns | None = None, skip_bad_rows: bool = False, on_warning=None) -> dict:
     """Fit the model's softmax temperature on a labelled file (reviews the model did not train on) and
     write the calibrated model to `out` (the same directory as the model's updates it in place).
     `train` does this on its dev set by itself; this is for a model trained without, or for another
     domain's reviews. No rating moves. Returns the temperature and the file's ECE, Brier and NLL
-    before and after."""
-    import copy
-    import shutil
+    before and after. Also refits the rating sets (coverage) on the same reviews. on_warning(line):
+    told when the fit says little (the temperature at its search bound); default: standard error."""
+    on_warning = on_warning or (lambda line: print(f"reviewlstm: warning: {line}", file=sys.stderr))
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     cfg = loaded.config
     examples = list(read_examples(dev, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
                                   require_rating=True, on_bad="skip" if skip_bad_rows else "raise", scale_hint=False,
                                   labels=cfg.label_names))
-    if not examples:
-        raise ValueError(f"{dev}: no rated reviews to calibrate on")
+    if len(examples) < CALIBRATE_MIN:
+        raise ValueError(f"{dev}: {len(examples)} rated review(s); calibration needs at least {CALIBRATE_MIN} the "
+                         "model did not train on (rating sets with coverage C need at least C / (1 - C): 9 for 90%, "
+                         "19 for 95%, and far more for a temperature worth keeping)")
+    artifact.check_output(out)
+    with artifact.OutputLock(out):  # one writer: a train or another calibrate into `out` fails at once
+        return _calibrate(dev, out, loaded, examples, on_warning)
+
+
+# the fewest rated reviews `calibrate` fits a temperature and rating sets on
+CALIBRATE_MIN = 30
+
+
+def _calibrate(dev, out, loaded: LoadedModel, examples: list, on_warning) -> dict:
+    import copy
+    import shutil
+    cfg = loaded.config
     reader = Predictor(loaded)
     piece_ids = [reader.piece_ids(e.text, e.tokens) for e in examples]
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     temperature, before, after, probs = calibration.fit(loaded.model, piece_ids, truth)
+    if calibration.at_bound(temperature):
+        on_warning(f"the temperature {temperature:g} is at the edge of the range searched "
+                   f"({calibration.T_RANGE[0]:g}-{calibration.T_RANGE[1]:g}): these reviews say little about the "
+                   "model's confidence (too few, or one rating alone?)")
     calibrated = copy.deepcopy(loaded.model)  # the loaded (cached) model stays as it was
     calibrated.config.temperature = temperature
     record = {"temperature": temperature, "fitted_on": f"{dev} ({len(examples)} reviews)",

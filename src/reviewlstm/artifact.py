@@ -82,13 +82,19 @@ class OutputLock:
     run trains and saves there. The kernel drops the lock when its holder dies, however it dies, so
     a killed run never blocks the next. A second run into the same directory fails at once."""
 
+    _held: set = set()  # the directories this process holds: a nested lock (distill's student) passes
+
     def __init__(self, out_dir: str | Path):
         self.out = Path(out_dir).expanduser().resolve()
         self.path = self.out.parent / f".{self.out.name}.lock"
         self.fd: int | None = None
+        self.nested = False
 
     def __enter__(self) -> "OutputLock":
         import fcntl
+        if self.out in OutputLock._held:
+            self.nested = True
+            return self
         self.out.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -108,9 +114,13 @@ class OutputLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self.fd = fd
+        OutputLock._held.add(self.out)
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.nested:
+            return
+        OutputLock._held.discard(self.out)
         if self.fd is not None:
             try:
                 self.path.unlink(missing_ok=True)  # unlinked while held: a waiter re-checks the inode
@@ -143,9 +153,12 @@ def save(out_dir: str | Path, model: RatingModel, vocab: Vocab, train_config: di
                   "train": train_config}
         (new / "config.json").write_text(json.dumps(config, indent=1))
         vocab.save(new / "vocab.json")
-        metadata = {**metadata, "versions": versions(), "sha256": {f: file_sha256(new / f) for f in CHECKED}}
+        metadata = {**metadata, "versions": versions(),
+                    "sha256": {**{f: file_sha256(new / f) for f in CHECKED}, **_metadata_sums(metadata)}}
         (new / "metadata.json").write_text(json.dumps(metadata, indent=1))
         (new / "MODEL_CARD.md").write_text(model_card(model.config, train_config, metadata))
+        # the weights as readable as their neighbours (the safetensors writer makes its file 0600)
+        os.chmod(new / "model.safetensors", (new / "config.json").stat().st_mode & 0o777)
         for f in new.iterdir():
             _fsync(f)
         if out.exists():
@@ -176,8 +189,10 @@ def write_metadata(out_dir: str | Path, metadata: dict, card: str | None = None)
     """Replace metadata.json (and the card) of a saved model, each file whole or not at all."""
     out = Path(out_dir)
     try:  # the checked files are unchanged: their recorded sums stay those of the files on disk
-        metadata = {**metadata, "sha256": json.loads((out / "metadata.json").read_text())["sha256"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        sums = json.loads((out / "metadata.json").read_text())["sha256"]
+        metadata = {**metadata, "sha256": {**{k: v for k, v in sums.items() if k in CHECKED},
+                                           **_metadata_sums(metadata)}}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     for name, text in (("metadata.json", json.dumps(metadata, indent=1)), ("MODEL_CARD.md", card)):
         if text is None:
@@ -186,6 +201,13 @@ def write_metadata(out_dir: str | Path, metadata: dict, card: str | None = None)
         tmp.write_text(text, encoding="utf-8")
         _fsync(tmp)
         tmp.replace(out / name)
+
+
+def _metadata_sums(metadata: dict) -> dict:
+    """The sha256 of what metadata.json holds that changes a prediction (the rating-set scores), kept
+    beside the files' own: an edit of them is refused at load like an edited weight."""
+    from .conformal import digest
+    return {"conformal": digest(metadata["conformal"])} if metadata.get("conformal") is not None else {}
 
 
 def file_record(path, n: int) -> dict:
@@ -255,6 +277,16 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
         if name not in unchecked and file_sha256(path / name) != sums[name]:
             raise ArtifactError(f"{path / name}: its sha256 does not match the one recorded in metadata.json "
                                     "when the model was saved: the file was changed or damaged")
+    if "conformal" in metadata:  # the rating sets' scores: as calibrate wrote them, or refused here
+        from .conformal import check, digest
+        try:
+            check(metadata["conformal"], str(path / "metadata.json"))
+        except ValueError as e:
+            raise ArtifactError(str(e)) from None
+        recorded = sums.get("conformal")
+        if recorded is not None and recorded != digest(metadata["conformal"]):
+            raise ArtifactError(f"{path / 'metadata.json'}: conformal: its sha256 does not match the one recorded when "
+                                "the model was saved: the rating-set calibration was edited or damaged")
     try:
         vocab = Vocab.load(path / "vocab.json")
     except json.JSONDecodeError as e:
@@ -386,15 +418,17 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
             r, m = g["dev_recurrent"], g["dev_mixed"]
             lines += [f"- TF-IDF word 1-2-grams + logistic regression over {g['features']:,} n-grams of the training "
                       f"reviews, beside the recurrent path: each rating's probability is {g['share']:g} x the recurrent "
-                      f"path's + {1 - g['share']:g} x the n-gram path's, the share chosen on dev",
-                      f"- on dev: the recurrent path alone accuracy {r['accuracy']:.1%}, MAE {r['mae']:.3f}; mixed "
-                      f"{m['accuracy']:.1%}, MAE {m['mae']:.3f}"]
+                      f"path's + {1 - g['share']:g} x the n-gram path's, the share chosen on {g.get('chosen_on', 'dev')}"
+                      + (f" by {g['rule']}" if g.get("rule") else ""),
+                      f"- there: the recurrent path alone accuracy {r['accuracy']:.1%}, MAE {r['mae']:.3f}; "
+                      + (f"the n-gram path alone {g['dev_ngrams']['accuracy']:.1%}, MAE {g['dev_ngrams']['mae']:.3f}; "
+                         if g.get("dev_ngrams") else "") + f"mixed {m['accuracy']:.1%}, MAE {m['mae']:.3f}"]
             if g.get("slice_recurrent"):
                 s = g["slice_recurrent"]
                 lines.append(f"- on the untouched validation slice: the recurrent path alone accuracy {s['accuracy']:.1%}, "
                              f"MAE {s['mae']:.3f} (mixed: the slice's scores above)")
         else:
-            lines.append(f"- not kept: {g.get('why') or 'dev was best with the recurrent path alone'}")
+            lines.append(f"- not kept: {g.get('why') or (g.get('chosen_on', 'dev') + ' was best with the recurrent path alone')}")
     if meta.get("reading"):
         lines += ["", "## Reading", "", f"- {meta['reading']}"]
     if meta.get("distillation"):

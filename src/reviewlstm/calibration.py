@@ -61,6 +61,11 @@ def fit_temperature(piece_logits: np.ndarray, owner: np.ndarray, weights: np.nda
     return round(math.exp((lo + hi) / 2), 4)
 
 
+def at_bound(temperature: float) -> bool:
+    """Whether a fitted temperature sits at an end of T_RANGE: the search ran out, not the data."""
+    return temperature <= T_RANGE[0] * 1.001 or temperature >= T_RANGE[1] * 0.999
+
+
 def ece(probs: np.ndarray, truth: np.ndarray, bins: int = BINS) -> float:
     """Expected calibration error of (N, K) distributions against rating indices (0 for no reviews)."""
     if not len(truth):

@@ -41,8 +41,22 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if value <= 0:
+        if not value > 0 or value == float("inf"):  # NaN and infinity are no positive number either
             raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def _cpus(least: int):
+    """A count of threads or processes: `least` (0 or 1) up to this machine's CPUs."""
+    def parse(text: str) -> int:
+        cpus = os.cpu_count() or 1
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not least <= value <= cpus:
+            raise argparse.ArgumentTypeError(f"expected {least}..{cpus} (this machine has {cpus} CPU(s)), got {value}")
         return value
     return parse
 
@@ -52,7 +66,7 @@ STARS = "★★★★★★★★★★"
 
 def _model_arg(p, device: bool = True):
     p.add_argument("--model", default=None, help="model directory (default: the bundled SST-5 model)")
-    p.add_argument("--threads", type=_positive(int), default=None,
+    p.add_argument("--threads", type=_cpus(1), default=None,
                    help="CPU threads for the model (default: torch's, one per core; 1 keeps a busy machine's "
                         "single-review latency low)")
     if device:
@@ -98,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --engine ray: an existing Ray cluster (default: a local Ray started for the run)")
     p.add_argument("--preserve-order", action="store_true",
                    help="with --engine ray: write rows in input order (slower when blocks differ in cost)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=_cpus(0), default=None,
                    help="processes scoring --input in parallel (default: one per CPU for 20,000+ rows; 0: none)")
     _column_args(p)
     p.set_defaults(func=cmd_predict)
@@ -411,6 +425,9 @@ def cmd_distill(args) -> int:
     if result.out is None:
         print(f"stopped after {settings['until']}: the teacher is in {result.teacher}"
               + (f", its labels in {result.transfer}" if result.transfer else "") + "; --resume goes on")
+        return 0
+    if result.student is None:  # --resume of a distillation already finished: said in the log
+        print(f"distilled model already in {result.out}: nothing to do")
         return 0
     dev, held = result.student.dev_metrics, result.student.holdout_metrics
     print(f"distilled model written to {result.out} (teacher in {result.teacher}"

@@ -65,6 +65,33 @@ def rating_set(p: np.ndarray, q: float) -> tuple[int, int]:
     return min(chosen), max(chosen)
 
 
+def check(found, where: str) -> dict:
+    """`found` (a model's metadata["conformal"]) if it is what `calibrate` writes, else ValueError
+    naming `where` and the field: sorted finite scores in [0, 1], as many as `n` says."""
+    if not isinstance(found, dict):
+        raise ValueError(f"{where}: conformal must be an object with scores and n, got {type(found).__name__}")
+    scores_ = found.get("scores")
+    if not isinstance(scores_, list) or not scores_:
+        raise ValueError(f"{where}: conformal.scores must be a non-empty list of numbers, got "
+                         f"{type(scores_).__name__ if not isinstance(scores_, list) else 'an empty list'}")
+    for i, v in enumerate(scores_):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:  # NaN fails 0 <= v too
+            raise ValueError(f"{where}: conformal.scores[{i}] must be a number in [0, 1], got {v!r}"[:300])
+    if any(b < a for a, b in zip(scores_, scores_[1:])):
+        raise ValueError(f"{where}: conformal.scores must be sorted from smallest to largest")
+    n = found.get("n")
+    if isinstance(n, bool) or not isinstance(n, int) or n != len(scores_):
+        raise ValueError(f"{where}: conformal.n must be the number of scores ({len(scores_)}), got {n!r}")
+    return found
+
+
+def digest(found) -> str:
+    """The sha256 a model's metadata records for its rating-set calibration (what changes a set)."""
+    import hashlib
+    import json
+    return hashlib.sha256(json.dumps(found, sort_keys=True).encode("utf-8")).hexdigest()
+
+
 def kept(loaded) -> dict:
     """The rating-set calibration a loaded model keeps, or a ValueError saying how to add one."""
     found = (loaded.metadata or {}).get("conformal")

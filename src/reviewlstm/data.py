@@ -320,9 +320,20 @@ def text_problem(text, decoded: bool = False) -> str | None:
     if not text.strip():
         return "is empty"
     problem = unicode_problem(text, decoded)
-    if problem is None:
-        return None
-    return "is not valid UTF-8" if problem.startswith("undecodable") else f"holds {problem} (not valid Unicode)"
+    if problem is not None:
+        return "is not valid UTF-8" if problem.startswith("undecodable") else f"holds {problem} (not valid Unicode)"
+    if _reads_as_nothing(text):
+        return "has no words: only markup or characters the tokenizer drops"
+    return None
+
+
+def _reads_as_nothing(text: str) -> bool:
+    """Whether the tokenizer reads no token at all in a non-blank text (markup alone: "<br />");
+    only texts that may be such are tokenized here (one with markup, or with no letter or digit)."""
+    if "<" not in text and any(c.isalnum() for c in text):
+        return False
+    from .text import tokenize
+    return not tokenize(text)
 
 
 def _check_decoded(value: str, column: str | None = None) -> None:
@@ -332,6 +343,25 @@ def _check_decoded(value: str, column: str | None = None) -> None:
         why = "(the file must be UTF-8)" if problem.startswith("undecodable") else \
             "(not a character: the text is not valid Unicode)"
         raise ValueError(f"{problem}{where} {why}")
+
+
+def header_columns(path: Path, fmt: str | None = None) -> list[str]:
+    """The columns a table file declares before any row (CSV/TSV header, Parquet schema; JSONL has
+    none): what a scored output keeps even when no row of it could be written. [] when unreadable."""
+    path = Path(path)
+    try:
+        fmt = detect_format(path, fmt)
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        if fmt not in ("csv", "tsv"):
+            return []
+        with _open_text(path) as f:
+            first = next(csv.reader(_lines(path, f), delimiter="\t" if fmt == "tsv" else ",",
+                                    quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL), [])
+        return unique_names([h.strip() for h in first])
+    except Exception:  # the reader itself names what is wrong with the file; this is a courtesy
+        return []
 
 
 def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | None]]:
@@ -401,10 +431,20 @@ def _raw_rows(path: Path, fmt: str) -> Iterator[tuple[int, dict | None, str | No
                 return
             except csv.Error as e:
                 if "end of data" in str(e) or "field limit" in str(e) or "field larger" in str(e):
-                    # nothing after an open quote can be trusted: every later row would be part of it
-                    raise DataError(f"{path}:{began}: a quoted field starts on this line and "
-                                    + ("is never closed" if "end of data" in str(e) else
-                                       f"runs past {MAX_FIELD_CHARS:,} characters") + " (a missing closing quote?)") from None
+                    # nothing after an open quote can be trusted: every later row would be part of it,
+                    # so the rest of the file is this one bad row (an error where bad rows are not
+                    # skipped), and the row says where the quote opened
+                    last = max(reader.line_num, began)
+                    # the fields before the open quote (an id, say), so the output row can be joined back
+                    before = next(csv.reader([lines.taken[0].split('"', 1)[0]], delimiter=delimiter), [""]) \
+                        if lines.taken else [""]
+                    known = dict(zip(header, before[:-1])) or None
+                    yield began, known, ("a quoted field starts on this line and "
+                                        + ("is never closed" if "end of data" in str(e) else
+                                           f"runs past {MAX_FIELD_CHARS:,} characters") + " (a missing closing quote?)"
+                                        + (f"; lines {began}-{last}, the rest of the file, are this one bad row"
+                                           if last > began else ""))
+                    return
                 yield began, None, f"not valid {fmt.upper()} ({e})"
                 continue
             if not fields:  # a blank line; a quoted empty field ("") is a row, and is checked

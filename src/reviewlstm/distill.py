@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import sys
 import time
@@ -39,6 +40,11 @@ from .transfer import TOKEN_SEP
 from .train import train as train_student
 
 STAGES = ("teacher", "label", "student")
+
+
+# augmented texts a training review at most: each is labelled by the teacher and trained on, and
+# past some tens the texts repeat one another (the measured recipes use 4-8)
+MAX_AUGMENT = 64
 
 
 @dataclass
@@ -109,9 +115,8 @@ class DistillConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mask_p + self.replace_p > 1:
             raise ValueError("mask_p + replace_p must be at most 1")
-        for name in ("augment",):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.augment <= MAX_AUGMENT:
+            raise ValueError(f"augment must be in 0..{MAX_AUGMENT} texts a review, got {self.augment}")
         for name in ("teacher_batch_size", "teacher_max_length", "label_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -139,8 +144,26 @@ class DistillResult:
 
 
 def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillResult:
+    """The pipeline, stage by stage (the module's docstring); `--out` is checked and locked before
+    the teacher starts, so a second distill into it fails at once, not hours later."""
     cfg.validate()
+    artifact.check_output(cfg.student.out)
+    with artifact.OutputLock(cfg.student.out):
+        return _distill(cfg, log)
+
+
+def _distill(cfg: DistillConfig, log: Callable[[str], None]) -> DistillResult:
     st = cfg.student
+    out = Path(st.out)
+    if st.resume and not (out / "checkpoint" / "state.json").exists() and (out / "metadata.json").is_file():
+        try:
+            finished = "distillation" in json.loads((out / "metadata.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            finished = False
+        if finished:
+            log(f"distill: {out} is finished (its student was written and recorded): nothing to resume; "
+                "--overwrite starts again")
+            return DistillResult(out, cfg.work_dir / "teacher", cfg.work_dir / "transfer.jsonl.gz", {})
     work = cfg.work_dir
     work.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -179,7 +202,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
     unique = list(dict.fromkeys(TOKEN_SEP.join(t) for t in tokens))
     student_reads = reading_rule(st, kept, tokens)[0]  # how train will read long texts: so are the unrated
     unrated = unlabeled_texts(cfg, exclude=set(unique) | {TOKEN_SEP.join(t) for t in augmented}, log=log,
-                              student_reads=student_reads)
+                              student_reads=student_reads, withheld=_withheld(st, held))
 
     # -- 5. label: the teacher's logits for every text, cached
     texts = [k.split(TOKEN_SEP) for k in unique] + augmented + unrated
@@ -543,7 +566,9 @@ def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int
     the unrated reviews: all but the first have no gold rating (`augmented`), the last say so (`unrated`)."""
     end = len(token_lists) if n_augmented_end is None else n_augmented_end
     tmp = path.with_name(path.name + ".tmp")
-    with gzip.open(tmp, "wt", encoding="utf-8") as f:
+    # mtime 0: the same texts and labels give the same bytes, so the student's --resume key (the
+    # file's sha256) holds across a rerun that rewrites it
+    with io.TextIOWrapper(gzip.GzipFile(tmp, "wb", mtime=0), encoding="utf-8") as f:
         for i, (tokens, row) in enumerate(zip(token_lists, logits)):
             record = {"tokens": tokens, "logits": [round(float(v), 5) for v in row], "augmented": i >= n_labelled}
             if i >= end:
@@ -552,12 +577,29 @@ def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int
     tmp.replace(path)
 
 
-def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: str = "whole") -> list[list[str]]:
+def _withheld(st: TrainConfig, held: list) -> set:
+    """The texts no unrated source may bring into training: the validation slice's and dev's, whole
+    and sentence by sentence (as the student's token lists, keys joined by TOKEN_SEP)."""
+    from .predict import split_sentences
+    from .train import read_rated
+    examples = list(held) + (read_rated(st.dev, st, False, BadRows()) if st.dev else [])
+    keys = set()
+    for e in examples:
+        whole = text_tokens(e.text, e.tokens, st.lowercase)
+        keys.add(TOKEN_SEP.join(whole))
+        keys.update(TOKEN_SEP.join(p) for p in split_sentences(whole) if p)
+    return keys
+
+
+def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: str = "whole",
+                    withheld: set = frozenset()) -> list[list[str]]:
     """The unrated reviews of cfg.unlabeled as the student's token lists: streamed file by file in
     order, split into sentences or kept whole (cfg.unlabeled_split; "auto": as the student reads long
     texts, `student_reads`, the reading rule train picks from the training data), texts already among
     `exclude` (the training and augmented texts, keys joined by TOKEN_SEP) or seen before left out, at
-    most cfg.unlabeled_max. Rows that hold no readable text are counted and named, not labelled."""
+    most cfg.unlabeled_max. Texts of the validation slice or dev (`withheld`), whole or one of their
+    sentences, are left out and counted: labelled, they would leak what measures the model into its
+    training. Rows that hold no readable text are counted and named, not labelled."""
     if not cfg.unlabeled:
         return []
     from .data import read_examples
@@ -567,13 +609,19 @@ def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: 
     cap = cfg.unlabeled_max or float("inf")
     seen, out = set(exclude), []
     for path in cfg.unlabeled:
-        bad, rows, repeats = BadRows(), 0, 0
+        bad, rows, repeats, leaks = BadRows(), 0, 0, 0
         for e in read_examples(path, fmt=None, require_rating=False, ratings=False, on_bad="skip", bad=bad,
                                scale_hint=False):
             rows += 1
             whole = text_tokens(e.text, e.tokens, st.lowercase)
+            if TOKEN_SEP.join(whole) in withheld:
+                leaks += 1
+                continue
             for piece in (split_sentences(whole) if split else [whole]):
                 key = TOKEN_SEP.join(piece)
+                if piece and key in withheld:
+                    leaks += 1
+                    continue
                 if not piece or key in seen:
                     repeats += 1
                     continue
@@ -585,6 +633,7 @@ def unlabeled_texts(cfg: DistillConfig, exclude: set, log=print, student_reads: 
                 break
         log(f"unlabeled: {rows} reviews read from {path}" + (" (stopped at --unlabeled-max)" if len(out) >= cap else "")
             + (f", {repeats} {'sentences' if split else 'texts'} already seen left out" if repeats else "")
+            + (f", {leaks} text(s) of the validation slice or dev left out" if leaks else "")
             + (f"; {bad.summary()}" if bad.count else ""))
         if len(out) >= cap:
             break

@@ -37,7 +37,33 @@ def parse_labels(text: str) -> list[str]:
                          "(e.g. negative,neutral,positive)")
     if len({n.lower() for n in names}) != len(names):
         raise ValueError(f"ratings {text!r}: a label is named twice")
+    unprintable = next((n for n in names if not n.isprintable()), None)
+    if unprintable is not None:  # a newline or control character would cut every line that shows it
+        raise ValueError(f"ratings {text!r}: the label {unprintable!r} holds a newline or control character")
+    if len(names) > SIZE_LIMITS["ratings"]:
+        raise ValueError(f"ratings: {len(names)} labels, above the most a model may have ({SIZE_LIMITS['ratings']})")
     return names
+
+
+# The largest sizes a model may be built with, checked from the numbers before anything is allocated
+# (a typo of --layers 100000 or --scale 1-1000000000 is one line, not the machine's memory): far above
+# what a review model uses, far below what would exhaust a machine.
+SIZE_LIMITS = {"ratings": 100, "num_layers": 16, "hidden": 8192, "embed_dim": 4096, "max_length": 100_000,
+               "vocab_size": 10_000_000}
+
+
+def check_sizes(**sizes: int) -> None:
+    """ValueError naming the first size above SIZE_LIMITS ("ratings": the scale's count)."""
+    for name, value in sizes.items():
+        if value is not None and value > SIZE_LIMITS[name]:
+            what = "the rating scale holds" if name == "ratings" else f"{name} is"
+            raise ValueError(f"{what} {value:,}" + (" ratings" if name == "ratings" else "") +
+                             f", above the most a model may have ({SIZE_LIMITS[name]:,})")
+
+
+# the softmax temperatures a model may keep: calibration searches inside this range, and outside it
+# the probabilities stop meaning anything (T -> 0: one rating at 1 and NaN beside it; T -> inf: uniform)
+TEMPERATURE_RANGE = (0.01, 100.0)
 
 
 @dataclass
@@ -118,10 +144,15 @@ class ModelConfig:
         for name in ("vocab_size", "embed_dim", "hidden", "num_layers", "max_length", "long_threshold"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_sizes(ratings=self.scale_max - self.scale_min + 1, **{name: getattr(self, name) for name in (
+            "vocab_size", "embed_dim", "hidden", "num_layers", "max_length")})
         if self.labels is not None and len(parse_labels(self.labels)) != self.scale_max - self.scale_min + 1:
             raise ValueError(f"labels {self.labels!r} do not name every rating of {self.scale_min}..{self.scale_max}")
-        if not (isinstance(self.temperature, (int, float)) and 0 < self.temperature < float("inf")):
-            raise ValueError(f"temperature must be a positive number, got {self.temperature!r}")
+        lo, hi = TEMPERATURE_RANGE
+        if not (isinstance(self.temperature, (int, float)) and not isinstance(self.temperature, bool)
+                and lo <= self.temperature <= hi):
+            raise ValueError(f"temperature must be a number in [{lo:g}, {hi:g}] (calibrate fits it there), "
+                             f"got {self.temperature!r}")
         if not 0 <= self.ngram_share <= 1 or self.ngram_features < 0 or (self.ngram_share < 1 and not self.ngram_features):
             raise ValueError(f"ngram_share must be in [0, 1] (1 without an n-gram path) and ngram_features >= 0, got "
                              f"{self.ngram_share!r} and {self.ngram_features!r}")

@@ -24,7 +24,9 @@ Requires `pip install onnx onnxruntime` (the `onnx` extra).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -193,25 +195,42 @@ def export(loaded: LoadedModel, out: str | Path) -> Path:
     if out.is_dir() and any(p.name not in ("model.onnx", "vocab.json", "config.json", "MODEL_CARD.md")
                             for p in out.iterdir()):
         raise ValueError(f"{out}: holds other files: export into a new or empty directory")
+    if out.is_dir() and any(p.is_symlink() for p in out.iterdir()):
+        raise ValueError(f"{out}: holds symbolic links: export into a new or empty directory")
     proto = build(loaded)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "model.onnx"
-    tmp = out / ".model.onnx.tmp"
-    tmp.write_bytes(proto.SerializeToString())
-    tmp.replace(path)
-    src = Path(loaded.path)
-    for name in ("vocab.json", "config.json", "MODEL_CARD.md"):
-        shutil.copy2(src / name, out / name)
-    return path
+    # everything written into a fresh directory beside `out`, then moved in by rename: a failure
+    # leaves nothing behind, and a name in `out` is replaced, never written through
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (new / "model.onnx").write_bytes(proto.SerializeToString())
+        src = Path(loaded.path)
+        for name in ("vocab.json", "config.json", "MODEL_CARD.md"):
+            if name != "MODEL_CARD.md" or (src / name).is_file():  # a model saved without a card exports without one
+                shutil.copyfile(src / name, new / name)
+        for f in new.iterdir():
+            f.chmod(0o644)
+        if not out.exists():
+            new.rename(out)
+        else:
+            for f in sorted(new.iterdir()):
+                os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(new, ignore_errors=True)
+    return out / "model.onnx"
 
 
 def onnx_ids(loaded: LoadedModel, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The inputs for a list of texts, read as `predict` reads them: (ids (P, T), lengths (P,)) over
     every pass, the text each pass belongs to (P,) and its weight in that text's average (P,)."""
     from .predict import Predictor
+    from .data import text_problem
     reader = Predictor(loaded)
     rows, owner, weight = [], [], []
     for i, t in enumerate(texts):
+        problem = text_problem(t)
+        if problem:  # predict's refusal: an empty text has nothing to read
+            raise ValueError(f"text {i + 1} {problem}")
         for ids in reader.piece_ids(t):
             rows.append(ids or [1])  # an empty pass reads as one <unk>, as pad_batch has it
             owner.append(i)

@@ -178,6 +178,8 @@ class Predictor:
             raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
         self.long_text, self.batch_size = long_text, batch_size
         self.long_threshold = long_threshold or self.config.long_threshold
+        if coverage is not None and (isinstance(coverage, bool) or not isinstance(coverage, (int, float))):
+            raise ValueError(f"coverage must be a number between 0 and 1 (e.g. 0.9), got {coverage!r}")
         self.coverage, self.set_threshold = coverage, None
         if coverage is not None:  # rating sets: the threshold for this coverage, from the model's calibration
             from . import conformal

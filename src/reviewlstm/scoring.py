@@ -14,7 +14,7 @@ import torch
 
 from . import settings
 from .artifact import LoadedModel, load_model
-from .data import BadRows, Columns, DataError, Example, detect_format, read_examples
+from .data import BadRows, Columns, DataError, Example, detect_format, header_columns, read_examples
 from .predict import Prediction, Predictor
 from .writers import Writer
 
@@ -124,7 +124,9 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
     bar = tqdm(total=total, unit="rows", disable=None if progress else True, file=sys.stderr,
                dynamic_ncols=True)
     writer = Writer(output_path, out_fmt, cfg.ratings, with_set=with_set,
-                     infer_numbers=detect_format(input_path, fmt) in ("csv", "tsv"))
+                    infer_numbers=detect_format(input_path, fmt) in ("csv", "tsv"),
+                    leading=header_columns(input_path, fmt),
+                    trailing=list(prediction_columns(None, cfg.ratings, None, with_set, cfg.label_names)))
     expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
     pool = _scoring_pool(loaded.path, long_text, n_workers, coverage, build_now) if n_workers > 1 else None
     pending: deque = deque()  # (chunk, async result), in file order

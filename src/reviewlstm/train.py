@@ -134,6 +134,15 @@ class TrainConfig:
     # regression on the training reviews) and mix it in at the share dev chooses; a share of 1 keeps
     # the recurrent path alone. The two err differently: on long reviews the mixture is the better
     # reader (BENCHMARKS.md, "The n-gram path")
+    # where the n-gram path's share and the temperature are chosen. Early stopping keeps the best of
+    # ~60 dev checks, so the dev it read flatters the recurrent path (a maximum over noise) and a
+    # share chosen there leans to it; half of dev that no check ever reads measures both paths
+    # alike, and the share is the mixture's lowest NLL there (a share of 0 is the n-gram path
+    # alone: a floor under the model). Below MIXING_HALF_MIN dev reviews, dev is not halved.
+    mixture_on: Literal["held-half", "dev"] = option(
+        "held-half", "with --dev: where the n-gram share and the temperature are chosen (held-half: half of dev, by "
+                     "text hash, that early stopping never reads, the share by lowest NLL; dev: all of dev, the share "
+                     "by the early-stopping rule)")
     ngram_path: Literal["auto", "off"] = option(
         "auto", "with --dev: beside the recurrent path, TF-IDF word 1-2-grams + logistic regression fitted on the "
                 "training reviews, mixed in at the share chosen on dev (auto: kept when dev says the mixture is "
@@ -217,6 +226,11 @@ class TrainConfig:
                              "above the lowest")
         if self.embeddings == "glove" and self.embed_dim != 50:
             raise ValueError("GloVe vectors are 50-d: use embed_dim 50 or --embeddings random")
+        from .model import check_sizes
+        check_sizes(ratings=self.scale_max - self.scale_min + 1, num_layers=self.num_layers, hidden=self.hidden,
+                    embed_dim=self.embed_dim, max_length=self.max_length)
+        check_threads(self.threads, "threads")
+        check_device(self.device)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
@@ -287,6 +301,21 @@ def average_weights(states: list[dict]) -> dict:
     """The element-wise mean of several state dicts of one model (in float64, then back to each
     tensor's own dtype)."""
     return {k: torch.stack([s[k].double() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
+
+
+def check_threads(n: int | None, name: str = "--threads") -> None:
+    """More threads (or worker processes) than this machine has CPUs is refused: each thread is
+    memory and scheduling, and past some thousands the process dies rather than runs."""
+    cpus = os.cpu_count() or 1
+    if n is not None and n > cpus:
+        raise ValueError(f"{name} {n}: this machine has {cpus} CPU(s); ask for at most {cpus}")
+
+
+def check_device(device: str) -> None:
+    """`cuda` asked where torch has no CUDA device is refused before any data is read."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch has no CUDA device here "
+                         f"(torch {torch.__version__}); use --device cpu or auto")
 
 
 def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
@@ -385,7 +414,9 @@ def start_run(cfg: TrainConfig, log: Callable[[str], None]) -> Run:
 
 @dataclass
 class Data:
-    """A run's examples and their tokens: training (less the slice), dev, and the untouched slice."""
+    """A run's examples and their tokens: training (less the slice), dev (the checks early stopping
+    reads), the untouched slice, and the held half of dev (`mixing`: where the n-gram share and the
+    temperature are chosen; empty when dev is not halved)."""
     train: list
     dev: list
     holdout: list
@@ -393,6 +424,13 @@ class Data:
     dev_tokens: list
     holdout_tokens: list
     bad: BadRows
+    mixing: list = field(default_factory=list)
+    mixing_tokens: list = field(default_factory=list)
+
+    @property
+    def choosing(self) -> tuple[list, list]:
+        """(examples, tokens) where the end of a run chooses: the held half, or dev itself."""
+        return (self.mixing, self.mixing_tokens) if self.mixing else (self.dev, self.dev_tokens)
 
 
 def training_examples(cfg: TrainConfig, bad: BadRows) -> tuple[list, list]:
@@ -416,12 +454,23 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
     dev_ex = read_rated(cfg.dev, cfg, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
-    data = Data(train_ex, dev_ex, holdout_ex, *([text_tokens(e.text, e.tokens, cfg.lowercase) for e in part]
-                                                for part in (train_ex, dev_ex, holdout_ex)), bad)
+    mixing_ex: list = []
+    if cfg.mixture_on == "held-half" and len(dev_ex) >= MIXING_HALF_MIN and (cfg.ngram_path == "auto" or cfg.calibrate):
+        mixing_ex, dev_ex = split_holdout(dev_ex, 0.5)
+    tokens = [[text_tokens(e.text, e.tokens, cfg.lowercase) for e in part]
+              for part in (train_ex, dev_ex, holdout_ex, mixing_ex)]
+    data = Data(train_ex, dev_ex, holdout_ex, *tokens[:3], bad, mixing_ex, tokens[3])
     log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else "")
+        + (f" (and {len(mixing_ex)} more held back from early stopping, where the n-gram share and the temperature "
+           "are chosen)" if mixing_ex else "")
         + (f"; validation slice: {len(holdout_ex)} reviews set aside ({cfg.holdout:.0%}, untouched until the end)"
            if holdout_ex else ""))
     return data
+
+
+# dev is halved (mixture_on "held-half") only from this many reviews: below it each half is too
+# small for early stopping on one and a share on the other
+MIXING_HALF_MIN = 200
 
 
 @dataclass
@@ -717,24 +766,38 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
             f"{single['dev_metrics']['accuracy']:.1%}, {single['dev_metrics']['mae']:.3f})")
     # -- calibration: one temperature fitted on dev, kept in the model (every reader applies it)
     kept = artifact.load(out) if (data.dev and cfg.calibrate) or data.holdout else None  # the model as saved
+    choosing, choosing_tokens = data.choosing
+    where = (f"the held half of dev ({len(choosing)} reviews no dev check read)" if data.mixing
+             else f"dev ({len(choosing)} reviews)")
+    choosing_ids = reading_ids(choosing_tokens, vocab, recipe.long_text, cfg.max_length) if data.mixing else dev_ids
     if data.dev and cfg.calibrate:
-        truth = np.asarray([e.rating - model_cfg.scale_min for e in data.dev])
-        temperature, before, after, _ = calibration.fit(kept.model, dev_ids, truth)
+        truth = np.asarray([e.rating - model_cfg.scale_min for e in choosing])
+        temperature, before, after, _ = calibration.fit(kept.model, choosing_ids, truth)
         kept.model.config.temperature = model_cfg.temperature = temperature
-        meta["calibration"] = {"temperature": temperature, "fitted_on": f"dev ({len(data.dev)} reviews)",
+        meta["calibration"] = {"temperature": temperature, "fitted_on": where,
                                "dev_before": before, "dev_after": after}
         artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
-        log(f"calibrated on dev: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
+        log(f"calibrated on {where}: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
             f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
-    # -- the n-gram path: fitted on the training reviews, mixed in when dev says the mixture is better
+    # -- the n-gram path: fitted on the training reviews, mixed in at the share chosen where no check looked
     if data.dev and cfg.ngram_path == "auto":
         kept = kept or artifact.load(out)
-        meta["ngram_path"], dev_probs = ngram_step(data, kept, dev_ids, reading_ids(
-            data.train_tokens, vocab, recipe.long_text, cfg.max_length), cfg.seed, log)
+        meta["ngram_path"], _ = ngram_step(choosing, kept, choosing_ids, data.train, reading_ids(
+            data.train_tokens, vocab, recipe.long_text, cfg.max_length), cfg.seed, log,
+            rule="nll" if data.mixing else "checkpoint", where=where)
         if kept.model.ngrams is not None:
             model_cfg.ngram_share, model_cfg.ngram_features = kept.model.config.ngram_share, kept.model.config.ngram_features
-            meta["dev_metrics"] = _metrics(dev_probs, data.dev, model_cfg)
             artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
+    if data.mixing:  # the final model on all of dev, both halves, as a user's evaluate would read it
+        kept = kept or artifact.load(out)
+        whole = data.dev + data.mixing
+        meta["dev_metrics"] = _metrics(read_distributions(kept.model, dev_ids + choosing_ids), whole, model_cfg)
+        artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
+        log(f"dev ({len(whole)} reviews, both halves): accuracy {meta['dev_metrics']['accuracy']:.1%}, "
+            f"MAE {meta['dev_metrics']['mae']:.3f}")
+    elif data.dev and cfg.ngram_path == "auto" and kept.model.ngrams is not None:
+        meta["dev_metrics"] = _metrics(read_distributions(kept.model, dev_ids), data.dev, model_cfg)
+        artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if data.holdout:
@@ -752,7 +815,7 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
         meta["holdout_majority_metrics"] = _majority(data.holdout, majority, model_cfg)
         log(f"validation slice ({len(data.holdout)} reviews): accuracy {holdout_metrics['accuracy']:.1%}, "
             f"MAE {holdout_metrics['mae']:.3f}, macro-F1 {holdout_metrics['macro_f1']:.3f}, QWK {holdout_metrics['qwk']:.3f} "
-            f"(always {majority} stars: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
+            f"(always {_rating_words(model_cfg, majority)}: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
             f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
     # -- warnings a user should not have to dig for, and the curves beside the model
     warning = _one_rating_warning(meta.get("dev_metrics") or holdout_metrics, "dev" if meta.get("dev_metrics") else "slice")
@@ -767,38 +830,51 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
                        holdout_metrics)
 
 
-def ngram_step(data: Data, kept: artifact.LoadedModel, dev_ids, train_ids, seed: int, log) -> tuple[dict, np.ndarray]:
+def ngram_step(choosing: list, kept: artifact.LoadedModel, choosing_ids, train: list, train_ids, seed: int, log,
+               rule: str = "checkpoint", where: str = "dev") -> tuple[dict, np.ndarray]:
     """Fit the n-gram path on the training reviews (their pieces' ids together, as predict reads
-    them) and choose its share on dev by the checkpoint rule (loop.mixture_share); a share below 1
-    puts the path into `kept.model`. Returns (what the metadata and the card record, the kept
-    model's dev distributions)."""
+    them) and choose its share on the `choosing` reviews (loop.mixture_share: by `rule`, "nll" on
+    the held half of dev, the checkpoint rule on a dev early stopping read); a share below 1 puts
+    the path into `kept.model`. Returns (what the metadata and the card record, the kept model's
+    distributions of the choosing reviews)."""
     model, cfg = kept.model, kept.model.config
-    targets = [e.rating - cfg.scale_min for e in data.train]
+    targets = [e.rating - cfg.scale_min for e in train]
     if len(set(targets)) < 2:
         log("n-gram path: not fitted (the training reviews hold one rating)")
         return {"kept": False, "why": "the training reviews hold one rating"}, None
     started = time.perf_counter()
     path = NgramPath.fit([[i for p in pieces for i in p] for pieces in train_ids], targets, len(cfg.ratings),
                          cfg.vocab_size, seed=seed)
-    truth = np.asarray([e.rating - cfg.scale_min for e in data.dev])
-    recurrent = read_distributions(model, dev_ids)
-    linear = path.probabilities([[i for p in pieces for i in p] for pieces in dev_ids])
-    share, mixed = loop.mixture_share(recurrent, linear, truth, cfg.ratings)
+    truth = np.asarray([e.rating - cfg.scale_min for e in choosing])
+    recurrent = read_distributions(model, choosing_ids)
+    linear = path.probabilities([[i for p in pieces for i in p] for pieces in choosing_ids])
+    share, mixed = loop.mixture_share(recurrent, linear, truth, cfg.ratings, rule=rule)
     alone = loop.mixture_metrics(recurrent, linear, 1.0, truth, cfg.ratings)
+    ngrams = loop.mixture_metrics(recurrent, linear, 0.0, truth, cfg.ratings)
     seconds = round(time.perf_counter() - started, 1)
+    how = "the mixture's lowest NLL" if rule == "nll" else "the early-stopping rule (accuracy, ties by NLL)"
     out = {"kept": share < 1, "share": share, "features": int(path.keys.numel()), "seconds": seconds,
+           "chosen_on": where, "rule": how,
            "dev_recurrent": {k: alone[k] for k in ("accuracy", "mae", "nll")},
+           "dev_ngrams": {k: ngrams[k] for k in ("accuracy", "mae", "nll")},
            "dev_mixed": {k: mixed[k] for k in ("accuracy", "mae", "nll")}}
     if share < 1:
         model.ngrams = path.to(next(model.parameters()).device)
         cfg.ngram_share, cfg.ngram_features = share, out["features"]
         log(f"n-gram path: TF-IDF 1-2-grams + LR ({out['features']:,} n-grams, {seconds:g} s) mixed in at "
-            f"{1 - share:g} (the recurrent path {share:g}), the share chosen on dev: accuracy {alone['accuracy']:.1%} -> "
-            f"{mixed['accuracy']:.1%}, MAE {alone['mae']:.3f} -> {mixed['mae']:.3f}")
+            f"{1 - share:g} (the recurrent path {share:g}), chosen on {where} by {how}: accuracy recurrent "
+            f"{alone['accuracy']:.1%}, n-grams {ngrams['accuracy']:.1%}, mixture {mixed['accuracy']:.1%}; MAE "
+            f"{alone['mae']:.3f} / {ngrams['mae']:.3f} / {mixed['mae']:.3f}")
     else:
-        log(f"n-gram path: not kept (dev is best with the recurrent path alone: {alone['accuracy']:.1%}, MAE "
-            f"{alone['mae']:.3f}; {seconds:g} s)")
+        log(f"n-gram path: not kept ({where} is best with the recurrent path alone by {how}: {alone['accuracy']:.1%}, "
+            f"MAE {alone['mae']:.3f}; n-grams alone {ngrams['accuracy']:.1%}; {seconds:g} s)")
     return out, mix(recurrent, linear, share)
+
+
+def _rating_words(cfg: ModelConfig, rating: int) -> str:
+    """A rating as the log says it: "4 stars", or its word for a model rated in words ("positive")."""
+    names = cfg.label_names
+    return repr(names[rating - cfg.scale_min]) if names else f"{rating} stars"
 
 
 def _one_rating_warning(m: dict | None, where: str) -> str | None:

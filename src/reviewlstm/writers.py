@@ -47,7 +47,8 @@ class Writer:
     anything, int to float, else to string), so no late row can fail the file; no rows is a valid
     file with the prediction columns."""
 
-    def __init__(self, path: Path, fmt: str, ratings: list[int], infer_numbers: bool = False, with_set: bool = False):
+    def __init__(self, path: Path, fmt: str, ratings: list[int], infer_numbers: bool = False, with_set: bool = False,
+                 leading: list[str] | None = None, trailing: list[str] | None = None):
         import uuid
         self.final, self.fmt = path, fmt
         self.gz = path.suffix.lower() == ".gz"
@@ -64,6 +65,9 @@ class Writer:
         self.ratings = ratings  # for the prediction columns of an output with no rows
         self.with_set = with_set
         self.infer_numbers = infer_numbers  # the input was CSV / TSV: its numbers arrive as text
+        # an output with no rows (every row skipped as bad) still has its header: the input's
+        # columns (`leading`), then the prediction columns (`trailing`)
+        self.leading, self.trailing = list(leading or []), list(trailing or [])
 
     def _open(self, path: Path, mode: str):
         import gzip
@@ -152,6 +156,9 @@ class Writer:
             self.path.with_name(self.path.name + ".spill").unlink(missing_ok=True)
 
     def _finish(self) -> None:
+        if self.fmt in ("csv", "tsv") and self.csv is None and (self.leading or self.trailing):
+            self._dict_writer(self.fh_reopen(), list(dict.fromkeys(self.leading + self.trailing))).writeheader()
+            self.fh.close()
         if self.spill is not None:
             # a key first met after the header was written: rewrite once with every column
             full = self.path.with_name(self.path.name + ".full")
@@ -168,7 +175,12 @@ class Writer:
                     out.writerow(self._cells(json.loads(line)))
             full.replace(self.path)
         if self.fmt == "parquet":
-            _merge_parts(self.parts, self.path, self.ratings, self.with_set)
+            _merge_parts(self.parts, self.path, self.ratings, self.with_set, self.leading)
+
+    def fh_reopen(self):
+        """The output reopened for its header alone (no row was written to it)."""
+        self.fh = self._open(self.path, "w")
+        return self.fh
 
 
 def _arrow_table(rows: list[dict], columns: list[str], infer_numbers: bool):
@@ -222,13 +234,16 @@ def _utf8(value: str) -> str:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _merge_parts(parts: list[Path], path: Path, ratings: list[int], with_set: bool = False) -> None:
+def _merge_parts(parts: list[Path], path: Path, ratings: list[int], with_set: bool = False,
+                 leading: list[str] | None = None) -> None:
     """The parts (one per schema met) as one Parquet file, each column widened to hold every part's
     values: null to the other type, int to float, anything else mixed to string."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    if not parts:  # no rows: a valid file with the prediction columns, not zero bytes
-        pq.write_table(_empty_schema(ratings, with_set).empty_table(), path)
+    if not parts:  # no rows: a valid file with the input's and the prediction columns, not zero bytes
+        ours = _empty_schema(ratings, with_set)
+        schema = pa.schema([(c, pa.string()) for c in leading or [] if c not in ours.names] + list(ours))
+        pq.write_table(schema.empty_table(), path)
         return
     if len(parts) == 1:
         parts[0].replace(path)

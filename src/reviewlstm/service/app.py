@@ -15,7 +15,7 @@ from .. import api
 from ..html import WEB
 from .batcher import Batcher
 from .guards import BodyLimit, _guarded_protocol, _log_accept_errors_once
-from .schemas import ExplainRequest, Limits, PredictBatch, PredictRequest, Prediction
+from .schemas import PROBLEMS, ExplainRequest, Limits, PredictBatch, PredictRequest, Prediction
 
 
 def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limits | None = None) -> FastAPI:
@@ -97,7 +97,7 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         return {"path": m.path.name, "config": m.config.to_dict(), "train": m.train_config, "metadata": m.metadata,
                 "card": card.read_text() if card.exists() else None, "limits": limits.__dict__}
 
-    @app.post("/predict", response_model=Prediction | PredictBatch)
+    @app.post("/predict", response_model=Prediction | PredictBatch, responses=PROBLEMS)
     async def predict(req: PredictRequest):
         """One text -> one prediction; "texts" -> {"predictions": [...]}, in order."""
         model_or_503()  # 503 until the model is loaded
@@ -119,7 +119,7 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         out = [Prediction(text=t, **p.to_dict()) for t, p in zip(texts, preds)]
         return out[0] if req.text is not None else PredictBatch(predictions=out)
 
-    @app.post("/explain")
+    @app.post("/explain", responses=PROBLEMS)
     async def explain(req: ExplainRequest):
         """Rating, per-word contributions, gate traces and the prediction after each word, for the first
         max_explain_chars characters of the text (to a word's end: `explained_chars` says where; rate
@@ -136,6 +136,8 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
             out = await asyncio.get_running_loop().run_in_executor(
                 explainer, lambda: api.explain(req.text, model=m, method=req.method,
                                                max_chars=limits.max_explain_chars).to_dict())
+        except ValueError as e:  # a text the explainer cannot read: the library's one line, as a 422
+            raise HTTPException(422, detail=f"text: {str(e).strip().splitlines()[0]}") from None
         finally:
             explaining["n"] -= 1
         return _cap_gates(out, limits.max_gate_tokens)

@@ -42,7 +42,7 @@ class BodyLimit:
             more = message.get("more_body", False)
             if len(body) > limit:
                 return await _answer(send, 413, f"request body is over {limit} bytes (max_body_bytes)")
-        if "json" in headers.get("content-type", "") and body:
+        if "json" in headers.get("content-type", "").lower() and body:  # application/json, any case, +json
             problem = _json_problem(bytes(body))
             if problem:
                 return await _answer(send, 422, problem)
@@ -67,10 +67,12 @@ def _json_problem(body: bytes) -> str | None:
         json.loads(text)
     except RecursionError:
         return "the request body's JSON nests too deep"
+    except json.JSONDecodeError as e:  # said here, for every JSON media type, not left to the framework
+        return f"the request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     except ValueError as e:
         if "digits" in str(e):
             return "the request body holds a number too long to read"
-        return None  # malformed JSON: FastAPI's own 422 says where
+        return f"the request body is not valid JSON: {str(e)[:200]}"
     return None
 
 
@@ -103,6 +105,7 @@ def _log_accept_errors_once(loop) -> None:
     loop.set_exception_handler(handler)
 
 
+REFUSED_LINGER = 2.0  # seconds a refused connection is read (and dropped) before it is closed
 _OVER_CAPACITY = b'{"detail": "too many open connections (max_connections): try again shortly"}'
 
 
@@ -117,16 +120,37 @@ def _guarded_protocol(head_seconds: float, max_connections: int):
         from uvicorn.protocols.http.h11_impl import H11Protocol as Base
 
     class Guarded(Base):
+        _refused = False
+
         def connection_made(self, transport):
             super().connection_made(transport)
             self._head_timer = None
             if len(self.connections) > max_connections:
+                # a lingering close: the 503, then our side shut, what the client still sends read and
+                # dropped until it closes (or REFUSED_LINGER seconds pass). Closing at once with its
+                # request unread would make the kernel answer with a reset instead of the 503.
+                self._refused = True
                 transport.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
                                 b"retry-after: 1\r\nconnection: close\r\ncontent-length: "
                                 + str(len(_OVER_CAPACITY)).encode() + b"\r\n\r\n" + _OVER_CAPACITY)
-                transport.close()
+                if transport.can_write_eof():
+                    transport.write_eof()
+                    self._head_timer = self.loop.call_later(REFUSED_LINGER, transport.close)
+                else:
+                    transport.close()
                 return
             self._arm_head_timer()
+
+        def data_received(self, data):
+            if self._refused:
+                return  # a refused connection's request: read and dropped
+            super().data_received(data)
+
+        def eof_received(self):
+            if self._refused:
+                self.transport.close()
+                return False
+            return super().eof_received()
 
         def _arm_head_timer(self):
             if self._head_timer is not None:

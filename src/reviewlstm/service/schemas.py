@@ -44,6 +44,20 @@ LIMIT_HELP = {
 }
 
 
+class Problem(BaseModel):
+    """Every refusal's body: one line naming what is wrong (a field, a limit and its value)."""
+    detail: str
+
+
+# the refusals each route may answer with, for its OpenAPI description: all {"detail": "..."}
+PROBLEMS = {status: {"model": Problem, "description": why} for status, why in (
+    (400, "a request shape the service refuses (Content-Length with Transfer-Encoding, say)"),
+    (408, "the body did not arrive within body_timeout"),
+    (413, "the body is over max_body_bytes"),
+    (422, "malformed JSON, a missing or invalid field, a text that cannot be rated, or a limit passed"),
+    (503, "the model is loading, or too many requests are waiting (Retry-After)"))}
+
+
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str | None = Field(None, description="one review")
