@@ -7,6 +7,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import shutil
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -514,3 +516,59 @@ def test_ensemble_targets_are_mixtures_with_the_training_texts_scored_out_of_fol
     gold = [ratings.index(e.rating) for e in kept]
     assert (peer[np.arange(40), gold] < in_sample[np.arange(40), gold]).all()
     assert np.allclose(peer[40], full.proba(["good film"], ratings)[0], atol=1e-5)  # not a training text: the full fit
+
+
+def test_unrated_files_never_bring_the_slice_or_dev_into_training(distilled, sst, tmp_path):
+    """--unlabeled pointed at the training file itself: the validation slice's and dev's texts (whole
+    or any of their sentences) are left out and counted, so the slice stays untouched."""
+    import csv
+    from reviewlstm.train import read_rated, training_examples
+    from reviewlstm.data import BadRows
+    st = student_cfg(sst, tmp_path / "student")
+    _, held = training_examples(st, BadRows())
+    dev = read_rated(st.dev, st, False, BadRows())
+    path = tmp_path / "leaky.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text"])
+        for e in held[:5] + dev[:5]:
+            w.writerow([e.text])
+        w.writerow(["an unrated review no one has rated before ."])
+    lines = []
+    result = distill(DistillConfig(student=st, teacher=str(distilled.teacher), augment=0, until="label",
+                                   unlabeled=[str(path)], unlabeled_split="whole"), log=lines.append)
+    with gzip.open(result.transfer, "rt") as f:
+        unrated = [json.loads(line)["tokens"] for line in f if '"unrated"' in line]
+    assert unrated == [["an", "unrated", "review", "no", "one", "has", "rated", "before", "."]]
+    assert "10 text(s) of the validation slice or dev left out" in "\n".join(lines)
+
+
+def test_the_transfer_file_is_the_same_bytes_for_the_same_labels(distilled, sst, tmp_path):
+    """The transfer set is written without a timestamp, so rewriting it (a resumed distill) keeps the
+    student's --resume key; --resume of a finished distillation says so and does nothing."""
+    import time
+    from reviewlstm.distill import _write_transfer
+    texts, logits = [["a", "film"], ["dull"]], np.asarray([[0.1, 0.2, 0.3, 0.2, 0.2]] * 2)
+    a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
+    _write_transfer(a, texts, logits, 1)
+    time.sleep(1.1)  # gzip's header time has a resolution of one second
+    _write_transfer(b, texts, logits, 1)
+    assert a.read_bytes() == b.read_bytes()
+    out = tmp_path / "done"
+    shutil.copytree(distilled.out, out)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    lines = []
+    result = distill(DistillConfig(student=student_cfg(sst, out, resume=True), teacher=str(distilled.teacher),
+                                   **TINY_TEACHER), log=lines.append)
+    assert result.student is None and any("is finished" in line and "nothing to resume" in line for line in lines)
+
+
+def test_a_second_distill_into_the_same_out_fails_at_once(sst, tiny_encoder, tmp_path):
+    from reviewlstm.artifact import OutputLock
+    out = tmp_path / "student"
+    with OutputLock(out):  # another run writing there: held by this process here, as a second one would find it
+        started = time.perf_counter()
+        proc = run_cli("distill", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out,
+                       "--teacher", tiny_encoder, "--no-progress")
+        assert proc.returncode == 2 and "another run" in proc.stderr and "is writing a model there now" in proc.stderr
+        assert time.perf_counter() - started < 60 and not (tmp_path / "student.work").exists()

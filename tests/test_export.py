@@ -64,3 +64,32 @@ def test_the_cli_exports_and_refuses_in_one_line(tiny_model, sst, tmp_path):
                       embeddings="random", embed_dim=4, cell="classic-lstm", progress=False, holdout=0), log=lambda s: None)
     refused = run_cli("export", "--model", classic, "--out", tmp_path / "c")
     assert refused.returncode == 2 and "covers the four-gate LSTM" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_an_export_never_writes_through_a_link_and_leaves_nothing_when_it_fails(tiny_model, tmp_path):
+    import shutil
+    from reviewlstm import api
+    users = tmp_path / "precious.json"
+    users.write_text("the user's own file")
+    out = tmp_path / "E"
+    out.mkdir()
+    (out / "vocab.json").symlink_to(users)
+    with pytest.raises(ValueError, match="holds symbolic links"):
+        api.export(out, model=tiny_model)
+    assert users.read_text() == "the user's own file"
+    # a model without its card exports without one, whole; nothing half-written on the way
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    (bare / "MODEL_CARD.md").unlink()
+    path = api.export(tmp_path / "E2", model=bare)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "model.onnx", "vocab.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+
+def test_the_graphs_inputs_refuse_what_predict_refuses(tiny_model):
+    from reviewlstm import api
+    from reviewlstm.onnx_export import onnx_ids
+    loaded = api.load_model(tiny_model)
+    for bad in ("", "   ", "<br />"):
+        with pytest.raises(ValueError, match="text 2 "):
+            onnx_ids(loaded, ["a fine film", bad])

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from support import run_cli
 from reviewlstm import api, artifact
@@ -151,3 +153,102 @@ def test_the_card_speaks_of_phrases_only_for_sst_trees():
     for path, says in (("reviews.csv", False), ("reviews.csv.gz", False), ("train.txt", True)):
         card = model_card(loaded.config, train, {**meta, "train_data": {**meta["train_data"], "path": path}})
         assert ("every labelled phrase" in card) is says, path
+
+
+def _edit_metadata(out: Path, edit) -> None:
+    meta = json.loads((out / "metadata.json").read_text())
+    edit(meta)
+    (out / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("scores,message", [
+    ("delete", "conformal.scores must be a non-empty list of numbers, got NoneType"),
+    ("a string", "conformal.scores must be a non-empty list of numbers, got str"),
+    (7, "conformal.scores must be a non-empty list of numbers, got int"),
+    ([[0.1], [0.2]], "conformal.scores[0] must be a number in [0, 1], got [0.1]"),
+    (["x"], "conformal.scores[0] must be a number in [0, 1], got 'x'"),
+    ([-5.0], "conformal.scores[0] must be a number in [0, 1], got -5.0"),
+    ([0.9, 0.1], "conformal.scores must be sorted"),
+    ([], "conformal.scores must be a non-empty list of numbers, got an empty list"),
+])
+def test_tampered_rating_set_scores_are_refused_at_load_naming_the_field(tiny_model, tmp_path, scores, message):
+    """The rating sets' scores (metadata.json) change a prediction: checked at load, on every surface,
+    in one line naming the file and the field, before a server says it is ready."""
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+
+    def edit(meta):
+        if scores == "delete":
+            del meta["conformal"]["scores"]
+        else:
+            meta["conformal"]["scores"] = scores
+        meta["conformal"]["n"] = len(scores) if isinstance(scores, list) else 1
+    _edit_metadata(out, edit)
+    with pytest.raises(artifact.ArtifactError) as e:
+        artifact.load(out)
+    assert str(e.value).startswith(f"{out / 'metadata.json'}: {message}")
+    proc = run_cli("predict", "--model", out, "--coverage", "0.9", "good")
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_rating_set_scores_are_under_the_checksums(tiny_model, tmp_path):
+    """A valid-looking edit of the scores (NaN is refused anyway) is caught by the sum saved beside the
+    files' own; an older model without that sum loads with its scores checked."""
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["sha256"]["conformal"]
+    _edit_metadata(out, lambda m: m["conformal"].update(scores=[0.0] * m["conformal"]["n"]))
+    with pytest.raises(artifact.ArtifactError, match="conformal: its sha256 does not match"):
+        artifact.load(out)
+    _edit_metadata(out, lambda m: m["sha256"].pop("conformal"))
+    assert artifact.load(out).metadata["conformal"]["scores"][0] == 0.0
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 0.0, -1.0, 1e308, float("nan"), "hot", True])
+def test_a_temperature_outside_its_range_is_refused_at_load(tiny_model, tmp_path, temperature):
+    out = tmp_path / "m"
+    shutil.copytree(tiny_model, out)
+    _retamper(out, "temperature", temperature)
+    with pytest.raises(artifact.ArtifactError, match=r"temperature must be a (number in \[0.01, 100\]|float)"):
+        artifact.load(out)
+    proc = run_cli("predict", "--model", out, "--json", "good")
+    assert proc.returncode == 2 and "temperature must be" in proc.stderr and proc.stdout == ""
+
+
+def test_the_weights_file_is_as_readable_as_its_neighbours(tiny_model):
+    import stat
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in Path(tiny_model).iterdir() if p.is_file()}
+    assert modes["model.safetensors"] == modes["config.json"] == modes["vocab.json"]
+
+
+# values a hand-edited or damaged config.json or metadata.json may hold
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
+                 st.text(max_size=12), st.lists(st.floats(allow_nan=True), max_size=4))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["temperature", "scale_min", "scale_max", "hidden", "num_layers", "embed_dim", "dropout",
+                              "ngram_share", "labels", "max_length", "pooling", "long_text"]),
+       value=_ANY, conformal=st.one_of(st.none(), _ANY, st.lists(st.floats(-2, 2), max_size=5)))
+def test_any_config_or_metadata_value_loads_sanely_or_is_refused_in_one_line(tiny_model, tmp_path_factory, field,
+                                                                             value, conformal):
+    """Property: whatever a config field or the rating-set scores hold, loading either succeeds and the
+    model rates with finite probabilities that sum to 1, or it is refused with one ArtifactError line;
+    never another exception, never NaN."""
+    import math
+    out = tmp_path_factory.mktemp("prop") / "m"
+    shutil.copytree(tiny_model, out)
+    _retamper(out, field, value)
+    if conformal is not None:
+        _edit_metadata(out, lambda m: (m["conformal"].update(scores=conformal), m["sha256"].pop("conformal", None)))
+    try:
+        loaded = artifact.load(out)
+    except artifact.ArtifactError as e:
+        assert "\n" not in str(e) and str(e)
+        return
+    from reviewlstm import api
+    p = api.predict("a gorgeous, witty film", model=loaded, coverage=0.9 if "conformal" in loaded.metadata else None)
+    assert all(math.isfinite(x) for x in p.probabilities) and abs(sum(p.probabilities) - 1) < 1e-6
+    json.dumps(p.to_dict(), allow_nan=False)  # valid JSON: no NaN anywhere
+    artifact.forget(out)

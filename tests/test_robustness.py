@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import re
 import resource
 import signal
 import subprocess
@@ -500,3 +501,169 @@ def test_a_slow_request_head_is_cut_off(tiny_model):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_threads_and_workers_past_the_machines_cpus_are_refused_in_one_line(sst, tiny_model, tmp_path):
+    import os
+    too_many = str((os.cpu_count() or 1) + 1)
+    for args in (("predict", "--model", tiny_model, "--threads", "200000", "great"),
+                 ("predict", "--model", tiny_model, "--threads", too_many, "great"),
+                 ("predict", "--model", tiny_model, "--workers", "500", "--input", sst / "dev.txt", "--output",
+                  tmp_path / "o.csv"),
+                 ("predict", "--model", tiny_model, "--workers", "-1", "--input", sst / "dev.txt", "--output",
+                  tmp_path / "o.csv")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and "this machine has" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = run_cli(*train_args(sst, tmp_path / "m", "--threads", "200000"))
+    assert proc.returncode == 2 and "threads 200000: this machine has" in proc.stderr
+    assert not (tmp_path / "m").exists() and not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for a torch without CUDA")
+@pytest.mark.parametrize("command", ["train", "distill"])
+def test_cuda_asked_without_cuda_is_refused_before_any_work(sst, tmp_path, command):
+    start = time.perf_counter()
+    proc = run_cli(command, "--train", sst / "train.txt", "--out", tmp_path / "m", "--device", "cuda", "--no-progress")
+    assert proc.returncode == 2 and "--device cuda: this torch has no CUDA device here" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1  # before the data was read
+    assert time.perf_counter() - start < 60 and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (("--scale", "1-1000000000"), "the rating scale holds 1,000,000,000 ratings, above the most a model may have (100)"),
+    (("--scale", "1-100000"), "the rating scale holds 100,000 ratings"),
+    (("--layers", "100000"), "num_layers is 100,000, above the most a model may have (16)"),
+    (("--hidden", "10000000"), "hidden is 10,000,000, above the most"),
+])
+def test_sizes_that_allocate_are_bounded_before_anything_is_allocated(sst, tmp_path, flags, message):
+    start = time.perf_counter()
+    proc = run_cli(*train_args(sst, tmp_path / "m", *flags))
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert time.perf_counter() - start < 60
+
+
+def test_distill_augment_past_its_maximum_is_refused_at_once(sst, tmp_path):
+    proc = run_cli("distill", "--train", sst / "train.txt", "--out", tmp_path / "m", "--augment", "1000000")
+    assert proc.returncode == 2 and "augment must be in 0..64" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_serve_refuses_a_header_timeout_that_is_not_a_positive_number(tiny_model):
+    for value in ("nan", "inf", "-1", "0"):
+        proc = run_cli("serve", "--model", tiny_model, "--header-timeout", value)
+        assert proc.returncode == 2 and "--header-timeout" in proc.stderr and "positive" in proc.stderr
+
+
+def test_calibrate_takes_the_output_lock_and_refuses_too_few_reviews(sst, tiny_model, tmp_path):
+    from reviewlstm.artifact import OutputLock
+    out = tmp_path / "cal"
+    few = tmp_path / "few.csv"
+    few.write_text("text,rating\n" + "".join(f"a fine film number {i},5\n" for i in range(3)))
+    proc = run_cli("calibrate", few, "--model", tiny_model, "--out", out)
+    assert proc.returncode == 2 and "3 rated review(s); calibration needs at least 30" in proc.stderr
+    with OutputLock(out):  # a train (or another calibrate) writing there now
+        proc = run_cli("calibrate", sst / "dev.txt", "--model", tiny_model, "--out", out)
+        assert proc.returncode == 2 and "is writing a model there now" in proc.stderr
+    assert not out.exists()
+    # reviews that say little: all of one rating, the fit at its bound, and the user is told
+    one = tmp_path / "one.csv"
+    one.write_text("text,rating\n" + "".join(f"a fine film number {i},5\n" for i in range(40)))
+    proc = run_cli("calibrate", one, "--model", tiny_model, "--out", out)
+    assert proc.returncode == 0 and "at the edge of the range searched" in proc.stderr, proc.stderr
+
+
+def test_rating_words_with_a_newline_are_refused_and_the_log_names_the_majority_by_word(sst, tmp_path):
+    src = tmp_path / "words.csv"
+    words = ["bad", "meh", "good"]
+    src.write_text("text,rating\n" + "".join(f"{e.text},{words[(e.rating - 1) // 2]}\n".replace('"', "")
+                                             for e in list(read_examples(sst / "train.txt", phrases=False))[:200]
+                                             if "," not in e.text))
+    proc = run_cli("train", "--train", src, "--out", tmp_path / "m", "--ratings", "bad,me\nh,good", "--epochs", "1",
+                   "--no-progress")
+    assert proc.returncode == 2 and "holds a newline or control character" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run_cli("train", "--train", src, "--out", tmp_path / "m", "--ratings", "bad,meh,good", "--epochs", "1",
+                   "--hidden", "8", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\(always '(bad|meh|good)': ", proc.stderr) and " stars:" not in proc.stderr
+
+
+def test_evaluate_pictures_must_be_png_files(sst, tiny_model, tmp_path):
+    proc = run_cli("evaluate", sst / "dev.txt", "--model", tiny_model, "--reliability-png", tmp_path)
+    assert proc.returncode == 2 and "is a directory: give a file name ending in .png" in proc.stderr
+    proc = run_cli("evaluate", sst / "dev.txt", "--model", tiny_model, "--confusion-png", tmp_path / "c.jpg")
+    assert proc.returncode == 2 and "give a file name ending in .png" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_skipping_every_row_still_writes_the_header_and_the_input_columns(tiny_model, tmp_path):
+    import pyarrow.parquet as pq
+    src = tmp_path / "bad.csv"
+    src.write_text('id,text,shop\n1,,a\n2,"",b\n')
+    for name in ("o.csv", "o.parquet"):
+        proc = run_cli("predict", "--model", tiny_model, "--input", src, "--output", tmp_path / name, "--skip-bad-rows",
+                       "--no-progress")
+        assert proc.returncode == 0 and "skipped 2 bad row(s)" in proc.stderr
+    assert (tmp_path / "o.csv").read_text().splitlines()[0].startswith("id,text,shop,predicted_rating,")
+    names = pq.read_table(tmp_path / "o.parquet").schema.names
+    assert names[:4] == ["id", "text", "shop", "predicted_rating"] and pq.read_table(tmp_path / "o.parquet").num_rows == 0
+
+
+@pytest.mark.parametrize("text", ["<br />", "</script>", "<p>", "<b></b>"])
+def test_a_text_of_markup_alone_is_a_422_on_every_route_with_the_bundled_model(text):
+    """The bundled model (tokenizer strips markup): a text that reads as no words is refused on
+    /predict and /explain alike, in one line saying why, never a 500."""
+    from fastapi.testclient import TestClient
+    from reviewlstm.service import create_app
+    with TestClient(create_app()) as client:
+        for _ in range(600):  # the model loads on a thread
+            if client.get("/ready").status_code == 200:
+                break
+            time.sleep(0.1)
+        for route in ("/predict", "/explain"):
+            r = client.post(route, json={"text": text})
+            assert r.status_code == 422 and "has no words" in r.json()["detail"], (route, r.text)
+    with pytest.raises(ValueError, match="has no words"):
+        api.explain(text)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "APPLICATION/JSON", "application/x+json",
+                                          "application/json; charset=utf-8"])
+def test_malformed_json_is_a_422_whatever_the_json_media_type(hardened, content_type):
+    import httpx
+    r = httpx.post(hardened + "/predict", content=b'{"text": "unfinished', headers={"Content-Type": content_type},
+                   timeout=30)
+    assert r.status_code == 422 and isinstance(r.json()["detail"], str), r.text
+    assert "not valid JSON" in r.json()["detail"] and "line 1 column" in r.json()["detail"]
+
+
+def test_connections_past_the_cap_get_a_503_not_a_reset(tiny_model):
+    """300 connections at once against a cap of 16: each one is answered, 200 or 503 with
+    Retry-After; none is reset with its request unread."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+    from support import start_server
+    proc, url = start_server(tiny_model, "--max-connections", 16)
+    host, port = url.rsplit("//", 1)[1].split(":")
+    barrier = __import__("threading").Barrier(300, timeout=60)
+
+    def one(_):
+        with socket.create_connection((host, int(port)), timeout=30) as s:
+            barrier.wait()
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except ConnectionResetError:
+                    return "reset"
+                if not chunk:
+                    break
+                data += chunk
+            return data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/1.1 ") else f"other: {data[:40]!r}"
+    try:
+        with ThreadPoolExecutor(300) as pool:
+            answers = list(pool.map(one, range(300)))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert set(answers) <= {"200", "503"} and "503" in answers and "200" in answers, sorted(set(answers))

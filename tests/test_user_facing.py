@@ -248,3 +248,13 @@ def test_training_leaves_its_curves_beside_the_model(sst, tmp_path):
     assert "![training curves](curves.png)" in (out / "MODEL_CARD.md").read_text()
     assert meta["seconds"] >= meta["seconds_to_best"] and meta["threads"] >= 1
     assert api.load_model(out).config.hidden == 8  # the extra files do not disturb loading
+
+
+def test_an_empty_table_comes_back_empty_with_the_prediction_columns_and_coverage_is_a_number(tiny_model):
+    import pandas as pd
+    from reviewlstm import api
+    out = api.predict(pd.DataFrame({"text": []}), model=tiny_model)
+    assert len(out) == 0 and {"text", "predicted_rating", "expected_rating", "p_1", "p_5", "error"} <= set(out.columns)
+    for coverage in ("0.9", True, [0.9]):
+        with pytest.raises(ValueError, match="coverage must be a number between 0 and 1"):
+            api.predict("a fine film", model=tiny_model, coverage=coverage)

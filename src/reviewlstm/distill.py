@@ -568,7 +568,7 @@ def _write_transfer(path: Path, token_lists, logits: np.ndarray, n_labelled: int
     tmp = path.with_name(path.name + ".tmp")
     # mtime 0: the same texts and labels give the same bytes, so the student's --resume key (the
     # file's sha256) holds across a rerun that rewrites it
-    with io.TextIOWrapper(gzip.GzipFile(tmp, "wb", mtime=0), encoding="utf-8") as f:
+    with open(tmp, "wb") as raw, io.TextIOWrapper(gzip.GzipFile("", "wb", fileobj=raw, mtime=0), encoding="utf-8") as f:
         for i, (tokens, row) in enumerate(zip(token_lists, logits)):
             record = {"tokens": tokens, "logits": [round(float(v), 5) for v in row], "augmented": i >= n_labelled}
             if i >= end:
