@@ -38,7 +38,7 @@ def trained(ds, split, seed: int, rule: str, threads: int) -> dict:
         ev = api.evaluate(ds.dev, model=loaded)
         row = {"slice": {k: result.holdout_metrics[k] for k in ("accuracy", "mae", "ece")},
                "dev": {k: ev[k] for k in ("accuracy", "mae")},
-               "share": 1 - loaded.config.ngram_share, "temperature": loaded.config.temperature,
+               "share": round(1 - loaded.config.ngram_share, 2),  # the n-gram path's "temperature": loaded.config.temperature,
                "slice_recurrent": (meta.get("ngram_path") or {}).get("slice_recurrent")}
         artifact.forget(out)
     return row
@@ -70,7 +70,7 @@ def main() -> None:
             def ms(key, part="slice", pct=False):
                 m, sd = mean_sd([r[part][key] for r in runs])
                 return f"{m:.1%} ± {sd:.1%}" if pct else f"{m:.3f} ± {sd:.3f}"
-            shares = ", ".join(f"{1 - r['share']:g}" for r in runs)
+            shares = ", ".join(f"{r['share']:g}" for r in runs)
             print(f"| {ds.name} | train --mixture-on {rule} | {len(runs)} | {ms('accuracy', pct=True)} | {ms('mae')} | "
                   f"{ms('ece', pct=True)} | {ms('accuracy', 'dev', True)} | {shares} |",
                   flush=True)

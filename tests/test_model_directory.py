@@ -168,6 +168,7 @@ def _edit_metadata(out: Path, edit) -> None:
     ([[0.1], [0.2]], "conformal.scores[0] must be a number in [0, 1], got [0.1]"),
     (["x"], "conformal.scores[0] must be a number in [0, 1], got 'x'"),
     ([-5.0], "conformal.scores[0] must be a number in [0, 1], got -5.0"),
+    ([0.1, float("nan")], "conformal.scores[1] must be a number in [0, 1], got nan"),
     ([0.9, 0.1], "conformal.scores must be sorted"),
     ([], "conformal.scores must be a non-empty list of numbers, got an empty list"),
 ])

@@ -16,12 +16,21 @@ from .fourgate import Kernel, warm_up
 from .explain import explain as _explain
 from .predict import Prediction, Predictor
 from .scoring import ScoreSummary, prediction_columns, rate_rows, score_file
+from .pretrain import PretrainConfig, PretrainResult
 from .train import TrainConfig, TrainResult
 from .train import train as _train
 
 __all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",
            "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem",
-           "ArtifactError"]
+           "ArtifactError", "pretrain", "PretrainConfig"]
+
+def pretrain(config: PretrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> PretrainResult:
+    """Teach the recurrent layer to read reviews before it learns ratings: a language model over
+    review texts (rated or not), written as a model directory for ``train(init_from=...)`` (see
+    reviewlstm.pretrain). ``pretrain(texts=["unrated.csv"], out="lm")``."""
+    from .pretrain import pretrain as _pretrain
+    return _pretrain(config or PretrainConfig(**settings), log)
+
 
 def train(config: TrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> TrainResult:
     """Train a model: ``train(train="reviews.csv", dev="dev.csv", out="model")`` or with a TrainConfig."""

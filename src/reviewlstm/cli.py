@@ -206,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--url", default=None, help="where to fetch the archive (default: Stanford's own copy)")
     dl.set_defaults(func=cmd_download)
 
+    pt = sub.add_parser("pretrain", help="teach the recurrent layer to read reviews: a language model for train --init-from",
+                        description="Train the rating model's network (embedding and bidirectional four-gate layer) "
+                                    "as a language model on review texts, rated or not (ULMFiT), and write it as a "
+                                    "model directory that `train --init-from DIR` starts from.")
+    from .pretrain import PretrainConfig
+    add_flags(pt, PretrainConfig, "pre_", "pretrain")
+    pt.add_argument("--no-progress", action="store_true", help="no progress bar (the log lines stay)")
+    pt.set_defaults(func=cmd_pretrain)
+
     g = sub.add_parser("gradients", help="the vanishing-gradient study: RNN against LSTM on the adding problem",
                        description="Measure how far back the gradient reaches in each cell, at initialization and "
                                    "after training on the adding problem, and which cell solves it at which length. "
@@ -638,6 +647,18 @@ def cmd_download(args) -> int:
     from .data import SST5_URL, download_sst5
     path = download_sst5(args.cache, url=args.url or SST5_URL)
     print(f"SST-5 train, dev and test trees in {path}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from . import api
+    settings = from_flags(args, api.PretrainConfig, "pre_")
+    if args.no_progress:
+        settings["progress"] = False
+    result = api.pretrain(api.PretrainConfig(**settings), log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"language model written to {result.out} ({result.tokens:,} tokens, {result.steps:,} steps, held-out "
+          f"perplexity {result.perplexity['forward']:.1f} forward / {result.perplexity['backward']:.1f} backward, "
+          f"{_duration(result.seconds)}): train --init-from {result.out} starts from it")
     return 0
 
 

@@ -966,7 +966,9 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
         raise ValueError(f"--init-from {source}: its layer and head do not fit this model (its cell "
                          f"{donor.config.cell}, hidden {donor.config.hidden}, "
                          f"{'bi' if donor.config.bidirectional else 'uni'}directional)")
-    same_scale = all(k in own and own[k].shape == theirs[k].shape for k in head)
+    # a language model's head rates nothing (reviewlstm pretrain): its layer and words only
+    same_scale = all(k in own and own[k].shape == theirs[k].shape for k in head) and \
+        "pretraining" not in donor.metadata
     copied = layer + (head if same_scale else [])
     with torch.no_grad():
         for k in copied:
@@ -975,8 +977,9 @@ def _init_from(model: RatingModel, vocab: Vocab, source: str) -> str:
         if words and donor.config.embed_dim == model.config.embed_dim:
             mine, its = (torch.tensor(x) for x in zip(*words))
             model.embedding.weight[mine] = donor.model.embedding.weight[its].to(model.embedding.weight.dtype)
-    what = "its layer and head" if same_scale else f"its layer (a new head: it rates {donor.config.scale_min}-" \
-                                                   f"{donor.config.scale_max})"
+    what = "its layer and head" if same_scale else \
+        "its layer (a language model: a new head)" if "pretraining" in donor.metadata else \
+        f"its layer (a new head: it rates {donor.config.scale_min}-{donor.config.scale_max})"
     return f"started from {donor.path}: {what} ({len(copied)} tensors), {len(words)}/{len(vocab) - 2} word vectors"
 
 
