@@ -348,8 +348,11 @@ def _check_decoded(value: str, column: str | None = None) -> None:
 def header_columns(path: Path, fmt: str | None = None) -> list[str]:
     """The columns a table file declares before any row (CSV/TSV header, Parquet schema; JSONL has
     none): what a scored output keeps even when no row of it could be written. [] when unreadable."""
+    import stat
     path = Path(path)
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a pipe (/dev/stdin) is read once, by the reader alone
+            return []
         fmt = detect_format(path, fmt)
         if fmt == "parquet":
             import pyarrow.parquet as pq
