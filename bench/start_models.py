@@ -2,7 +2,7 @@
 reviews read whole) against a language model `reviewlstm pretrain` wrote, or any other model directory.
 
     python bench/start_models.py --start runs/lm [--start none] [--data amazon,imdb-5k-stars] [--seeds 3]
-                                 [--threads 1] [--json runs/start-models.json]
+                                 [--threads 1] [--json runs/start-models.json] [--without-default]
 
 For each data set (bench/common.py), seed and start, `reviewlstm train` with its defaults otherwise;
 reported on the untouched slice and on dev, mean ± sd over seeds, with the seconds each run took.
@@ -28,12 +28,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--without-default", action="store_true", help="the given starts alone (the default measured elsewhere)")
     args = ap.parse_args()
     rows = []
     print("| data | start | seeds | slice acc | slice MAE | dev acc | dev MAE | seconds a run |")
     print("|---|---|---|---|---|---|---|---|")
     for ds in datasets(args.data):
-        for start in ["auto"] + args.start:
+        for start in ([] if args.without_default else ["auto"]) + args.start:
             runs = []
             for seed in range(args.seeds):
                 with tempfile.TemporaryDirectory() as out:

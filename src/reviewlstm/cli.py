@@ -341,7 +341,8 @@ def cmd_predict(args) -> int:
     preds = api.predict([t for _, t in kept], model=loaded, long_text=args.long_text, coverage=args.coverage)
     for (n, text), p in zip(kept, preds):
         if args.json:
-            print(json.dumps({"text": text, **({"line": n} if where == "line" else {}), **p.to_dict()}))
+            # allow_nan=False: --json is JSON; a NaN would be refused in one line, never printed bare
+            print(json.dumps({"text": text, **({"line": n} if where == "line" else {}), **p.to_dict()}, allow_nan=False))
         else:
             _print_prediction(text, p, loaded.config.ratings)
     return 0
@@ -598,7 +599,7 @@ def cmd_explain(args) -> int:
         from pathlib import Path
         Path(args.html).write_text(explanation_page(e, whole), encoding="utf-8")
     if args.json:
-        print(json.dumps({**e.to_dict(), "prediction": whole.to_dict() if whole else None}))
+        print(json.dumps({**e.to_dict(), "prediction": whole.to_dict() if whole else None}, allow_nan=False))
         return 0
     ratings = loaded.config.ratings
     p = whole or e
