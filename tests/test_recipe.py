@@ -253,9 +253,9 @@ def test_ratings_in_words_are_declared_in_order_kept_and_shown_back(sst, tmp_pat
 
 
 def test_the_ngram_share_and_temperature_are_chosen_on_half_of_dev_no_check_read(sst, tmp_path):
-    """dev halved by a hash of its texts: relabel the held half at random and the recurrent path is
-    the same to the byte (no dev check read that half), while the n-gram share and the temperature,
-    chosen there, are recorded as chosen there; with --mixture-on dev the old rule reads all of dev."""
+    """--mixture-on held-half: dev halved by a hash of its texts; relabel the held half at random and
+    the recurrent path is the same to the byte (no dev check read that half), while the n-gram share and
+    the temperature, chosen there, are recorded as chosen there; by default all of dev chooses both."""
     from safetensors.torch import load_file
     rows = [(e.text, e.rating) for e in read_examples(sst / "train.txt")][:300]
     train_csv = write_csv(tmp_path / "train.csv", rows)
@@ -270,7 +270,7 @@ def test_the_ngram_share_and_temperature_are_chosen_on_half_of_dev_no_check_read
     for name, data in (("a", dev_rows), ("b", relabelled)):
         dev = write_csv(tmp_path / f"dev-{name}.csv", data)
         runs[name] = train(TrainConfig(train=str(train_csv), dev=str(dev), out=str(tmp_path / name), epochs=2, seed=0,
-                                       **QUIET), log=lambda s: None)
+                                       mixture_on="held-half", **QUIET), log=lambda s: None)
     recurrent = [{k: v for k, v in load_file(str(runs[n].out / "model.safetensors")).items()
                   if not k.startswith("ngrams")} for n in "ab"]
     assert recurrent[0].keys() == recurrent[1].keys() and all((recurrent[0][k] == recurrent[1][k]).all()
@@ -283,9 +283,9 @@ def test_the_ngram_share_and_temperature_are_chosen_on_half_of_dev_no_check_read
     assert meta["calibration"]["fitted_on"] == where and meta["dev_metrics"]["n"] == len(dev_rows)
     card = (runs["a"].out / "MODEL_CARD.md").read_text()
     assert where in card
-    # the early-stopping rule on all of dev, as asked
+    # the default: the early-stopping rule on all of dev
     old = train(TrainConfig(train=str(train_csv), dev=str(tmp_path / "dev-a.csv"), out=str(tmp_path / "c"), epochs=2,
-                            seed=0, mixture_on="dev", **QUIET), log=lambda s: None)
+                            seed=0, **QUIET), log=lambda s: None)
     meta = json.loads((old.out / "metadata.json").read_text())
     assert meta["ngram_path"]["chosen_on"] == f"dev ({len(dev_rows)} reviews)"
     assert meta["calibration"]["fitted_on"] == f"dev ({len(dev_rows)} reviews)"
