@@ -138,8 +138,8 @@ class TrainConfig:
     # ~60 dev checks, so the dev it read flatters the recurrent path (a maximum over noise);
     # "held-half" chooses on half of dev that no check reads (the share by the mixture's lowest NLL),
     # at the cost of early stopping on the other half alone. Over 3 seeds it was level on the Amazon
-    # reviews and lost on IMDB as stars (bench/floor.py, BENCHMARKS.md "Where the n-gram share is
-    # chosen"), so all of dev stays the default. Below MIXING_HALF_MIN reviews dev is not halved.
+    # reviews and SST-5's phrases and lost on IMDB as stars (bench/floor.py, BENCHMARKS.md "Where
+    # the n-gram share is chosen"), so all of dev stays the default. Below MIXING_HALF_MIN reviews dev is not halved.
     mixture_on: Literal["dev", "held-half"] = option(
         "dev", "with --dev: where the n-gram share and the temperature are chosen (dev: all of dev, the share by "
                "the early-stopping rule; held-half: half of dev, by text hash, that early stopping never reads, the "
