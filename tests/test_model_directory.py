@@ -188,8 +188,9 @@ def test_tampered_rating_set_scores_are_refused_at_load_naming_the_field(tiny_mo
     with pytest.raises(artifact.ArtifactError) as e:
         artifact.load(out)
     assert str(e.value).startswith(f"{out / 'metadata.json'}: {message}")
-    proc = run_cli("predict", "--model", out, "--coverage", "0.9", "good")
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    if scores == "delete":  # the command line says the same, in one line (once: each call starts a process)
+        proc = run_cli("predict", "--model", out, "--coverage", "0.9", "good")
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_rating_set_scores_are_under_the_checksums(tiny_model, tmp_path):
@@ -213,8 +214,9 @@ def test_a_temperature_outside_its_range_is_refused_at_load(tiny_model, tmp_path
     _retamper(out, "temperature", temperature)
     with pytest.raises(artifact.ArtifactError, match=r"temperature must be a (number in \[0.01, 100\]|float)"):
         artifact.load(out)
-    proc = run_cli("predict", "--model", out, "--json", "good")
-    assert proc.returncode == 2 and "temperature must be" in proc.stderr and proc.stdout == ""
+    if temperature == 1e-300:  # where --json printed bare NaN: now one line and no output
+        proc = run_cli("predict", "--model", out, "--json", "good")
+        assert proc.returncode == 2 and "temperature must be" in proc.stderr and proc.stdout == ""
 
 
 def test_the_weights_file_is_as_readable_as_its_neighbours(tiny_model):
@@ -228,7 +230,7 @@ _ANY = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floa
                  st.text(max_size=12), st.lists(st.floats(allow_nan=True), max_size=4))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["temperature", "scale_min", "scale_max", "hidden", "num_layers", "embed_dim", "dropout",
                               "ngram_share", "labels", "max_length", "pooling", "long_text"]),
        value=_ANY, conformal=st.one_of(st.none(), _ANY, st.lists(st.floats(-2, 2), max_size=5)))

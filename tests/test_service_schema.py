@@ -13,7 +13,7 @@ from support import start_server
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")
 
-EXAMPLES = 25  # a route
+EXAMPLES = 15  # a route
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
