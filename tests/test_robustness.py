@@ -564,9 +564,14 @@ def test_calibrate_takes_the_output_lock_and_refuses_too_few_reviews(sst, tiny_m
         proc = run_cli("calibrate", sst / "dev.txt", "--model", tiny_model, "--out", out)
         assert proc.returncode == 2 and "is writing a model there now" in proc.stderr
     assert not out.exists()
-    # reviews that say little: all of one rating, the fit at its bound, and the user is told
-    one = tmp_path / "one.csv"
-    one.write_text("text,rating\n" + "".join(f"a fine film number {i},5\n" for i in range(40)))
+    # reviews that say little: each rated as the model rates it, so the sharper the better and the
+    # fit runs to its bound (whatever the model); the user is told
+    texts = [e.text for e in read_examples(sst / "dev.txt")][:40]
+    one = tmp_path / "agree.csv"
+    with open(one, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "rating"])
+        w.writerows((t, p.rating) for t, p in zip(texts, api.predict(texts, model=tiny_model)))
     proc = run_cli("calibrate", one, "--model", tiny_model, "--out", out)
     assert proc.returncode == 0 and "at the edge of the range searched" in proc.stderr, proc.stderr
 
