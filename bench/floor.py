@@ -38,7 +38,8 @@ def trained(ds, split, seed: int, rule: str, threads: int) -> dict:
         ev = api.evaluate(ds.dev, model=loaded)
         row = {"slice": {k: result.holdout_metrics[k] for k in ("accuracy", "mae", "ece")},
                "dev": {k: ev[k] for k in ("accuracy", "mae")},
-               "share": round(1 - loaded.config.ngram_share, 2),  # the n-gram path's "temperature": loaded.config.temperature,
+               "share": round(1 - loaded.config.ngram_share, 2),  # the n-gram path's
+               "temperature": loaded.config.temperature,
                "slice_recurrent": (meta.get("ngram_path") or {}).get("slice_recurrent")}
         artifact.forget(out)
     return row

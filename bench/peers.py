@@ -7,9 +7,9 @@
 
 For each data set (bench/common.py), on the same files and machine, one after another:
 - always the commonest training rating; TF-IDF word 1-2-grams + logistic regression (the package's
-  own, reviewlstm.baseline); NBSVM word 1-2-grams (Wang & Manning 2012, reviewlstm.baseline); fastText supervised (word 2-grams). Each is trained on the same training
-  reviews minus the same slice, reading the same tokens (reviewlstm's tokenizer, lower-cased), once
-  per seed;
+  own, reviewlstm.baseline); NBSVM word 1-2-grams (Wang & Manning 2012, reviewlstm.baseline); fastText
+  supervised (word 2-grams). Each is trained on the same training reviews minus the same slice,
+  reading the same tokens (reviewlstm's tokenizer, lower-cased), once per seed;
 - `reviewlstm train` with its defaults (only --train, --dev, --out, --seed and the data's own
   --scale / --no-phrases), once per seed: it sets the same validation slice aside itself; and the
   same runs' recurrent path alone, without the n-gram path train mixed in (when dev chose one);

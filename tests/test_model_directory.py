@@ -214,7 +214,7 @@ def test_a_temperature_outside_its_range_is_refused_at_load(tiny_model, tmp_path
     _retamper(out, "temperature", temperature)
     with pytest.raises(artifact.ArtifactError, match=r"temperature must be a (number in \[0.01, 100\]|float)"):
         artifact.load(out)
-    if temperature == 1e-300:  # where --json printed bare NaN: now one line and no output
+    if temperature == 1e-300:  # the temperature that makes NaN probabilities: one line, nothing on stdout
         proc = run_cli("predict", "--model", out, "--json", "good")
         assert proc.returncode == 2 and "temperature must be" in proc.stderr and proc.stdout == ""
 

@@ -17,6 +17,7 @@ from .explain import explain as _explain
 from .predict import Prediction, Predictor
 from .scoring import ScoreSummary, prediction_columns, rate_rows, score_file
 from .pretrain import PretrainConfig, PretrainResult
+from .pretrain import pretrain as _pretrain
 from .train import TrainConfig, TrainResult
 from .train import train as _train
 
@@ -28,7 +29,6 @@ def pretrain(config: PretrainConfig | None = None, log: Callable[[str], None] = 
     """Teach the recurrent layer to read reviews before it learns ratings: a language model over
     review texts (rated or not), written as a model directory for ``train(init_from=...)`` (see
     reviewlstm.pretrain). ``pretrain(texts=["unrated.csv"], out="lm")``."""
-    from .pretrain import pretrain as _pretrain
     return _pretrain(config or PretrainConfig(**settings), log)
 
 

@@ -51,7 +51,7 @@ class NBSVM:
     binary word 1-2-gram features scaled by each rating's log-count ratio r = log((p / |p|) / (q / |q|))
     (p: the smoothed feature counts of that rating's reviews, q: of the others'), one binary
     logistic regression per rating over its scaled features, their probabilities normalised. The same
-    `fit` / `proba` / `predict` as TfidfLR, so the peers and the n-gram path can take either."""
+    `fit` / `proba` / `predict` as TfidfLR, so the peers take either."""
     vectorizer: object
     ratios: np.ndarray        # (K, F): each rating's log-count ratio
     models: list              # K binary logistic regressions

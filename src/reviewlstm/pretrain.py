@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -181,12 +182,10 @@ def _pretrain(cfg: PretrainConfig, log: Callable[[str], None]) -> PretrainResult
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     texts, n_tokens = read_stream(cfg, log)
-    counts: dict[str, int] = {}
-    for tokens in texts:
-        for t in tokens:
-            counts[t] = counts.get(t, 0) + 1
-    frequent = sorted((t for t, c in counts.items() if c >= cfg.min_freq), key=lambda t: (-counts[t], t))
-    vocab = Vocab(["<pad>", "<unk>", END] + [t for t in frequent[:cfg.vocab_size - 3] if t != END])
+    counts = Counter(t for tokens in texts for t in tokens)  # GloVe's coverage is of running tokens too
+    # train's rule (most frequent first, then alphabetical), cut at vocab_size, END beside <pad>, <unk>
+    frequent = Vocab.build(texts, min_freq=cfg.min_freq).itos
+    vocab = Vocab(frequent[:2] + [END] + [t for t in frequent[2:] if t != END][:cfg.vocab_size - 3])
     rows = windows(texts, vocab, cfg.seq_len)
     if len(rows) < 4:
         raise ValueError(f"{n_tokens} tokens make {len(rows)} window(s) of {cfg.seq_len}: too little text to pretrain on")

@@ -157,8 +157,8 @@ class Writer:
 
     def _finish(self) -> None:
         if self.fmt in ("csv", "tsv") and self.csv is None and (self.leading or self.trailing):
-            self._dict_writer(self.fh_reopen(), list(dict.fromkeys(self.leading + self.trailing))).writeheader()
-            self.fh.close()
+            with self._open(self.path, "w") as fh:  # no row came: the header alone
+                self._dict_writer(fh, list(dict.fromkeys(self.leading + self.trailing))).writeheader()
         if self.spill is not None:
             # a key first met after the header was written: rewrite once with every column
             full = self.path.with_name(self.path.name + ".full")
@@ -176,11 +176,6 @@ class Writer:
             full.replace(self.path)
         if self.fmt == "parquet":
             _merge_parts(self.parts, self.path, self.ratings, self.with_set, self.leading)
-
-    def fh_reopen(self):
-        """The output reopened for its header alone (no row was written to it)."""
-        self.fh = self._open(self.path, "w")
-        return self.fh
 
 
 def _arrow_table(rows: list[dict], columns: list[str], infer_numbers: bool):
