@@ -54,3 +54,24 @@ def test_adamw_decays_what_it_is_told_and_skips_frozen_parameters():
     assert plain["weight_decay"] == 0.0 and [tuple(p.shape) for p in plain["params"]] == [(10, 4), (3,)]
     model[0].weight.requires_grad_(False)
     assert sum(len(g["params"]) for g in loop.adamw(model, 1e-3, 0.1, fused=True).param_groups) == 2
+
+
+def test_each_half_of_dev_keeps_the_check_best_on_it_whatever_the_other_half_says():
+    """CrossFit: a half's choice reads that half alone, so relabelling the other half moves only the
+    other half's choice; the reading a half keeps is the one offered with its best check."""
+    import numpy as np
+    second = np.array([False, False, True, True])
+    truth = np.array([0, 1, 0, 1])
+    good_first = np.array([[0.9, 0.1], [0.1, 0.9], [0.9, 0.1], [0.1, 0.9]])   # right everywhere
+    good_second = np.array([[0.1, 0.9], [0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])  # right on the second half only
+    worse_second = good_first.copy()
+    worse_second[2:] = [[0.6, 0.4], [0.4, 0.6]]  # right on both halves, less sure on the second
+    cf = loop.CrossFit(second, truth, [1, 2])
+    assert not cf.ready
+    for epoch, probs in ((1, worse_second), (2, good_second)):
+        cf.offer(probs, f"reading {epoch}", epoch)
+    assert cf.ready and cf.epochs == [1, 2] and cf.chosen == ["reading 1", "reading 2"]
+    flipped = loop.CrossFit(second, np.array([0, 1, 1, 0]), [1, 2])  # the second half relabelled
+    for epoch, probs in ((1, worse_second), (2, good_second)):
+        flipped.offer(probs, f"reading {epoch}", epoch)
+    assert flipped.epochs[0] == 1 and flipped.epochs[1] == 1  # the first half's choice did not move

@@ -289,3 +289,33 @@ def test_the_ngram_share_and_temperature_are_chosen_on_half_of_dev_no_check_read
     meta = json.loads((old.out / "metadata.json").read_text())
     assert meta["ngram_path"]["chosen_on"] == f"dev ({len(dev_rows)} reviews)"
     assert meta["calibration"]["fitted_on"] == f"dev ({len(dev_rows)} reviews)"
+
+
+def test_cross_fit_chooses_the_share_and_temperature_on_dev_read_out_of_selection(sst, tmp_path):
+    """--mixture-on cross-fit: early stopping reads all of dev, each half of dev keeps the check best on
+    it, and the temperature and n-gram share are chosen on dev as read by the other half's check. With
+    one check a run, that reading is the kept model's own; the saved model reads dev as evaluate does."""
+    rows = [(e.text, e.rating) for e in read_examples(sst / "train.txt")][:300]
+    train_csv = write_csv(tmp_path / "train.csv", rows)
+    dev_rows = [(e.text, e.rating) for e in read_examples(sst / "dev.txt")]
+    dev = write_csv(tmp_path / "dev.csv", dev_rows)
+    logs: list[str] = []
+    one = train(TrainConfig(train=str(train_csv), dev=str(dev), out=str(tmp_path / "one"), epochs=1, evals_per_epoch=1,
+                            seed=0, mixture_on="cross-fit", **QUIET), log=logs.append)
+    meta = json.loads((one.out / "metadata.json").read_text())
+    cf = meta["cross_fit"]
+    assert sum(cf["halves"]) == len(dev_rows) and min(cf["halves"]) > 0.3 * len(dev_rows)
+    assert cf["chosen_at"] == [1, 1] and cf["dev_out_of_selection"] == cf["dev_kept"]
+    where = f"dev read out of selection ({len(dev_rows)} reviews, cross-fitted)"
+    assert meta["calibration"]["fitted_on"] == where and meta["ngram_path"]["chosen_on"] == where
+    assert meta["ngram_path"]["rule"] == "the mixture's lowest NLL"
+    assert any(line.startswith("dev read out of selection") for line in logs), logs
+    # several checks: each half's choice is one of them, and the saved model reads dev as evaluate does
+    more = train(TrainConfig(train=str(train_csv), dev=str(dev), out=str(tmp_path / "more"), epochs=2, seed=0,
+                             mixture_on="cross-fit", **QUIET), log=lambda s: None)
+    meta = json.loads((more.out / "metadata.json").read_text())
+    assert set(meta["cross_fit"]["chosen_at"]) <= {h["epoch"] for h in more.history}
+    ev = api.evaluate(dev, model=more.out)
+    assert ev["accuracy"] == pytest.approx(meta["dev_metrics"]["accuracy"])
+    assert ev["nll"] == pytest.approx(meta["dev_metrics"]["nll"], abs=1e-6)
+    assert where in (more.out / "MODEL_CARD.md").read_text()

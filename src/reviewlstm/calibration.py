@@ -14,6 +14,7 @@ negative log-likelihood on dev, brings its confidence to its accuracy without mo
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -137,16 +138,40 @@ def plot_reliability(bins: list[dict], path, title: str = "") -> None:
     plt.close(fig)
 
 
-def fit(model, piece_ids: list[list[list[int]]], truth: np.ndarray) -> tuple[float, dict, dict, np.ndarray]:
-    """Fit the temperature of `model` on texts given as the ids of their pieces (as
-    predict.read_distributions takes them) with rating indices `truth`; the model is read once.
-    Returns (T, scores at T = 1, scores at T, the texts' distributions at T)."""
+@dataclass
+class Reading:
+    """Texts as a model read them, before any temperature: the logits of their pieces (a text read
+    whole is one piece; one read sentence by sentence, one piece a sentence) and how the pieces
+    make the texts."""
+    logits: np.ndarray   # (P, K) float64, each piece's raw logits
+    owner: np.ndarray    # (P,) the index of the text each piece belongs to
+    weights: np.ndarray  # (P,) each piece's weight in its text's mean: its length
+    n: int               # texts
+
+    def distributions(self, temperature: float = 1.0) -> np.ndarray:
+        """(n, K) each text's distribution at `temperature`."""
+        return distributions(self.logits, self.owner, self.weights, self.n, temperature)
+
+
+def read(model, piece_ids: list[list[list[int]]]) -> Reading:
+    """`model`'s Reading of texts given as the ids of their pieces (as predict.read_distributions
+    takes them)."""
     from .predict import predict_proba
     flat = [p for pieces in piece_ids for p in pieces]
     owner = np.repeat(np.arange(len(piece_ids)), [len(pieces) for pieces in piece_ids])
     weights = np.asarray([max(len(p), 1) for p in flat], dtype=np.float64)
-    logits = predict_proba(model, flat, logits=True).astype(np.float64)
-    temperature = fit_temperature(logits, owner, weights, truth)
-    before = distributions(logits, owner, weights, len(piece_ids), 1.0)
-    after = distributions(logits, owner, weights, len(piece_ids), temperature)
-    return temperature, scores(before, truth), scores(after, truth), after
+    return Reading(predict_proba(model, flat, logits=True).astype(np.float64), owner, weights, len(piece_ids))
+
+
+def fit_reading(reading: Reading, truth: np.ndarray) -> tuple[float, dict, dict, np.ndarray]:
+    """Fit the temperature on a Reading with rating indices `truth`. Returns (T, scores at T = 1,
+    scores at T, the texts' distributions at T)."""
+    temperature = fit_temperature(reading.logits, reading.owner, reading.weights, truth)
+    after = reading.distributions(temperature)
+    return temperature, scores(reading.distributions(1.0), truth), scores(after, truth), after
+
+
+def fit(model, piece_ids: list[list[list[int]]], truth: np.ndarray) -> tuple[float, dict, dict, np.ndarray]:
+    """Fit the temperature of `model` on texts given as the ids of their pieces with rating indices
+    `truth`; the model is read once. Returns what fit_reading does."""
+    return fit_reading(read(model, piece_ids), truth)

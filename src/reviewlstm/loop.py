@@ -104,3 +104,34 @@ def mixture_share(first: np.ndarray, second: np.ndarray, truth: np.ndarray, rati
     scored = [(key(m), w, m) for w in SHARES for m in [mixture_metrics(first, second, w, truth, ratings)]]
     best = max(scored, key=lambda t: (t[0], t[1]))
     return best[1], best[2]
+
+
+@dataclass
+class CrossFit:
+    """Dev read out of selection: the checkpoint choice cross-fitted over two halves of dev.
+
+    Early stopping keeps the best of many dev checks, so dev read by the kept check flatters it (a
+    maximum over noise); a share or a temperature chosen there favours the recurrent path. Here each
+    half of dev (`second`: a text's half) keeps the check that scores best on it by `score`'s rule,
+    and each text counts as read by the check the *other* half chose (`chosen`): no text's reading was
+    chosen by looking at it. The kept model is still the check best on all of dev; only what is
+    chosen after training (the n-gram share, the temperature) reads this. `offer` every check: its
+    texts' distributions (scored per half) and what to keep of its reading (any object)."""
+    second: np.ndarray  # (N,) bool: the text's half (True: the second)
+    truth: np.ndarray   # (N,) rating indices
+    ratings: list
+    best: list = field(default_factory=lambda: [(-1.0, -math.inf), (-1.0, -math.inf)])
+    chosen: list = field(default_factory=lambda: [None, None])  # per half: its best check's reading
+    epochs: list = field(default_factory=lambda: [None, None])  # per half: when that check was
+
+    def offer(self, probs: np.ndarray, reading, epoch: float) -> None:
+        for half in (0, 1):
+            rows = self.second == bool(half)
+            half_score = score(mixture_metrics(probs[rows], probs[rows], 1.0, self.truth[rows], self.ratings))
+            if half_score > self.best[half]:
+                self.best[half], self.chosen[half], self.epochs[half] = half_score, reading, epoch
+
+    @property
+    def ready(self) -> bool:
+        """Both halves have chosen a check (not so after a --resume that ran no check)."""
+        return all(c is not None for c in self.chosen)

@@ -139,15 +139,17 @@ class TrainConfig:
                 "training reviews, mixed in at the share chosen on dev (auto: kept when dev says the mixture is "
                 "better; off: the recurrent path alone)")
     # where the n-gram path's share and the temperature are chosen. Early stopping keeps the best of
-    # ~60 dev checks, so the dev it read flatters the recurrent path (a maximum over noise);
-    # "held-half" chooses on half of dev that no check reads (the share by the mixture's lowest NLL),
-    # at the cost of early stopping on the other half alone: measured against all of dev in
-    # BENCHMARKS.md ("Where the n-gram share is chosen"), it is not the default. Dev under
-    # MIXING_HALF_MIN reviews is not halved.
-    mixture_on: Literal["dev", "held-half"] = option(
-        "dev", "with --dev: where the n-gram share and the temperature are chosen (dev: all of dev, the share by "
-               "the early-stopping rule; held-half: half of dev, by text hash, that early stopping never reads, the "
-               "share by lowest NLL)")
+    # ~60 dev checks, so the dev it read flatters the recurrent path (a maximum over noise).
+    # "cross-fit" reads each half of dev by the check the other half chose (loop.CrossFit), so no
+    # review's reading was chosen on it, and early stopping still reads all of dev; "held-half"
+    # chooses on half of dev that no check reads, at the cost of early stopping on the other half
+    # alone. Both take the share by the mixture's lowest NLL; dev under MIXING_HALF_MIN reviews is
+    # neither halved nor cross-fitted. Measured in BENCHMARKS.md ("Where the n-gram share is chosen").
+    mixture_on: Literal["dev", "cross-fit", "held-half"] = option(
+        "dev", "with --dev: where the n-gram share and the temperature are chosen (dev: all of dev as the kept "
+               "check reads it, the share by the early-stopping rule; cross-fit: each half of dev as read by the check "
+               "the other half chose, the share by lowest NLL; held-half: half of dev, by text hash, that early "
+               "stopping never reads, the share by lowest NLL)")
     # distillation (reviewlstm distill writes the transfer set): the teacher's logits for every
     # training review plus augmented texts; the loss is distill_alpha x cross-entropy on the gold
     # rating + (1 - distill_alpha) x T^2 x KL(teacher || student) at temperature T (Hinton et al.);
@@ -319,6 +321,13 @@ def check_device(device: str) -> None:
                          f"(torch {torch.__version__}); use --device cpu or auto")
 
 
+def dev_halves(examples: list) -> np.ndarray:
+    """(N,) bool: each review's half of dev for cross-fitting, by its text's hash (split_holdout's
+    rule), so the same text always falls the same way."""
+    return np.asarray([int(hashlib.sha256(e.text.encode("utf-8")).hexdigest()[:12], 16) < 0.5 * 16 ** 12
+                       for e in examples], dtype=bool)
+
+
 def split_holdout(examples: list, fraction: float) -> tuple[list, list]:
     """(kept, slice): the reviews whose text hashes into the lowest `fraction` go to the slice.
 
@@ -469,8 +478,8 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
     return data
 
 
-# dev is halved (mixture_on "held-half") only from this many reviews: below it each half is too
-# small for early stopping on one and a share on the other
+# dev is halved (mixture_on "held-half", "cross-fit") only from this many reviews: below it each
+# half is too small to choose a check, a share or a temperature on
 MIXING_HALF_MIN = 200
 
 
@@ -584,11 +593,16 @@ def train_step(net, optimizer, model, ids, lengths, y, teacher_logits, cfg: Trai
     return loss.item()
 
 
-def eval_step(model: RatingModel, dev_ids, dev_ex, model_cfg: ModelConfig, d: distributed.Dist) -> dict | None:
-    """Every metric on dev (None without a dev set), the model left in training mode."""
-    metrics = _score(model, dev_ids, dev_ex, model_cfg, d) if dev_ex else None
+def eval_step(model: RatingModel, dev_ids, dev_ex, model_cfg: ModelConfig,
+              d: distributed.Dist) -> tuple[dict | None, calibration.Reading | None]:
+    """(every metric on dev, dev as the model read it) (None, None without a dev set), the model left
+    in training mode."""
+    if not dev_ex:
+        return None, None
+    reading = _read(model, dev_ids, d)
+    probs = reading.distributions(model_cfg.temperature)
     model.train()
-    return metrics
+    return _metrics(probs, dev_ex, model_cfg), reading
 
 
 @dataclass
@@ -598,6 +612,7 @@ class Fitted:
     stopped: bool
     seconds: float
     meta: dict  # what the kept model's metadata records about its data
+    crossfit: loop.CrossFit | None = None  # dev read out of selection (mixture_on "cross-fit")
 
 
 def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model: RatingModel, vocab: Vocab,
@@ -607,6 +622,10 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
     epoch and saving the best check as the model; a checkpoint after every epoch, for --resume."""
     d, device, out = run.d, run.device, Path(cfg.out)
     selection, start_epoch, history, earlier = loop.Selection(cfg.average_best), 1, [], 0.0
+    crossfit = None
+    if cfg.mixture_on == "cross-fit" and len(data.dev) >= MIXING_HALF_MIN and (cfg.ngram_path == "auto" or cfg.calibrate):
+        crossfit = loop.CrossFit(dev_halves(data.dev), np.asarray([e.rating - model_cfg.scale_min for e in data.dev]),
+                                 model_cfg.ratings)
     ckpt = out / "checkpoint"
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
     train_meta = artifact.file_record(cfg.train, len(data.train))  # hashed once: the checkpoint's key and the card's
@@ -659,7 +678,9 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
             at = epoch - 1 + step / batches_per_epoch
             row = {"epoch": round(at, 3), "train_loss": total / max(seen, 1),
                    "seconds": round(time.perf_counter() - t0, 1)}  # training since the previous check
-            dev_metrics = eval_step(model, dev_ids, data.dev, model_cfg, d)
+            dev_metrics, reading = eval_step(model, dev_ids, data.dev, model_cfg, d)
+            if crossfit is not None:
+                crossfit.offer(reading.distributions(model_cfg.temperature), reading, round(at, 3))
             if dev_metrics:
                 row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"], dev_nll=dev_metrics["nll"])
             history.append(row)
@@ -692,7 +713,7 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
         # the epoch limit, not the data, ended the run: say so, and how to go on
         log(f"stopped at the epoch limit ({cfg.epochs}) with dev still improving (best at the last check): more epochs "
             f"may help: the same command with --resume --epochs {cfg.epochs * 2} goes on from here")
-    return Fitted(history, selection, stop, seconds, meta)
+    return Fitted(history, selection, stop, seconds, meta, crossfit)
 
 
 def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
@@ -765,33 +786,33 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
         log(f"kept the average of the {len(selection.top)} best dev checks: dev accuracy "
             f"{meta['dev_metrics']['accuracy']:.1%}, MAE {meta['dev_metrics']['mae']:.3f} (the single best: "
             f"{single['dev_metrics']['accuracy']:.1%}, {single['dev_metrics']['mae']:.3f})")
-    # -- calibration: one temperature fitted on dev, kept in the model (every reader applies it)
-    kept = artifact.load(out) if (data.dev and cfg.calibrate) or data.holdout else None  # the model as saved
-    choosing, choosing_tokens = data.choosing
-    where = (f"the held half of dev ({len(choosing)} reviews no dev check read)" if data.mixing
-             else f"dev ({len(choosing)} reviews)")
-    choosing_ids = reading_ids(choosing_tokens, vocab, recipe.long_text, cfg.max_length) if data.mixing else dev_ids
-    if data.dev and cfg.calibrate:
+    # -- after training, on the reviews `where` says (mixture_on): the temperature, then the n-gram share
+    choosing_after = data.dev and (cfg.calibrate or cfg.ngram_path == "auto")
+    kept = artifact.load(out) if choosing_after or data.holdout else None  # the model as saved
+    if choosing_after:
+        choosing, choosing_ids, reading, where, rule = _choosing(cfg, data, fitted, kept, dev_ids, vocab, recipe, meta, log)
+    temperature = 1.0
+    if data.dev and cfg.calibrate:  # one temperature, kept in the model (every reader applies it)
         truth = np.asarray([e.rating - model_cfg.scale_min for e in choosing])
-        temperature, before, after, _ = calibration.fit(kept.model, choosing_ids, truth)
+        temperature, before, after, _ = calibration.fit_reading(reading, truth)
         kept.model.config.temperature = model_cfg.temperature = temperature
         meta["calibration"] = {"temperature": temperature, "fitted_on": where,
                                "dev_before": before, "dev_after": after}
-        artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
         log(f"calibrated on {where}: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
             f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
-    # -- the n-gram path: fitted on the training reviews, mixed in at the share chosen where `where` says
-    changed = False
-    if data.dev and cfg.ngram_path == "auto":
-        kept = kept or artifact.load(out)
-        meta["ngram_path"], choosing_probs = ngram_step(choosing, kept, choosing_ids, data.train, reading_ids(
-            data.train_tokens, vocab, recipe.long_text, cfg.max_length), cfg.seed, log,
-            rule="nll" if data.mixing else "checkpoint", where=where)
+    changed = bool(data.dev and cfg.calibrate)
+    if data.dev and cfg.ngram_path == "auto":  # fitted on the training reviews, mixed in at the share chosen
+        meta["ngram_path"], choosing_probs = ngram_step(choosing, kept, choosing_ids, reading.distributions(temperature),
+                                                        data.train, reading_ids(data.train_tokens, vocab, recipe.long_text,
+                                                                                cfg.max_length), cfg.seed, log,
+                                                        rule=rule, where=where)
         if kept.model.ngrams is not None:
             model_cfg.ngram_share, model_cfg.ngram_features = kept.model.config.ngram_share, kept.model.config.ngram_features
-            if not data.mixing:  # chosen on dev itself: its distributions are dev's
-                meta["dev_metrics"] = _metrics(choosing_probs, data.dev, model_cfg)
+            if rule == "checkpoint":
+                meta["dev_metrics"] = _metrics(choosing_probs, data.dev, model_cfg)  # dev itself, as the kept model reads it
             changed = True
+    if "cross_fit" in meta:  # the kept model (its temperature, its share) on dev as a user's evaluate reads it
+        meta["dev_metrics"] = _metrics(read_distributions(kept.model, dev_ids), data.dev, model_cfg)
     if data.mixing:  # the final model on all of dev, both halves, as a user's evaluate would read it
         kept = kept or artifact.load(out)
         whole = data.dev + data.mixing
@@ -833,13 +854,48 @@ def finish(cfg: TrainConfig, run: Run, data: Data, recipe: Recipe, model: Rating
                        holdout_metrics)
 
 
-def ngram_step(choosing: list, kept: artifact.LoadedModel, choosing_ids, train: list, train_ids, seed: int, log,
-               rule: str = "checkpoint", where: str = "dev") -> tuple[dict, np.ndarray]:
+def _choosing(cfg: TrainConfig, data: Data, fitted: Fitted, kept: artifact.LoadedModel, dev_ids, vocab: Vocab,
+              recipe: Recipe, meta: dict, log) -> tuple[list, list, calibration.Reading, str, str]:
+    """Where the end of a run chooses the temperature and the n-gram share (mixture_on): (the
+    reviews, their ids, their reading, where that is in words, the share's rule for
+    loop.mixture_share). cross-fit: dev read out of selection (loop.CrossFit: each half of dev read
+    by the check the other half chose); held-half: the half no check read; dev: dev read by the kept
+    model, the share by the early-stopping rule."""
+    crossfit = fitted.crossfit
+    if crossfit is not None and crossfit.ready:
+        first, second = crossfit.chosen
+        piece_second = crossfit.second[first.owner]  # (P,) each piece's half: its text's
+        reading = calibration.Reading(np.where(piece_second[:, None], first.logits, second.logits), first.owner,
+                                      first.weights, first.n)
+        truth = crossfit.truth
+        crossed = loop.mixture_metrics(*[reading.distributions()] * 2, 1.0, truth, kept.config.ratings)
+        as_kept = loop.mixture_metrics(*[calibration.read(kept.model, dev_ids).distributions()] * 2, 1.0, truth,
+                                       kept.config.ratings)
+        meta["cross_fit"] = {"halves": [int((~crossfit.second).sum()), int(crossfit.second.sum())],
+                             "chosen_at": crossfit.epochs,
+                             "dev_kept": {k: as_kept[k] for k in ("accuracy", "mae", "nll")},
+                             "dev_out_of_selection": {k: crossed[k] for k in ("accuracy", "mae", "nll")}}
+        log(f"dev read out of selection (each half by the check the other half chose, at epochs "
+            f"{crossfit.epochs[0]:g} and {crossfit.epochs[1]:g}): accuracy {crossed['accuracy']:.1%}, MAE "
+            f"{crossed['mae']:.3f}, where the kept check reads {as_kept['accuracy']:.1%}, {as_kept['mae']:.3f}")
+        return (data.dev, dev_ids, reading, f"dev read out of selection ({len(data.dev)} reviews, cross-fitted)", "nll")
+    if cfg.mixture_on == "cross-fit" and data.dev:
+        log(f"dev not cross-fitted ({'no check ran since --resume' if crossfit is not None else f'under {MIXING_HALF_MIN} reviews'}):"
+            " the temperature and the n-gram share are chosen on dev as the kept model reads it")
+    if data.mixing:
+        ids = reading_ids(data.mixing_tokens, vocab, recipe.long_text, cfg.max_length)
+        return (data.mixing, ids, calibration.read(kept.model, ids),
+                f"the held half of dev ({len(data.mixing)} reviews no dev check read)", "nll")
+    return data.dev, dev_ids, calibration.read(kept.model, dev_ids), f"dev ({len(data.dev)} reviews)", "checkpoint"
+
+
+def ngram_step(choosing: list, kept: artifact.LoadedModel, choosing_ids, recurrent: np.ndarray, train: list,
+               train_ids, seed: int, log, rule: str = "checkpoint", where: str = "dev") -> tuple[dict, np.ndarray]:
     """Fit the n-gram path on the training reviews (their pieces' ids together, as predict reads
-    them) and choose its share on the `choosing` reviews (loop.mixture_share: by `rule`, "nll" on
-    the held half of dev, the checkpoint rule on a dev early stopping read); a share below 1 puts
-    the path into `kept.model`. Returns (what the metadata and the card record, the kept model's
-    distributions of the choosing reviews)."""
+    them) and choose its share on the `choosing` reviews, given the recurrent path's distributions of
+    them (loop.mixture_share, by `rule`: "nll" where no check chose, the checkpoint rule on dev as
+    early stopping read it); a share below 1 puts the path into `kept.model`. Returns (what the
+    metadata and the card record, the mixture's distributions of the choosing reviews)."""
     model, cfg = kept.model, kept.model.config
     targets = [e.rating - cfg.scale_min for e in train]
     if len(set(targets)) < 2:
@@ -849,15 +905,15 @@ def ngram_step(choosing: list, kept: artifact.LoadedModel, choosing_ids, train: 
     path = NgramPath.fit([[i for p in pieces for i in p] for pieces in train_ids], targets, len(cfg.ratings),
                          cfg.vocab_size, seed=seed)
     truth = np.asarray([e.rating - cfg.scale_min for e in choosing])
-    recurrent = read_distributions(model, choosing_ids)
     linear = path.probabilities([[i for p in pieces for i in p] for pieces in choosing_ids])
     share, mixed = loop.mixture_share(recurrent, linear, truth, cfg.ratings, rule=rule)
+    other = loop.mixture_share(recurrent, linear, truth, cfg.ratings, rule="checkpoint" if rule == "nll" else "nll")[0]
     alone = loop.mixture_metrics(recurrent, linear, 1.0, truth, cfg.ratings)
     ngrams = loop.mixture_metrics(recurrent, linear, 0.0, truth, cfg.ratings)
     seconds = round(time.perf_counter() - started, 1)
     how = "the mixture's lowest NLL" if rule == "nll" else "the early-stopping rule (accuracy, ties by NLL)"
     out = {"kept": share < 1, "share": share, "features": int(path.keys.numel()), "seconds": seconds,
-           "chosen_on": where, "rule": how,
+           "chosen_on": where, "rule": how, "share_by_the_other_rule": other,
            "dev_recurrent": {k: alone[k] for k in ("accuracy", "mae", "nll")},
            "dev_ngrams": {k: ngrams[k] for k in ("accuracy", "mae", "nll")},
            "dev_mixed": {k: mixed[k] for k in ("accuracy", "mae", "nll")}}
@@ -1005,16 +1061,25 @@ def _quiet(line: str) -> None:
     """The log of a process other than rank 0."""
 
 
+def _read(model: RatingModel, piece_ids, d: distributed.Dist | None = None) -> calibration.Reading:
+    """The model's reading of texts (calibration.Reading: its pieces' logits); under DDP each process
+    reads its share of the texts and every process gets the whole."""
+    if d is None or not d.on:
+        return calibration.read(model, piece_ids)
+    mine = distributed.shard(list(range(len(piece_ids))), d)  # a contiguous run of texts
+    part = calibration.read(model, [piece_ids[i] for i in mine])
+    flat = [p for pieces in piece_ids for p in pieces]
+    owner = np.repeat(np.arange(len(piece_ids)), [len(pieces) for pieces in piece_ids])
+    logits = np.zeros((len(flat), len(model.config.ratings)))
+    starts = np.concatenate([[0], np.cumsum([len(pieces) for pieces in piece_ids])]).astype(int)
+    for first, part_logits in distributed.gather((mine[0] if mine else 0, part.logits), d):
+        logits[starts[first]:starts[first] + len(part_logits)] = part_logits
+    return calibration.Reading(logits, owner, np.asarray([max(len(p), 1) for p in flat], dtype=np.float64),
+                               len(piece_ids))
+
+
 def _score(model: RatingModel, piece_ids, examples, cfg: ModelConfig, d: distributed.Dist | None = None) -> dict:
-    if d is not None and d.on:  # each process reads its share; every process gets every distribution
-        mine = distributed.shard(list(range(len(piece_ids))), d)
-        part = read_distributions(model, [piece_ids[i] for i in mine]) if mine else np.zeros((0, len(cfg.ratings)))
-        probs = np.zeros((len(piece_ids), len(cfg.ratings)))
-        for idx, p in distributed.gather((mine, part), d):
-            probs[idx] = p
-    else:
-        probs = read_distributions(model, piece_ids)
-    return _metrics(probs, examples, cfg)
+    return _metrics(_read(model, piece_ids, d).distributions(cfg.temperature), examples, cfg)
 
 
 def _metrics(probs: np.ndarray, examples, cfg: ModelConfig) -> dict:
