@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.cli import _rate_or_auto
+from reviewlstm.train import rate_or_auto
 from reviewlstm.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
 from reviewlstm.teacher import Teacher
 from reviewlstm.train import TrainConfig, read_rated, split_holdout
@@ -40,7 +40,7 @@ def main() -> None:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--init-from", default="auto",
                     help="the student's start (train's --init-from): auto, bundled, a model directory or none")
-    ap.add_argument("--event-dropout", default="auto", type=_rate_or_auto,
+    ap.add_argument("--event-dropout", default="auto", type=rate_or_auto,
                     help="the student's dropout on the word vectors (train's --event-dropout): auto or a number")
     ap.add_argument("--until", default=None)
     ap.add_argument("--resume", action="store_true", help="go on from the stages' checkpoints in --work")
