@@ -1,4 +1,4 @@
-"""The ways to make the four-gate loop fast side by side: torch.compile, TorchScript,
+"""The ways to make the four-gate loop fast, side by side: torch.compile, TorchScript,
 the hand-written autograd Function (Python loop) and the compiled C++ loop, against torch.nn.LSTM.
 
     python bench/compile_paths.py [--repeats 10]
