@@ -2,7 +2,7 @@
 
     python bench/ab_kernel.py REV [--rounds 15]
 
-Builds REV's four_gate.cpp (src/reviewlstm/fourgate/, or csrc/ before it moved) beside the current one (same flags), checks they agree, then times
+Builds REV's four_gate.cpp (wherever that revision keeps it) beside the current one (same flags), checks they agree, then times
 forward_dirs (inference) of both interleaved, 5 calls a round, each call on a fresh copy of the
 projection (the current kernel adds into it in place), at three shapes. Prints min and median per
 round and the ratio of medians.
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.cpp_extension import load
 
-from reviewlstm.fourgate import compiled
+from reviewlstm.nn.fourgate import compiled
 
 
 def main() -> None:
@@ -30,7 +30,8 @@ def main() -> None:
     new = compiled.load()
     build = Path(tempfile.mkdtemp(prefix="reviewlstm-ab-"))
     source = build / "old.cpp"
-    for path in ("src/reviewlstm/fourgate/four_gate.cpp", "src/reviewlstm/csrc/four_gate.cpp"):
+    for path in ("src/reviewlstm/nn/fourgate/four_gate.cpp", "src/reviewlstm/fourgate/four_gate.cpp",
+                 "src/reviewlstm/csrc/four_gate.cpp"):
         shown = subprocess.run(["git", "show", f"{args.rev}:{path}"], capture_output=True, text=True)
         if shown.returncode == 0:
             break

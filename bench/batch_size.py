@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.fourgate import compiled
-from reviewlstm.data import read_examples
-from reviewlstm.predict import Predictor, predict_proba
+from reviewlstm.nn.fourgate import compiled
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.predict import Predictor, predict_proba
 
 from common import sst_arg
 

@@ -24,8 +24,8 @@ import time
 import torch
 from torch import nn
 
-from reviewlstm.fourgate import compiled, products
-from reviewlstm.layers import Recurrent
+from reviewlstm.nn.fourgate import compiled, products
+from reviewlstm.nn.layers import Recurrent
 
 SHAPES = [  # B, T, E, H, bidirectional
     (64, 50, 50, 150, True),    # the default model's layer

@@ -19,10 +19,11 @@ import argparse
 
 import numpy as np
 
-from reviewlstm import api, calibration, conformal
-from reviewlstm.data import read_examples
-from reviewlstm.predict import Predictor, read_distributions
-from reviewlstm.train import split_holdout
+from reviewlstm import api
+from reviewlstm.inference import calibration, conformal
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.predict import Predictor, read_distributions
+from reviewlstm.training.train import split_holdout
 
 DATA = {"sst": ("../shared/data/sst5/train.txt", "../shared/data/sst5/dev.txt", None),
         "amazon": ("../shared/data/amazon-musical/train.csv", "../shared/data/amazon-musical/dev.csv", None)}
@@ -80,7 +81,7 @@ def main() -> None:
         print(f"| {c:.0%} | {r['reached']:.1%} | {r['mean_size']:.2f} | {within.mean():.1%} | {width:.2f} |")
     if args.write:
         import copy
-        from reviewlstm import artifact
+        from reviewlstm.inference import artifact
         model = copy.deepcopy(loaded.model)
         model.config.temperature = t
         before, after = (calibration.scores(probs["dev", temp], truth["dev"]) for temp in (1.0, t))

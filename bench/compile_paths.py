@@ -18,8 +18,8 @@ import time
 import torch
 from torch import nn
 
-from reviewlstm.fourgate import compiled
-from reviewlstm.layers import Recurrent
+from reviewlstm.nn.fourgate import compiled
+from reviewlstm.nn.layers import Recurrent
 
 
 def step(p_t: torch.Tensor, ltm: torch.Tensor, stm: torch.Tensor, w_hh_t: torch.Tensor, w_u_t: torch.Tensor,

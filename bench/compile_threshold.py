@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reviewlstm.data import read_examples
+from reviewlstm.io.data import read_examples
 
 from common import sst_arg
 
@@ -44,7 +44,7 @@ def main() -> None:
             w = csv.writer(f)
             w.writerow(["text"])
             w.writerows([sentences[i % len(sentences)]] for i in range(args.rows))
-        score = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--output",
+        score = [sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--input", str(src), "--output",
                  str(Path(tmp) / "out.csv"), "--no-progress", "--workers", "0", "--threads", "2"]
         base = dict(os.environ)
         empty = Path(tmp) / "empty.csv"  # process start-up and model load, no rows to speak of
@@ -52,9 +52,9 @@ def main() -> None:
             f.write("text\nfine\n")
         startup = timed(score[:5] + [str(empty)] + score[6:], base)
         python_s = timed(score, {**base, "REVIEWLSTM_KERNEL": "off"}) - startup
-        subprocess.run([sys.executable, "-m", "reviewlstm.cli", "build-kernel"], capture_output=True)
+        subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "build-kernel"], capture_output=True)
         compiled_s = timed(score, base) - startup
-        build_s = timed([sys.executable, "-m", "reviewlstm.cli", "build-kernel"],
+        build_s = timed([sys.executable, "-m", "reviewlstm.apps.cli", "build-kernel"],
                         {**base, "REVIEWLSTM_CACHE": str(Path(tmp) / "cache")})
     py_rate, c_rate = args.rows / python_s, args.rows / compiled_s
     even = build_s / (1 / py_rate - 1 / c_rate) if c_rate > py_rate else float("inf")

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.train import rate_or_auto
-from reviewlstm.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
-from reviewlstm.teacher import Teacher
-from reviewlstm.train import TrainConfig, read_rated, split_holdout
-from reviewlstm.data import BadRows
+from reviewlstm.training.train import rate_or_auto
+from reviewlstm.distillation.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
+from reviewlstm.distillation.teacher import Teacher
+from reviewlstm.training.train import TrainConfig, read_rated, split_holdout
+from reviewlstm.io.data import BadRows
 
 from common import data_args, datasets
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.explain import explain
-from reviewlstm.predict import predict_proba
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.explain import explain
+from reviewlstm.inference.predict import predict_proba
 
 from common import sst_arg
 

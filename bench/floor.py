@@ -31,10 +31,12 @@ from pathlib import Path
 import numpy as np
 from common import PEERS, Split, datasets, mean_sd, scores
 
-from reviewlstm import api, artifact, loop
-from reviewlstm.ngrams import NgramPath
-from reviewlstm.predict import read_distributions
-from reviewlstm.train import TrainConfig, load_data, reading_ids
+from reviewlstm import api
+from reviewlstm.inference import artifact
+from reviewlstm.training import loop
+from reviewlstm.nn.ngrams import NgramPath
+from reviewlstm.inference.predict import read_distributions
+from reviewlstm.training.train import TrainConfig, load_data, reading_ids
 
 LINEAR = ("TF-IDF 1-2-grams + logistic regression", "NBSVM 1-2-grams (logistic regression)")
 RULES = ("cross-fit, NLL", "cross-fit, accuracy", "dev, accuracy", "dev, NLL", "half", "recurrent alone",

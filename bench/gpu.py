@@ -25,10 +25,10 @@ from torch import nn
 from dataclasses import replace
 
 from reviewlstm import api
-from reviewlstm.fourgate.triton_loop import DEFAULT, TritonSettings
-from reviewlstm.data import read_examples
-from reviewlstm.layers import Recurrent
-from reviewlstm.predict import Predictor
+from reviewlstm.nn.fourgate.triton_loop import DEFAULT, TritonSettings
+from reviewlstm.io.data import read_examples
+from reviewlstm.nn.layers import Recurrent
+from reviewlstm.inference.predict import Predictor
 
 from common import sst_arg
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.metrics import score
-from reviewlstm.predict import Predictor
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.metrics import score
+from reviewlstm.inference.predict import Predictor
 
 from common import sst_arg
 

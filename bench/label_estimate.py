@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reviewlstm.distill import label, labelling_estimate
-from reviewlstm.teacher import Teacher, resolve_precision
+from reviewlstm.distillation.distill import label, labelling_estimate
+from reviewlstm.distillation.teacher import Teacher, resolve_precision
 
 
 def main() -> None:

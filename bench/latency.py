@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
+from reviewlstm.io.data import read_examples
 
 from common import sst_arg
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from reviewlstm.data import read_examples
+from reviewlstm.io.data import read_examples
 
 from common import sst_arg
 
@@ -49,7 +49,7 @@ def main() -> None:
         args.endpoint = "predict"
     texts = [e.text for e in read_examples(Path(args.sst) / "dev.txt")]
     port = free_port()
-    cmd = [sys.executable, "-m", "reviewlstm.cli", "serve", "--port", str(port)] + (["--model", args.model] if args.model else [])
+    cmd = [sys.executable, "-m", "reviewlstm.apps.cli", "serve", "--port", str(port)] + (["--model", args.model] if args.model else [])
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.predict import Predictor
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.predict import Predictor
 
 from common import sst_arg
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.fourgate import compiled
-from reviewlstm.predict import Predictor
+from reviewlstm.io.data import read_examples
+from reviewlstm.nn.fourgate import compiled
+from reviewlstm.inference.predict import Predictor
 
 from common import sst_arg
 

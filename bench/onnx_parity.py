@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.onnx_export import onnx_ids
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.onnx_export import onnx_ids
 
 from common import sst_arg
 

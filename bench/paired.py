@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from reviewlstm import api
-from reviewlstm.data import BadRows, read_examples
-from reviewlstm.predict import Predictor
-from reviewlstm.train import TrainConfig, read_rated, split_holdout
+from reviewlstm.io.data import BadRows, read_examples
+from reviewlstm.inference.predict import Predictor
+from reviewlstm.training.train import TrainConfig, read_rated, split_holdout
 
 from common import sst_arg
 

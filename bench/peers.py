@@ -7,7 +7,7 @@
 
 For each data set (bench/common.py), on the same files and machine, one after another:
 - always the commonest training rating; TF-IDF word 1-2-grams + logistic regression (the package's
-  own, reviewlstm.baseline); NBSVM word 1-2-grams (Wang & Manning 2012, reviewlstm.baseline); fastText
+  own, reviewlstm.distillation.baseline); NBSVM word 1-2-grams (Wang & Manning 2012, reviewlstm.distillation.baseline); fastText
   supervised (word 2-grams). Each is trained on the same training reviews minus the same slice,
   reading the same tokens (reviewlstm's tokenizer, lower-cased), once per seed;
 - `reviewlstm train` with its defaults (only --train, --dev, --out, --seed and the data's own
@@ -31,8 +31,9 @@ from pathlib import Path
 
 from common import PEERS, Split, data_args, datasets, mean_sd, scores, timed
 
-from reviewlstm import api, artifact
-from reviewlstm.train import TrainConfig
+from reviewlstm import api
+from reviewlstm.inference import artifact
+from reviewlstm.training.train import TrainConfig
 
 
 def summary(runs: list[dict]) -> dict:
@@ -128,7 +129,7 @@ def students(ds, split, run_dirs: list[str], report) -> None:
 
 def recurrent_alone(loaded, examples, ratings) -> dict:
     """A trained model's recurrent path alone (its n-gram path left out), read as predict reads."""
-    from reviewlstm.predict import Predictor, rating_and_expected, read_distributions
+    from reviewlstm.inference.predict import Predictor, rating_and_expected, read_distributions
     reader = Predictor(loaded)
     probs = read_distributions(loaded.model, [reader.piece_ids(e.text, e.tokens) for e in examples], recurrent_only=True)
     return scores(Split.ratings(examples), rating_and_expected(probs, ratings)[0], ratings)
@@ -139,10 +140,10 @@ def teachers(ds, split, teacher_dir, report, weight: float | None = None, second
     `weight`, or, when None, at the weight distill would choose on dev), on dev and on the slice, read
     as the student reads them."""
     import numpy as np
-    from reviewlstm.baseline import TfidfLR
-    from reviewlstm.distill import _softmax
-    from reviewlstm.loop import mixture_metrics, mixture_share
-    from reviewlstm.teacher import Teacher, resolve_precision
+    from reviewlstm.distillation.baseline import TfidfLR
+    from reviewlstm.distillation.distill import _softmax
+    from reviewlstm.training.loop import mixture_metrics, mixture_share
+    from reviewlstm.distillation.teacher import Teacher, resolve_precision
     teacher = Teacher.load(teacher_dir)
     seconds = seconds or (teacher.info.trained or {}).get("seconds", 0.0)
     precision = resolve_precision("auto", next(teacher.parameters()).device)

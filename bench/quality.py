@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.train import TrainConfig
+from reviewlstm.io.data import read_examples
+from reviewlstm.training.train import TrainConfig
 
 from common import sst_arg
 

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from reviewlstm.data import read_examples
+from reviewlstm.io.data import read_examples
 
 from score_file import run_child
 
@@ -46,7 +46,7 @@ def main() -> None:
         for r in range(args.repeats):
             for name in names:
                 out = Path(tmp) / f"out-{name.replace(' ', '-')}-{r}"
-                cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--no-progress", *model]
+                cmd = [sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--input", str(src), "--no-progress", *model]
                 cmd += ["--output", str(out) + ".parquet"] if name == "native" else ["--output", str(out), "--engine", "ray"]
                 cmd += ["--preserve-order"] if name == "ray ordered" else []
                 wall, peak, said = run_child(cmd)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from reviewlstm import api, metrics
-from reviewlstm.data import read_examples
-from reviewlstm.predict import Predictor
-from reviewlstm.train import TrainConfig, split_holdout
+from reviewlstm import api
+from reviewlstm.inference import metrics
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.predict import Predictor
+from reviewlstm.training.train import TrainConfig, split_holdout
 
 from common import Split, data_args, datasets, scores
 
@@ -70,8 +71,8 @@ def tfidf_mixture(model_dirs, ds, max_examples=None) -> list[dict]:
     the model's share chosen on dev as distill's ensemble teacher chooses it (loop.mixture_share),
     then scored on the slice at that share: a linear n-gram path beside the recurrent one, measured
     without training one."""
-    from reviewlstm.baseline import TfidfLR
-    from reviewlstm.loop import mixture_metrics, mixture_share
+    from reviewlstm.distillation.baseline import TfidfLR
+    from reviewlstm.training.loop import mixture_metrics, mixture_share
     split = Split.read(ds, max_examples)
     peer = TfidfLR.fit(Split.texts(split.kept), Split.ratings(split.kept))
     runs = []

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys
 import numpy as np
-from reviewlstm import api, data
+from reviewlstm import api
+from reviewlstm.io import data
 model = api.load_model(sys.argv[1])
 texts = [ex.text for ex in data.read_examples(sys.argv[2])]
 preds = api.predict(texts, model=model)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reviewlstm.data import read_examples
+from reviewlstm.io.data import read_examples
 
 from common import sst_arg
 
@@ -39,7 +39,7 @@ def main() -> None:
             w.writerow(["id", "review"])
             for i in range(args.rows):
                 w.writerow([i, sentences[i % len(sentences)]])
-        cmd = [sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--output", str(out),
+        cmd = [sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--input", str(src), "--output", str(out),
                "--no-progress"] + (["--model", args.model] if args.model else [])
         wall, tree_peak, stdout = run_child(cmd)
         peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.fourgate import compiled
-from reviewlstm.predict import Predictor, pad_batch, predict_proba
+from reviewlstm.io.data import read_examples
+from reviewlstm.nn.fourgate import compiled
+from reviewlstm.inference.predict import Predictor, pad_batch, predict_proba
 
 from bench_cells import gemm_ceilings  # the same ceiling as the cells table (bench/ is on the path)
 

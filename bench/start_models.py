@@ -17,8 +17,9 @@ from pathlib import Path
 
 from common import datasets, mean_sd
 
-from reviewlstm import api, artifact
-from reviewlstm.train import TrainConfig
+from reviewlstm import api
+from reviewlstm.inference import artifact
+from reviewlstm.training.train import TrainConfig
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reviewlstm.data import read_examples
-from reviewlstm.teacher import Teacher, autocast, cpu_bfloat16
+from reviewlstm.io.data import read_examples
+from reviewlstm.distillation.teacher import Teacher, autocast, cpu_bfloat16
 
 from common import sst_arg
 

@@ -7,7 +7,7 @@ For the Amazon reviews (train + dev): the share of tokens and of distinct words 
 knows (lower-cased, as the models read them), the share of tokens that are a word glued to a
 sentence's end (`good.`, `great!`), and tokens/s. For SST-5 dev: the share of sentences whose
 detokenized text tokenizes back to SST's own tokens. `--against` loads another revision's
-text.py (e.g. `git show HEAD~1:src/reviewlstm/text.py > /tmp/old_text.py`) and measures it beside.
+text.py (e.g. `git show HEAD~1:src/reviewlstm/io/text.py > /tmp/old_text.py`) and measures it beside.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from reviewlstm import text as current
-from reviewlstm.data import read_examples
-from reviewlstm.embeddings import GloVe
+from reviewlstm.io import text as current
+from reviewlstm.io.data import read_examples
+from reviewlstm.nn.embeddings import GloVe
 
 from common import sst_arg
 

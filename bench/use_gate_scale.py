@@ -12,8 +12,8 @@ import argparse
 import torch
 
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.predict import pad_batch
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.predict import pad_batch
 
 
 def stats(name: str, t: torch.Tensor, mask: torch.Tensor) -> None:

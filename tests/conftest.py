@@ -39,7 +39,7 @@ def compiled_kernel(request):
     models ask for it (`pytestmark`); the rest (readers, tokenizer, reference, cells, settings) never
     build it. With a C++ compiler the build must work (a failure is a bug);
     without one (or REVIEWLSTM_KERNEL=off) the Python loop runs and the kernel's own tests say so."""
-    from reviewlstm.fourgate import compiled
+    from reviewlstm.nn.fourgate import compiled
     start = time.perf_counter()
     module = compiled.load() if compiled.enabled() else None
     line = f"reviewlstm kernel: {compiled.status()} in {time.perf_counter() - start:.1f} s"

@@ -11,7 +11,7 @@ import httpx
 
 def run_cli(*args, input=None, timeout=600, env=None):
     """Run `reviewlstm ARGS` as a user would, in a fresh process."""
-    return subprocess.run([sys.executable, "-m", "reviewlstm.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", *map(str, args)], capture_output=True, text=True,
                           input=input, timeout=timeout, env=env)
 
 
@@ -33,7 +33,7 @@ def free_port() -> int:
 def start_server(model, *extra):
     """`reviewlstm serve --model MODEL EXTRA...` on a free port; (process, url) once /ready says yes."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(model), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", "serve", "--model", str(model), "--port", str(port),
                              *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60

@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from support import run_cli
-from reviewlstm import api, artifact
-from reviewlstm.data import DataError
+from reviewlstm import api
+from reviewlstm.inference import artifact
+from reviewlstm.io.data import DataError
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 

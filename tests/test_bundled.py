@@ -39,10 +39,10 @@ def test_bundled_model_is_what_its_card_says(sst):
 def test_every_model_shipped_records_its_checksums_and_loads_without_a_warning(capsys):
     """The bundled model and the start model for long reviews are ours: each records the sha256 of its
     files, they match, and loading one says nothing (a missing checksum warns on every load)."""
-    from reviewlstm.artifact import CHECKED, file_sha256
+    from reviewlstm.inference.artifact import CHECKED, file_sha256
     for path in (api.default_model_path(), api.start_model_path()):
         meta = json.loads((path / "metadata.json").read_text())
-        from reviewlstm.conformal import digest
+        from reviewlstm.inference.conformal import digest
         kept = {"conformal": digest(meta["conformal"])} if "conformal" in meta else {}  # the rating sets' too
         assert meta["sha256"] == {**{name: file_sha256(path / name) for name in CHECKED}, **kept}, path
         capsys.readouterr()

@@ -7,7 +7,7 @@ import pytest
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.calibration import brier, distributions, ece, fit_temperature, reliability
+from reviewlstm.inference.calibration import brier, distributions, ece, fit_temperature, reliability
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -82,7 +82,7 @@ def test_calibrate_writes_a_model_that_every_reader_applies(tiny_model, sst, tmp
 
 
 def test_train_fits_the_temperature_on_dev_and_scores_the_slice_calibrated(sst, tmp_path):
-    from reviewlstm.train import TrainConfig, train
+    from reviewlstm.training.train import TrainConfig, train
     logs = []
     train(TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(tmp_path / "m"), phrases=False,
                       max_examples=120, epochs=1, hidden=8, embeddings="random", embed_dim=8, progress=False),

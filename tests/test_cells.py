@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from reviewlstm.cells import ClassicLSTMCell, LSTMCell, LSTMState, RNNCell, RNNState
-from reviewlstm.layers import Recurrent
+from reviewlstm.nn.cells import ClassicLSTMCell, LSTMCell, LSTMState, RNNCell, RNNState
+from reviewlstm.nn.layers import Recurrent
 
 B, E, H = 4, 6, 5
 
@@ -197,7 +197,7 @@ def test_cell_bad_inputs():
 
 
 def test_use_identity_init_reads_the_kept_memory_through_tanh():
-    from reviewlstm.cells import LSTMCell, LSTMState
+    from reviewlstm.nn.cells import LSTMCell, LSTMState
     cell = LSTMCell(4, 3)
     cell.init_use_identity()
     new, gates = cell(torch.randn(2, 4), LSTMState(torch.randn(2, 3), torch.randn(2, 3)), return_gates=True)

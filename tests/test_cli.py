@@ -7,7 +7,7 @@ import torch
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.train import TrainConfig, train
+from reviewlstm.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -232,7 +232,7 @@ def test_threads_and_device_on_the_commands_that_run_a_model(tiny_model, tmp_pat
 def test_explain_lists_each_word_once_and_never_a_zero():
     """The words that moved the rating: one line each way, a repeated word once with its occurrences
     summed and counted, a contribution that rounds to 0.00 left out (it moved nothing)."""
-    from reviewlstm.cli import _moved
+    from reviewlstm.apps.cli import _moved
     tokens = ["good", "good", "good", "loud", ".", "bad"]
     contributions = [0.1, 0.2, 0.001, -0.001, 0.0, -0.3]
     assert _moved(tokens, contributions, +1) == "good ×3 +0.30"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from support import run_cli
-from reviewlstm import api, conformal
+from reviewlstm import api
+from reviewlstm.inference import conformal
 
 
 def test_the_set_is_a_run_grown_towards_the_likelier_neighbour():
@@ -41,7 +42,7 @@ def test_coverage_holds_on_new_exchangeable_reviews(coverage):
 
 
 def _rated_csv(path, sst, n=160):
-    from reviewlstm.data import read_examples
+    from reviewlstm.io.data import read_examples
     rows = [(e.text, e.rating) for e in read_examples(sst / "train.txt")][:n]
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -82,7 +83,7 @@ def test_a_calibrated_model_carries_sets_everywhere(tiny_model, sst, tmp_path):
 
 
 def test_train_calibrates_the_sets_on_its_untouched_slice(sst, tmp_path):
-    from reviewlstm.train import TrainConfig, train
+    from reviewlstm.training.train import TrainConfig, train
     train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "m"), phrases=False, max_examples=200,
                       epochs=1, hidden=8, embeddings="random", embed_dim=8, progress=False), log=lambda s: None)
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from reviewlstm.data import BadRows, Columns, DataError, download_sst5, parse_tree, read_examples
-from reviewlstm.text import Vocab, tokenize
+from reviewlstm.io.data import BadRows, Columns, DataError, download_sst5, parse_tree, read_examples
+from reviewlstm.io.text import Vocab, tokenize
 
 
 def test_sst_sample_is_what_its_readme_says(sst):
@@ -88,7 +88,7 @@ def test_tokenizer_leaves_sst_tokens_as_they_are(sst):
 
 def _tokenize_every_rule(text):
     """The PTB rules run unconditionally, in order: what the tokenizer's guarded version must equal."""
-    from reviewlstm import text as T
+    from reviewlstm.io import text as T
     text = " " + text.strip() + " "
     for regex, sub in T._STARTING_QUOTES + T._PUNCTUATION:
         text = regex.sub(sub, text)
@@ -101,7 +101,7 @@ def _tokenize_every_rule(text):
 
 
 def test_guarded_tokenizer_equals_every_rule(sst):
-    from reviewlstm.text import _ptb
+    from reviewlstm.io.text import _ptb
     import random
     rnd = random.Random(0)
     chars = list("abc ,.:;\"'()[]{}<>-!?$%&@#`nt'sSCANOT\\/*0123")

@@ -18,14 +18,14 @@ import torch.nn.functional as F
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.distill import DistillConfig, augment, distill, label, labelling_estimate
-from reviewlstm.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
-from reviewlstm import transfer
-from reviewlstm.distill import ensemble_logits
-from reviewlstm.loop import SHARES, mixture_share
-from reviewlstm.train import TrainConfig, split_holdout
-from reviewlstm.train import train as train_student
+from reviewlstm.io.data import read_examples
+from reviewlstm.distillation.distill import DistillConfig, augment, distill, label, labelling_estimate
+from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Teacher, fine_tune, teacher_text
+from reviewlstm.training import transfer
+from reviewlstm.distillation.distill import ensemble_logits
+from reviewlstm.training.loop import SHARES, mixture_share
+from reviewlstm.training.train import TrainConfig, split_holdout
+from reviewlstm.training.train import train as train_student
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -102,8 +102,8 @@ def test_soft_targets_are_distributions_and_the_slice_is_not_seen(distilled, sst
     assert logits.shape[1] == 5 and torch.allclose(probs.sum(1), torch.ones(len(rows)), atol=1e-6)
     assert (probs > 0).all()
     assert any(r["augmented"] for r in rows) and any(not r["augmented"] for r in rows)
-    from reviewlstm.data import read_examples
-    from reviewlstm.text import text_tokens
+    from reviewlstm.io.data import read_examples
+    from reviewlstm.io.text import text_tokens
     examples = list(read_examples(sst / "train.txt"))[:200]
     kept, held = split_holdout(examples, 0.1)
     seen = {" ".join(r["tokens"]) for r in rows if not r["augmented"]}
@@ -160,7 +160,7 @@ def test_the_labelling_estimate_measures_on_a_sample_it_keeps(distilled, tmp_pat
 
 
 def test_words_met_only_in_the_transfer_texts_join_the_vocabulary_when_asked(distilled, sst, tmp_path):
-    from reviewlstm.text import Vocab
+    from reviewlstm.io.text import Vocab
     with gzip.open(distilled.transfer, "rt") as f:
         rows = [json.loads(line) for line in f]
     unrated = [["a", "zzquux", "film"]] * 3 + [["a", "yyonce", "film"]] + [["heinous", "and", "zzquux"]] * 2
@@ -195,7 +195,7 @@ def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_pat
     weight = meta["distillation"]["teacher_check"]["ensemble"]["weight"]
     assert ("the labels are the ensemble teacher's" in card) == (weight < 1)
     assert f"{meta['distillation']['augmented_texts']} augmented texts" in card
-    from reviewlstm.artifact import model_card
+    from reviewlstm.inference.artifact import model_card
     with_unrated = {**meta, "distillation": {**meta["distillation"], "unrated_texts": 3, "unlabeled_files": ["u.csv"]}}
     assert "and 3 unrated texts from u.csv" in model_card(loaded.config, loaded.train_config, with_unrated)
     assert "![training curves](curves.png)" in card and (out / "curves.png").stat().st_size > 5_000
@@ -245,8 +245,8 @@ def test_the_teacher_keeps_its_best_epoch_and_resumes_to_it(tiny_encoder, tmp_pa
     The dev set here has the training ratings flipped, so the more the teacher learns the worse it
     scores there: the kept weights must be an early epoch's, not the last, and a resumed run must
     keep the same ones."""
-    from reviewlstm.data import Example
-    from reviewlstm.distill import teacher_metrics
+    from reviewlstm.io.data import Example
+    from reviewlstm.distillation.distill import teacher_metrics
     texts = [f"review number {i} was {'great' if i % 2 else 'awful'}" for i in range(48)]
     labels = [4 if i % 2 else 0 for i in range(48)]
     flipped = [Example(text=t, rating=1 if y == 4 else 5) for t, y in zip(texts, labels)]
@@ -391,7 +391,7 @@ def test_the_teacher_in_bfloat16_stays_float32_underneath_and_labels_apart(disti
     """bfloat16 autocast runs the encoder's products in bfloat16 while weights, optimizer and logits
     stay float32; its labels sit in their own cache folder (other numbers, other labels); auto picks it
     only on a CPU with bfloat16 units."""
-    from reviewlstm.teacher import cpu_bfloat16, resolve_precision
+    from reviewlstm.distillation.teacher import cpu_bfloat16, resolve_precision
     assert resolve_precision("auto") == ("bfloat16" if cpu_bfloat16() else "float32")
     assert resolve_precision("auto", "cuda") == "float32" and resolve_precision("float32") == "float32"
     with pytest.raises(ValueError, match="teacher precision must be one of"):
@@ -462,7 +462,7 @@ def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(dist
     """With a dev file, distill fits TF-IDF + LR on the same training texts and says, before labelling,
     how the teacher compares on dev (a tiny random teacher is no better: the warning says so and what to
     try); both metric sets are kept on the student's metadata."""
-    from reviewlstm.baseline import TfidfLR
+    from reviewlstm.distillation.baseline import TfidfLR
     lines = []
     result = distill(DistillConfig(student=student_cfg(sst, tmp_path / "s"), teacher=str(distilled.teacher), augment=0,
                                    until="teacher"), log=lines.append)
@@ -470,7 +470,7 @@ def test_the_teacher_is_checked_against_tfidf_lr_before_its_labels_are_used(dist
     assert set(check) == {"teacher", "tfidf_lr", "ensemble", "dev", "dev_examples"} and check["dev_examples"] > 0
     # the ensemble's weight is chosen on dev: its mixture scores at least what either part alone does
     # (weight 0 is TF-IDF + LR alone, so the mixture is never below it)
-    from reviewlstm import loop
+    from reviewlstm.training import loop
     assert check["ensemble"]["weight"] in SHARES
     assert loop.score(check["ensemble"]) >= loop.score(check["tfidf_lr"])
     assert any(line.startswith("ensemble teacher: ") for line in lines)
@@ -501,7 +501,7 @@ def test_ensemble_targets_are_mixtures_with_the_training_texts_scored_out_of_fol
     review leans to its rating; fitted without it (out of fold, as the transfer set's training rows
     are), it cannot, and gives the review's rating less."""
     from types import SimpleNamespace
-    from reviewlstm.baseline import TfidfLR
+    from reviewlstm.distillation.baseline import TfidfLR
     tokens = [["film", f"word{i}"] for i in range(40)]
     kept = [SimpleNamespace(line=i, rating=5 if i % 2 else 1) for i in range(40)]
     ratings = [1, 2, 3, 4, 5]
@@ -522,8 +522,8 @@ def test_unrated_files_never_bring_the_slice_or_dev_into_training(distilled, sst
     """--unlabeled pointed at the training file itself: the validation slice's and dev's texts (whole
     or any of their sentences) are left out and counted, so the slice stays untouched."""
     import csv
-    from reviewlstm.train import read_rated, training_examples
-    from reviewlstm.data import BadRows
+    from reviewlstm.training.train import read_rated, training_examples
+    from reviewlstm.io.data import BadRows
     st = student_cfg(sst, tmp_path / "student")
     _, held = training_examples(st, BadRows())
     dev = read_rated(st.dev, st, False, BadRows())
@@ -547,7 +547,7 @@ def test_the_transfer_file_is_the_same_bytes_for_the_same_labels(distilled, sst,
     """The transfer set is written without a timestamp, so rewriting it (a resumed distill) keeps the
     student's --resume key; --resume of a finished distillation says so and does nothing."""
     import time
-    from reviewlstm.distill import _write_transfer
+    from reviewlstm.distillation.distill import _write_transfer
     texts, logits = [["a", "film"], ["dull"]], np.asarray([[0.1, 0.2, 0.3, 0.2, 0.2]] * 2)
     a, b = tmp_path / "a.jsonl.gz", tmp_path / "b.jsonl.gz"
     _write_transfer(a, texts, logits, 1)
@@ -564,7 +564,7 @@ def test_the_transfer_file_is_the_same_bytes_for_the_same_labels(distilled, sst,
 
 
 def test_a_second_distill_into_the_same_out_fails_at_once(sst, tiny_encoder, tmp_path):
-    from reviewlstm.artifact import OutputLock
+    from reviewlstm.inference.artifact import OutputLock
     out = tmp_path / "student"
     with OutputLock(out):  # another run writing there: held by this process here, as a second one would find it
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.train import TrainConfig, train
+from reviewlstm.training.train import TrainConfig, train
 
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -90,4 +90,4 @@ def test_a_global_batch_that_does_not_divide_is_refused(sst, tmp_path):
     proc = torchrun(*common(sst, tmp_path / "m", "--max-examples", 30, "--batch-size", 5, "--epochs", 1), timeout=120)
     assert proc.returncode != 0
     assert "reviewlstm train: error: batch_size 5 is the global batch and must divide among the 2 processes" in proc.stderr
-    assert "reviewlstm/train.py" not in proc.stderr  # one line from each process; torchrun's own report follows
+    assert "reviewlstm/training/train.py" not in proc.stderr  # one line from each process; torchrun's own report follows

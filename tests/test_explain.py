@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from reviewlstm import api
-from reviewlstm.explain import explain
-from reviewlstm.predict import pad_batch
+from reviewlstm.inference.explain import explain
+from reviewlstm.inference.predict import pad_batch
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 

@@ -6,9 +6,9 @@ import torch
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.onnx_export import onnx_ids
-from reviewlstm.train import TrainConfig, train
+from reviewlstm.io.data import read_examples
+from reviewlstm.inference.onnx_export import onnx_ids
+from reviewlstm.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -88,7 +88,7 @@ def test_an_export_never_writes_through_a_link_and_leaves_nothing_when_it_fails(
 
 def test_the_graphs_inputs_refuse_what_predict_refuses(tiny_model):
     from reviewlstm import api
-    from reviewlstm.onnx_export import onnx_ids
+    from reviewlstm.inference.onnx_export import onnx_ids
     loaded = api.load_model(tiny_model)
     for bad in ("", "   ", "<br />"):
         with pytest.raises(ValueError, match="text 2 "):

@@ -1,4 +1,4 @@
-"""Every backend of the four-gate fast path (reviewlstm.fourgate) against the readable cell loop:
+"""Every backend of the four-gate fast path (reviewlstm.nn.fourgate) against the readable cell loop:
 outputs, states and every gradient, padded batches, both directions, float64 and float32.
 
 The suite is parametrized over the backends this machine can run (`AVAILABLE`): the Python loop
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from reviewlstm.cells import LSTMState
-from reviewlstm.fourgate import compiled, triton_loop
-from reviewlstm.fourgate.triton_loop import TritonSettings
-from reviewlstm.layers import Recurrent
+from reviewlstm.nn.cells import LSTMState
+from reviewlstm.nn.fourgate import compiled, triton_loop
+from reviewlstm.nn.fourgate.triton_loop import TritonSettings
+from reviewlstm.nn.layers import Recurrent
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -190,7 +190,7 @@ def needs_compiler():
 def test_compiled_falls_back_when_switched_off():
     """REVIEWLSTM_KERNEL=off: no build, the Python loop runs, and the answer is the same."""
     needs_compiler()
-    code = ("import torch; from reviewlstm.fourgate import compiled, choose; from reviewlstm.layers import Recurrent; "
+    code = ("import torch; from reviewlstm.nn.fourgate import compiled, choose; from reviewlstm.nn.layers import Recurrent; "
             "torch.manual_seed(0); m = Recurrent('lstm', 4, 3); "
             "out = m(torch.ones(2, 5, 4), torch.tensor([5, 2]))[0]; "
             "print(compiled.status()); print(choose(out)[0]); print(round(out.sum().item(), 5))")
@@ -204,7 +204,7 @@ def test_compiled_falls_back_when_switched_off():
 
 def test_failed_build_falls_back_with_one_line(tmp_path):
     """No working compiler: one line on stderr saying so, then the Python loop gives the same answer."""
-    code = ("import torch; from reviewlstm.layers import Recurrent; torch.manual_seed(0); "
+    code = ("import torch; from reviewlstm.nn.layers import Recurrent; torch.manual_seed(0); "
             "m = Recurrent('lstm', 4, 3); print(round(m(torch.ones(2, 5, 4), torch.tensor([5, 2]))[0].sum().item(), 5))")
     env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path), "CXX": "/bin/false"}
     broken = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -224,7 +224,7 @@ def test_a_lock_left_by_a_killed_build_never_hangs(tmp_path):
     cache = tmp_path / "cache" / "kernels" / compiled.cache_dir().name
     shutil.copytree(compiled.cache_dir() / name, cache / name)
     (cache / name / "lock").touch()  # as fresh as a live build's: a cached module still loads
-    code = "from reviewlstm.fourgate import compiled; print(compiled.load() is not None, compiled.status())"
+    code = "from reviewlstm.nn.fourgate import compiled; print(compiled.load() is not None, compiled.status())"
     env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("True compiled"), proc.stdout + proc.stderr
@@ -269,7 +269,7 @@ def test_a_first_run_without_openmp_builds_the_serial_loop_and_times_it_apart(ti
     env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache"), "CXX": str(cxx), "REVIEWLSTM_BUILD_ROWS": "0"}
     src = tmp_path / "in.csv"
     src.write_text("text\n" + "good film\n" * 50)
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--input",
                            str(src), "--output", str(tmp_path / "o.csv"), "--no-progress"],
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr
@@ -277,7 +277,7 @@ def test_a_first_run_without_openmp_builds_the_serial_loop_and_times_it_apart(ti
     rated = float(proc.stdout.split("rated 50 in ")[1].split("s")[0])
     built = float(proc.stdout.split("compiling the kernel took ")[1].split("s")[0])
     assert built > 5 and rated < built
-    code = ("import torch; from reviewlstm.fourgate import compiled; from reviewlstm.layers import Recurrent; "
+    code = ("import torch; from reviewlstm.nn.fourgate import compiled; from reviewlstm.nn.layers import Recurrent; "
             "torch.manual_seed(0); f = Recurrent('lstm', 4, 3, bidirectional=True, backend='compiled'); "
             "s = Recurrent('lstm', 4, 3, bidirectional=True, backend='readable'); s.load_state_dict(f.state_dict()); "
             "x, n = torch.randn(20, 5, 4), torch.randint(0, 6, (20,)); "
@@ -291,7 +291,7 @@ def test_a_first_run_without_openmp_builds_the_serial_loop_and_times_it_apart(ti
 def test_quick_cli_jobs_do_not_build(tmp_path):
     """Rating one text with nothing cached: answered by the Python loop at once, no minute of compiling."""
     env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "a gorgeous, witty, seductive movie."],
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "a gorgeous, witty, seductive movie."],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "5" in proc.stdout and "compiling" not in proc.stderr
@@ -304,7 +304,7 @@ def test_a_small_file_is_scored_without_waiting_for_a_build(tmp_path):
     env = {**os.environ, "REVIEWLSTM_CACHE": str(tmp_path / "cache")}
     src = tmp_path / "in.csv"
     src.write_text("text\n" + "".join(f"review number {i} was fine\n" for i in range(31)))
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--input", str(src), "--output",
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--input", str(src), "--output",
                            str(tmp_path / "out.csv"), "--no-progress"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -337,7 +337,7 @@ def test_compiled_splits_rows_across_threads_exactly(bidirectional):
 def product_library():
     """Set the compiled loop's matrix library for one test, and put back the measured choice after."""
     needs_compiler()
-    from reviewlstm.fourgate import products
+    from reviewlstm.nn.fourgate import products
     module, before = compiled.load(), products.current()
     build = Path(module.__file__).parent
 
@@ -374,7 +374,7 @@ def test_each_matrix_library_matches_the_readable_loop_float32(product_library, 
 def test_the_matrix_libraries_are_measured_once_and_read_back(product_library, tmp_path):
     """No choice cached: measured and written beside the build; cached: read, not measured again (an
     edited file is believed); unreadable or for another CPU: measured again. Never per call."""
-    from reviewlstm.fourgate import products
+    from reviewlstm.nn.fourgate import products
     module = compiled.load()
     first = products.apply(module, tmp_path)
     path = products.choice_path(tmp_path)
@@ -439,7 +439,7 @@ def test_triton_split_units_fit_the_machine():
 
 def test_cpu_paths_never_import_triton():
     # importing Triton costs about as much as rating a review: a CPU prediction must not pay it
-    code = ("import sys, torch; from reviewlstm.layers import Recurrent; "
+    code = ("import sys, torch; from reviewlstm.nn.layers import Recurrent; "
             "Recurrent('lstm', 3, 4, bidirectional=True)(torch.randn(2, 5, 3), torch.tensor([5, 2])); "
             "print('triton' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
@@ -449,7 +449,7 @@ def test_cpu_paths_never_import_triton():
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU: the auto choice is made on CUDA tensors only")
 def test_cuda_auto_choice_and_its_switch(monkeypatch):
-    from reviewlstm.fourgate import choose
+    from reviewlstm.nn.fourgate import choose
     x = torch.zeros(1, device="cuda")
     assert choose(x)[0] == "triton" and choose(x, "python")[0] == "python"
     monkeypatch.setenv("REVIEWLSTM_TRITON", "off")

@@ -5,7 +5,7 @@ import sys
 
 import torch
 
-from reviewlstm.gradients import BASELINE_MSE, Regressor, StudyConfig, gradient_norms, make_batch, train_on_task
+from reviewlstm.training.gradients import BASELINE_MSE, Regressor, StudyConfig, gradient_norms, make_batch, train_on_task
 
 
 def test_rnn_gradient_vanishes_where_the_lstms_survives():
@@ -38,7 +38,7 @@ def test_lstm_learns_a_short_adding_problem():
 
 def test_gradients_command_writes_json_and_png(tmp_path):
     out = tmp_path / "study"
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "gradients", "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "gradients", "--out", str(out),
                            "--cells", "lstm,rnn", "--lengths", "6", "--steps", "20", "--gradient-length", "30"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -51,7 +51,7 @@ def test_gradients_command_writes_json_and_png(tmp_path):
 
 
 def test_gradients_command_rejects_bad_options(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "gradients", "--out", str(tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "gradients", "--out", str(tmp_path),
                            "--cells", "gru"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown cell 'gru'" in proc.stderr and "Traceback" not in proc.stderr

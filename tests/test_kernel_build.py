@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from support import run_cli
-from reviewlstm.fourgate import compiled
+from reviewlstm.nn.fourgate import compiled
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
-"""The pieces both training loops share (reviewlstm.loop): the kept check's rule and the optimizer."""
+"""The pieces both training loops share (reviewlstm.training.loop): the kept check's rule and the optimizer."""
 import math
 
 import torch
 
-from reviewlstm import loop
+from reviewlstm.training import loop
 
 
 def test_the_kept_check_is_the_best_accuracy_ties_broken_by_nll():

@@ -4,11 +4,11 @@ import json
 import pytest
 import torch
 
-from reviewlstm import artifact
-from reviewlstm.artifact import ArtifactError
-from reviewlstm.model import ModelConfig, RatingModel, ordinal_loss
-from reviewlstm.predict import pad_batch, predict_proba, split_sentences
-from reviewlstm.text import Vocab
+from reviewlstm.inference import artifact
+from reviewlstm.inference.artifact import ArtifactError
+from reviewlstm.nn.model import ModelConfig, RatingModel, ordinal_loss
+from reviewlstm.inference.predict import pad_batch, predict_proba, split_sentences
+from reviewlstm.io.text import Vocab
 
 
 def small_model(**kw) -> RatingModel:
@@ -40,7 +40,7 @@ def test_seams_embed_then_run_from_embeddings():
 
 def test_a_distribution_gives_rating_and_expected_rating():
     import numpy as np
-    from reviewlstm.predict import rating_and_expected
+    from reviewlstm.inference.predict import rating_and_expected
     probs = torch.softmax(torch.tensor([[0.0, 0.0, 0.0, 0.0, 10.0], [0.0, 10.0, 0.0, 0.0, 0.0]]), 1).numpy()
     rating, expected = rating_and_expected(probs, [1, 2, 3, 4, 5])
     assert rating.tolist() == [5, 2] and 4.9 < expected[0] <= 5.0 and abs(expected[1] - 2.0) < 1e-3

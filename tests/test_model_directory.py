@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from support import run_cli
-from reviewlstm import api, artifact
+from reviewlstm import api
+from reviewlstm.inference import artifact
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -34,7 +35,7 @@ def test_an_out_holding_the_users_files_is_refused_and_nothing_is_touched(sst, t
     (home / "photos").mkdir()
     (home / "photos" / "a.jpg").write_bytes(b"\xff\xd8 not ours")
     before = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", *map(str, small_train(sst, "."))], cwd=home,
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", *map(str, small_train(sst, "."))], cwd=home,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "not a model's" in proc.stderr and "notes-0.txt" in proc.stderr and "Traceback" not in proc.stderr
@@ -146,7 +147,7 @@ def test_the_card_speaks_of_phrases_only_for_sst_trees():
     """phrases=True is train's default, and means something only for SST trees: a card of a model
     trained on a CSV does not claim it learnt from "every labelled phrase"."""
     from reviewlstm import api
-    from reviewlstm.artifact import model_card
+    from reviewlstm.inference.artifact import model_card
     loaded = api.load_model(None)
     meta = json.loads((api.default_model_path() / "metadata.json").read_text())
     train = {**loaded.train_config, "phrases": True, "format": None}

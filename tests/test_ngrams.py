@@ -9,11 +9,11 @@ import torch
 
 from support import write_csv
 from reviewlstm import api
-from reviewlstm.baseline import TfidfLR
-from reviewlstm.explain import explain
-from reviewlstm.model import ModelConfig
-from reviewlstm.ngrams import NgramPath
-from reviewlstm.train import TrainConfig, train
+from reviewlstm.distillation.baseline import TfidfLR
+from reviewlstm.inference.explain import explain
+from reviewlstm.nn.model import ModelConfig
+from reviewlstm.nn.ngrams import NgramPath
+from reviewlstm.training.train import TrainConfig, train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -110,7 +110,7 @@ def test_off_keeps_the_recurrent_path_alone_and_onnx_refuses_a_mixture(mixed_mod
     plain = api.load_model(result.out)
     assert plain.model.ngrams is None and plain.config.ngram_share == 1.0
     assert "ngram_path" not in json.loads((tmp_path / "plain" / "metadata.json").read_text())
-    from reviewlstm.onnx_export import build
+    from reviewlstm.inference.onnx_export import build
     with pytest.raises(ValueError, match="n-gram path .* --ngram-path off"):
         build(api.load_model(d / "model"))
 

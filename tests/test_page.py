@@ -138,7 +138,7 @@ def test_a_long_reviews_page_puts_the_rating_before_its_text(browser_page, tiny_
 def test_a_model_rating_in_words_shows_its_words(browser_page, sst, tmp_path):
     """The bars and the verdict of a model trained on ratings in words carry the words."""
     from support import run_cli
-    from reviewlstm.data import read_examples
+    from reviewlstm.io.data import read_examples
     page, _ = browser_page
     names = {1: "bad", 2: "bad", 3: "so-so", 4: "good", 5: "good"}
     data = tmp_path / "words.csv"

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from support import run_cli
-from reviewlstm import api, artifact
-from reviewlstm.model import ModelConfig, RatingModel
-from reviewlstm.pretrain import LanguageModel, PretrainConfig, pretrain
+from reviewlstm import api
+from reviewlstm.inference import artifact
+from reviewlstm.nn.model import ModelConfig, RatingModel
+from reviewlstm.training.pretrain import LanguageModel, PretrainConfig, pretrain
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")
 

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.usefixtures("compiled_kernel"), pytest.mark.ray]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from reviewlstm.ray_scoring import ensure_ray
+    from reviewlstm.apps.ray_scoring import ensure_ray
     r = ensure_ray(num_cpus=2)
     yield r.get_runtime_context().gcs_address
     r.shutdown()
@@ -72,7 +72,7 @@ def test_ray_scores_every_row_as_predict_does(local_ray, tiny_model, tmp_path):
 def test_a_ray_dataset_in_a_ray_dataset_out(local_ray, tiny_model):
     import pandas as pd
     from reviewlstm import api
-    from reviewlstm.ray_scoring import score_dataset
+    from reviewlstm.apps.ray_scoring import score_dataset
     frame = pd.DataFrame({"review_id": range(6), "body": ["great", "", None, "awful film", "fine", "ok"]})
     out = score_dataset(ray.data.from_pandas(frame), model=tiny_model, text_column="body",
                         preserve_order=True).to_pandas()

@@ -12,7 +12,7 @@ import pytest
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.data import BadRows, Columns, DataError, read_examples
+from reviewlstm.io.data import BadRows, Columns, DataError, read_examples
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -108,7 +108,7 @@ def test_standard_input_skips_blank_lines_and_says_so(tiny_model):
     out = [json.loads(x) for x in proc.stdout.splitlines()]
     assert [(o["text"], o["line"]) for o in out] == [("good", 1), ("bad", 3)]
     assert "skipped 2 blank line(s) of standard input (line 2, 4)" in proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--json",
+    bad = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--json",
                           "--skip-bad-rows"], input=b"good\nb\xffd\nfine\n", capture_output=True)
     assert bad.returncode == 0 and b"line 2 is not valid UTF-8" in bad.stderr
     assert [json.loads(x)["line"] for x in bad.stdout.splitlines()] == [1, 3]

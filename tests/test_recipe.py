@@ -8,8 +8,8 @@ import pytest
 
 from support import run_cli, write_csv
 from reviewlstm import api
-from reviewlstm.data import read_examples
-from reviewlstm.train import TrainConfig, split_holdout, train
+from reviewlstm.io.data import read_examples
+from reviewlstm.training.train import TrainConfig, split_holdout, train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -89,7 +89,7 @@ def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
     loaded = api.load_model(result.out)
     assert loaded.config.long_text == "sentences" and loaded.config.pooling == "final"
     assert loaded.config.event_dropout == 0.5  # event_dropout "auto": SENTENCE_EVENT_DROPOUT for sentences
-    from reviewlstm.train import reading_rule
+    from reviewlstm.training.train import reading_rule
     examples = [type("E", (), {"line": i})() for i in range(3)]
     assert reading_rule(TrainConfig(train="x", dropout=0), examples, [["a"]] * 3)[2] is None  # no dropout asked
     config = json.loads((result.out / "config.json").read_text())
@@ -160,7 +160,7 @@ def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_pa
 
 def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
     import torch
-    from reviewlstm.train import average_weights
+    from reviewlstm.training.train import average_weights
     a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor([3], dtype=torch.int64)}
     b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor([5], dtype=torch.int64)}
     c = {"w": torch.tensor([2.0, 1.0]), "n": torch.tensor([4], dtype=torch.int64)}
@@ -188,7 +188,7 @@ def test_a_slice_that_takes_everything_is_one_line(tmp_path):
 def test_event_dropout_is_its_own_setting_saved_with_the_model(sst, tmp_path):
     import torch
 
-    from reviewlstm.model import ModelConfig, RatingModel
+    from reviewlstm.nn.model import ModelConfig, RatingModel
     out = tmp_path / "m"
     train(TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(out), phrases=False,
                       epochs=1, hidden=8, max_examples=60, dropout=0.4, event_dropout=0.0, progress=False),

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from reviewlstm.layers import Recurrent
+from reviewlstm.nn.layers import Recurrent
 from reviewlstm.reference import lstm, rnn
 
 B, T, E, H = 3, 6, 4, 5

@@ -17,7 +17,7 @@ import torch
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.data import DataError, read_examples
+from reviewlstm.io.data import DataError, read_examples
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -84,7 +84,7 @@ def test_temporary_outputs_are_unique_and_inputs_are_never_touched(tiny_model, t
         w.writerow(["text"])
         for i in range(3000):
             w.writerow([f"review {i} was rather good ."])
-    procs = [subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+    procs = [subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--input",
                                str(src), "--output", str(out), "--no-progress", "--workers", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
@@ -170,7 +170,7 @@ def test_a_killed_scorer_leaves_no_workers_and_no_temporary_file(tiny_model, tmp
             w.writerow([f"review {i} : the film was good , the ending less so and the music too loud ."])
     out = tmp_path / "out.csv"
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model),
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model),
                                  "--input", str(src), "--output", str(out), "--no-progress", "--workers", "2"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 120
@@ -213,7 +213,7 @@ def test_a_full_disk_names_the_output_and_leaves_nothing(tiny_model, tmp_path):
     def small_files():  # writes past 64 kB fail with EFBIG, as a full disk fails with ENOSPC
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--input",
                            str(src), "--output", str(out), "--no-progress", "--workers", "0"],
                           capture_output=True, text=True, preexec_fn=small_files, timeout=300)
     assert proc.returncode == 2 and f"cannot write {out}" in proc.stderr and "Traceback" not in proc.stderr
@@ -234,7 +234,7 @@ def test_a_retrain_killed_at_any_moment_leaves_a_model_that_loads(sst, tiny_mode
     out = tmp_path / "m"
     shutil.copytree(tiny_model, out)
     for delay in (2.5, 3.5, 4.5, 6.0):
-        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", *map(str, train_args(sst, out, "--epochs", 20, "--overwrite"))],
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", *map(str, train_args(sst, out, "--epochs", 20, "--overwrite"))],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.kill()
@@ -271,7 +271,7 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path, capsys
     }
     # each damaged checkpoint through the CLI's own entry point, in this process (a fresh process
     # per variant would spend its time importing torch): the same error handling a user meets
-    from reviewlstm import cli
+    from reviewlstm.apps import cli
     threads = torch.get_num_threads()
     try:
         for name, variants in damage.items():
@@ -336,7 +336,7 @@ def test_command_line_values_out_of_range(sst, tiny_model, tmp_path):
         assert proc.returncode == 2 and "--port" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli(*train_args(sst, tmp_path / "m", "--scale", "10-1"))
     assert proc.returncode == 2 and "--scale 10-1" in proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--json",
+    bad = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--json",
                           b"good \xff movie"], capture_output=True, text=True)
     assert bad.returncode == 2 and "TEXT 1 is not valid UTF-8" in bad.stderr and "\\udcff" not in bad.stdout
 
@@ -353,7 +353,7 @@ def test_a_single_class_training_file_warns(tmp_path):
 def test_listening_beyond_this_machine_warns(tiny_model):
     from support import free_port
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(tiny_model), "--host",
+    proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", "serve", "--model", str(tiny_model), "--host",
                              "0.0.0.0", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()
@@ -554,7 +554,7 @@ def test_serve_refuses_a_header_timeout_that_is_not_a_positive_number(tiny_model
 
 
 def test_calibrate_takes_the_output_lock_and_refuses_too_few_reviews(sst, tiny_model, tmp_path):
-    from reviewlstm.artifact import OutputLock
+    from reviewlstm.inference.artifact import OutputLock
     out = tmp_path / "cal"
     few = tmp_path / "few.csv"
     few.write_text("text,rating\n" + "".join(f"a fine film number {i},5\n" for i in range(3)))
@@ -618,7 +618,7 @@ def test_a_text_of_markup_alone_is_a_422_on_every_route_with_the_bundled_model(t
     """The bundled model (tokenizer strips markup): a text that reads as no words is refused on
     /predict and /explain alike, in one line saying why, never a 500."""
     from fastapi.testclient import TestClient
-    from reviewlstm.service import create_app
+    from reviewlstm.apps.service import create_app
     with TestClient(create_app()) as client:
         for _ in range(600):  # the model loads on a thread
             if client.get("/ready").status_code == 200:

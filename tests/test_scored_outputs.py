@@ -12,7 +12,7 @@ import pytest
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.data import DataError
+from reviewlstm.io.data import DataError
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -89,7 +89,7 @@ def test_a_csvs_numbers_are_numbers_in_parquet(tiny_model, tmp_path):
 
 def test_a_pipe_can_be_the_input(tiny_model, tmp_path):
     out = tmp_path / "o.csv"
-    proc = subprocess.run([sys.executable, "-m", "reviewlstm.cli", "predict", "--model", str(tiny_model), "--input",
+    proc = subprocess.run([sys.executable, "-m", "reviewlstm.apps.cli", "predict", "--model", str(tiny_model), "--input",
                            "/dev/stdin", "--format", "csv", "--output", str(out), "--no-progress"],
                           input="text\ngood\nbad\n", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr

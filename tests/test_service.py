@@ -109,14 +109,14 @@ def test_concurrent_clients_get_their_own_answers(server):
 def test_binds_to_loopback_by_default_and_bad_model_is_one_line(tmp_path):
     proc = run_cli("serve", "--model", tmp_path / "missing", "--port", free_port())
     assert proc.returncode == 2 and "no such model directory" in proc.stderr and "Traceback" not in proc.stderr
-    from reviewlstm.cli import build_parser
+    from reviewlstm.apps.cli import build_parser
     assert build_parser().parse_args(["serve"]).host == "127.0.0.1"
 
 
 def test_the_response_schema_is_the_librarys_prediction():
     import dataclasses
-    from reviewlstm.predict import Prediction
-    from reviewlstm.service import create_app
+    from reviewlstm.inference.predict import Prediction
+    from reviewlstm.apps.service import create_app
     openapi = create_app().openapi()["components"]["schemas"]
     schema = openapi["Prediction"]["properties"]
     # every field as to_dict() writes it: the scale lives in the keyed probabilities, not beside them

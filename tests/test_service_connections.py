@@ -100,7 +100,7 @@ def test_running_out_of_files_is_logged_once_and_the_service_recovers(tiny_model
         resource.setrlimit(resource.RLIMIT_NOFILE, (60, 60))
 
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.cli", "serve", "--model", str(tiny_model), "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "reviewlstm.apps.cli", "serve", "--model", str(tiny_model), "--port",
                                  str(port), "--max-connections", "1000", "--header-timeout", "1"],
                                 stdout=out, stderr=subprocess.STDOUT, preexec_fn=few_files)
     url = f"http://127.0.0.1:{port}"

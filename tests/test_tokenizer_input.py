@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from reviewlstm import api
-from reviewlstm.text import tokenize
+from reviewlstm.io.text import tokenize
 
 # each shape aimed at one of the tokenizer's patterns: a run the pattern could start anywhere in
 HOSTILE = {
@@ -21,7 +21,7 @@ HOSTILE = {
 # In a child process with a deadline: a pattern gone quadratic would take the better part of an hour.
 CHILD = """
 import json, sys, time
-from reviewlstm.text import tokenize
+from reviewlstm.io.text import tokenize
 MB = 1_000_000
 for name, expr in json.loads(sys.argv[1]).items():
     text = eval(expr)

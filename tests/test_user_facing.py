@@ -115,7 +115,7 @@ def test_a_parquet_output_keeps_its_error_column_typed(tiny_model, tmp_path):
 
 
 def test_a_closed_pipe_is_not_an_error(tiny_model, sst):
-    proc = subprocess.run(f"{sys.executable} -m reviewlstm.cli evaluate --model {tiny_model} {sst / 'dev.txt'} | head -1",
+    proc = subprocess.run(f"{sys.executable} -m reviewlstm.apps.cli evaluate --model {tiny_model} {sst / 'dev.txt'} | head -1",
                           shell=True, capture_output=True, text=True, timeout=300)
     assert proc.stdout.count("\n") == 1 and "Broken pipe" not in proc.stderr and "Traceback" not in proc.stderr
 
@@ -173,10 +173,10 @@ def test_a_model_that_rates_everything_alike_warns(tmp_path):
 
 
 def test_every_flag_has_help_and_train_defaults_come_from_the_config():
-    from reviewlstm.cli import _default_text, build_parser
-    from reviewlstm.distill import DistillConfig
-    from reviewlstm.service import Limits
-    from reviewlstm.train import TrainConfig
+    from reviewlstm.apps.cli import _default_text, build_parser
+    from reviewlstm.distillation.distill import DistillConfig
+    from reviewlstm.apps.service import Limits
+    from reviewlstm.training.train import TrainConfig
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, cmd in sub.choices.items():

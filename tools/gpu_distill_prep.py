@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from reviewlstm.data import read_examples
-from reviewlstm.distill import _neighbours
-from reviewlstm.embeddings import GloVe
-from reviewlstm.text import text_tokens
-from reviewlstm.train import TrainConfig
+from reviewlstm.io.data import read_examples
+from reviewlstm.distillation.distill import _neighbours
+from reviewlstm.nn.embeddings import GloVe
+from reviewlstm.io.text import text_tokens
+from reviewlstm.training.train import TrainConfig
 
 # GloVe's leading rows the pipeline reads: the neighbour pool, train's extra words, matrix_for's scale (10,000)
 POOL = max(inspect.signature(_neighbours).parameters["pool"].default, TrainConfig().extra_glove_words, 10000)

@@ -8,18 +8,18 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from . import artifact, calibration, metrics
-from .artifact import ArtifactError, LoadedModel, default_model_path, load_model, start_model_path
-from .data import BadRows, Columns, read_examples, text_problem
-from .explain import EXPLAIN_MAX_CHARS, Explanation
-from .fourgate import Kernel, warm_up
-from .explain import explain as _explain
-from .predict import Prediction, Predictor
-from .scoring import ScoreSummary, prediction_columns, rate_rows, score_file
-from .pretrain import PretrainConfig, PretrainResult
-from .pretrain import pretrain as _pretrain
-from .train import TrainConfig, TrainResult
-from .train import train as _train
+from reviewlstm.inference import artifact, calibration, metrics
+from reviewlstm.inference.artifact import ArtifactError, LoadedModel, default_model_path, load_model, start_model_path
+from reviewlstm.io.data import BadRows, Columns, read_examples, text_problem
+from reviewlstm.inference.explain import EXPLAIN_MAX_CHARS, Explanation
+from reviewlstm.nn.fourgate import Kernel, warm_up
+from reviewlstm.inference.explain import explain as _explain
+from reviewlstm.inference.predict import Prediction, Predictor
+from reviewlstm.inference.scoring import ScoreSummary, prediction_columns, rate_rows, score_file
+from reviewlstm.training.pretrain import PretrainConfig, PretrainResult
+from reviewlstm.training.pretrain import pretrain as _pretrain
+from reviewlstm.training.train import TrainConfig, TrainResult
+from reviewlstm.training.train import train as _train
 
 __all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",
            "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem",
@@ -28,7 +28,7 @@ __all__ = ["load_model", "default_model_path", "start_model_path", "train", "pre
 def pretrain(config: PretrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> PretrainResult:
     """Teach the recurrent layer to read reviews before it learns ratings: a language model over
     review texts (rated or not), written as a model directory for ``train(init_from=...)`` (see
-    reviewlstm.pretrain). ``pretrain(texts=["unrated.csv"], out="lm")``."""
+    reviewlstm.training.pretrain). ``pretrain(texts=["unrated.csv"], out="lm")``."""
     return _pretrain(config or PretrainConfig(**settings), log)
 
 
@@ -87,7 +87,7 @@ def _as_table(texts, text_column: str | None):
     if isinstance(texts, pd.Series):
         return None, texts.tolist(), texts.index
     if isinstance(texts, pd.DataFrame):
-        from .data import TEXT_COLUMNS
+        from reviewlstm.io.data import TEXT_COLUMNS
         column = text_column
         if column is None:
             lower = {str(c).lower(): c for c in texts.columns}
@@ -119,7 +119,7 @@ def _predict_table(predictor: Predictor, frame, texts: list, index):
 def explain(text: str, model: str | Path | LoadedModel | None = None, method: str = "integrated_gradients",
             max_chars: int | None = EXPLAIN_MAX_CHARS, long_text: str | None = None, on_piece=None) -> Explanation:
     """Why the model rates `text` as it does: each word's contribution, the gates word by word, the
-    prediction after each word (see reviewlstm.explain). At most `max_chars` characters are explained
+    prediction after each word (see reviewlstm.inference.explain). At most `max_chars` characters are explained
     (None: all; cost grows with length): `explained_chars` says how many were."""
     problem = text_problem(text)
     if problem:
@@ -154,7 +154,7 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
     result.update(calibration.scores(probs, truth), reliability=calibration.reliability(probs, truth),
                   temperature=cfg.temperature)
     if coverage is not None:
-        from . import conformal
+        from reviewlstm.inference import conformal
         result["rating_sets"] = conformal.evaluate(probs, truth, conformal.kept(loaded), coverage)
     result["file"] = str(path)
     result["model"] = str(loaded.path)
@@ -226,7 +226,7 @@ def _calibrate(dev, out, loaded: LoadedModel, examples: list, on_warning) -> dic
     record = {"temperature": temperature, "fitted_on": f"{dev} ({len(examples)} reviews)",
               "dev_before": before, "dev_after": after}
     # rating sets from the same reviews, at the new temperature (conformal.py)
-    from . import conformal
+    from reviewlstm.inference import conformal
     sets = conformal.calibrate(probs, truth, record["fitted_on"])
     out = Path(out)
     source = Path(loaded.path)
@@ -245,6 +245,6 @@ def export(out: str | Path, model: str | Path | LoadedModel | None = None, forma
     config.json: onnx_export.py). Returns the model file's path."""
     if format != "onnx":
         raise ValueError(f"format must be onnx, got {format!r}")
-    from . import onnx_export
+    from reviewlstm.inference import onnx_export
     loaded = model if isinstance(model, LoadedModel) else load_model(model)
     return onnx_export.export(loaded, out)

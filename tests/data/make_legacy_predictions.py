@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from reviewlstm import api as rl
-from reviewlstm import data
+from reviewlstm.io import data
 
 HERE = Path(__file__).parent
 LONG = [

@@ -2,8 +2,8 @@
 
 The readable copy of the equations and the oracle that the PyTorch cells are tested against.
 """
-from . import lstm, rnn
-from .lstm import lstm_backward, lstm_forward
-from .rnn import rnn_backward, rnn_forward
+from reviewlstm.reference import lstm, rnn
+from reviewlstm.reference.lstm import lstm_backward, lstm_forward
+from reviewlstm.reference.rnn import rnn_backward, rnn_forward
 
 __all__ = ["lstm", "rnn", "lstm_forward", "lstm_backward", "rnn_forward", "rnn_backward"]

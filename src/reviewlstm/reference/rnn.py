@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lstm import _mask
+from reviewlstm.reference.lstm import _mask
 
 
 def init_params(input_size: int, hidden_size: int, rng: np.random.Generator):
