@@ -55,7 +55,7 @@ def pytest_terminal_summary(terminalreporter, config):
 @pytest.fixture(scope="session")
 def tiny_model(sst, tmp_path_factory, compiled_kernel):
     """A small real model: 400 SST-5 sentences, 2 epochs, hidden 16, GloVe; trained through the CLI.
-    The recurrent path alone (--ngram-path off), so ONNX export takes it; tests/test_ngrams.py trains
+    The recurrent path alone (--ngram-path off), so ONNX export takes it; tests/nn/test_ngrams.py trains
     and reads models with an n-gram path."""
     out = tmp_path_factory.mktemp("models") / "tiny"
     proc = run_cli("train", "--train", sst / "train.txt", "--dev", sst / "dev.txt", "--out", out,

@@ -1,5 +1,5 @@
 """Nothing lost, nothing crashes: malformed files, killed processes, full disks, tampered artifacts.
-Each test is one way the project once lost data or answered with a traceback (issue 13)."""
+Each test is one way the project once lost data or answered with a traceback."""
 from __future__ import annotations
 
 import csv

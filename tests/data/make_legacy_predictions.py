@@ -2,7 +2,7 @@
 
     python tests/data/make_legacy_predictions.py tests/data/legacy_model > tests/data/legacy_predictions.json
 
-Run once with the version that wrote the model (the commit is in the output); tests/test_legacy.py
+Run once with the version that wrote the model (the commit is in the output); tests/inference/test_legacy.py
 loads the same directory with today's code and asks for the same ratings and probabilities. The
 texts: the SST-5 sample's dev sentences as plain text, and a few long multi-sentence reviews (read
 sentence by sentence, as that model was trained); four of them explained.

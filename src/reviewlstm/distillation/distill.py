@@ -1,7 +1,7 @@
 """`reviewlstm distill`: a transformer's accuracy in an LSTM's speed (Tang et al. 2019, "Distilling
 Task-Specific Knowledge from BERT into Simple Neural Networks").
 
-One story, every stage resumable and its output kept in the work directory (`OUT.work` by default):
+One story of six stages, each resumable and its output kept in the work directory (`OUT.work` by default):
 
 1. data      the training file less the validation slice, exactly as `train` splits it (so the slice
              stays untouched by the teacher too)
@@ -9,10 +9,12 @@ One story, every stage resumable and its output kept in the work directory (`OUT
 3. augment   new texts from the training reviews: words masked, words swapped for a GloVe nearest
              neighbour, n-grams sampled (Tang et al.'s recipe; GloVe neighbours in place of their
              part-of-speech swaps), `augment` per review, seeded
-4. label     the teacher's logits for every training text and augmented text, cached text by text in
+4. unrated   the user's unrated reviews (--unlabeled), more transfer text: new texts only, none of
+             the slice's or dev's
+5. label     the teacher's logits for every training text and augmented text, cached text by text in
              WORK/labels/<teacher fingerprint>/: a student retrains without the teacher, and another
              seed, another cap or another file labels only the texts no run labelled before
-5. student   `train()` on the gold ratings plus the teacher's soft targets (TrainConfig.transfer):
+6. student   `train()` on the gold ratings plus the teacher's soft targets (TrainConfig.transfer):
              an ordinary reviewlstm model, the teacher and the recipe on its card
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ import io
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -33,15 +35,12 @@ from reviewlstm.inference import artifact
 from reviewlstm.training import loop
 from reviewlstm.nn.model import LongText
 from reviewlstm.options import check_fields, option
-from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Head, Pooling, Precision, Teacher, fine_tune, resolve_precision
+from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Head, Precision, TeacherPooling, Teacher, fine_tune, resolve_precision
 from reviewlstm.io.text import text_tokens
 from reviewlstm.io.data import BadRows
 from reviewlstm.training.train import TrainConfig, reading_rule, training_examples
 from reviewlstm.training.transfer import TOKEN_SEP
 from reviewlstm.training.train import train as train_student
-
-STAGES = ("teacher", "label", "student")
-
 
 # augmented texts a training review at most: each is labelled by the teacher and trained on, and
 # past some tens the texts repeat one another (the measured recipes use 4-8)
@@ -67,7 +66,7 @@ class DistillConfig:
     teacher_batch_size: int = option(16, "texts per teacher step", positive=True)
     teacher_max_length: int = option(256, "wordpieces the teacher reads at once; longer texts are cut (and counted)",
                                      positive=True)
-    teacher_pooling: Pooling = option("mean", "the encoder's states to one vector for the head: their mean over the "
+    teacher_pooling: TeacherPooling = option("mean", "the encoder's states to one vector for the head: their mean over the "
                                       "wordpieces (as MiniLM was trained) or the [CLS] state")
     teacher_head: Head = option("linear", "that vector to the scale's logits: one linear map, or mlp (dense + tanh + "
                                           "linear, RoBERTa's classification head)")
@@ -698,8 +697,3 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
     loaded = artifact.load(out)
     artifact.write_metadata(out, meta, artifact.model_card(loaded.config, loaded.train_config, meta))
 
-
-def config_dict(cfg: DistillConfig) -> dict:
-    d = asdict(cfg)
-    d["student"] = asdict(cfg.student)
-    return d

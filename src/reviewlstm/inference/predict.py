@@ -9,10 +9,9 @@ import torch
 
 from reviewlstm.nn import ngrams
 from reviewlstm.inference.artifact import LoadedModel
-from reviewlstm.nn.model import RatingModel
+from reviewlstm.nn.model import LONG_TEXTS, RatingModel
 from reviewlstm.io.text import is_word, text_tokens
 
-LONG_TEXT_MODES = ("whole", "sentences")
 # under this share of its tokens known to the vocabulary, a text's rating is mostly a guess from
 # <unk>s (another language, only emoji or punctuation): the prediction says so
 KNOWN_SHARE_WARNING = 0.5
@@ -174,8 +173,8 @@ class Predictor:
                  batch_size: int = 128, coverage: float | None = None):
         self.loaded, self.model, self.vocab, self.config = loaded, loaded.model, loaded.vocab, loaded.config
         long_text = long_text or self.config.long_text
-        if long_text not in LONG_TEXT_MODES:
-            raise ValueError(f"long_text must be one of {', '.join(LONG_TEXT_MODES)}, got {long_text!r}")
+        if long_text not in LONG_TEXTS:
+            raise ValueError(f"long_text must be one of {', '.join(LONG_TEXTS)}, got {long_text!r}")
         self.long_text, self.batch_size = long_text, batch_size
         self.long_threshold = long_threshold or self.config.long_threshold
         if coverage is not None and (isinstance(coverage, bool) or not isinstance(coverage, (int, float))):

@@ -16,7 +16,7 @@ over the model's own token ids: a word is its id a, a pair of neighbours (a, b) 
 weights. Each text's features: tf = 1 + ln(count), times idf = ln((1 + n) / (1 + df)) + 1, scaled
 to unit length; logits = coef @ x + intercept, a softmax over the ratings. Fitting uses
 scikit-learn's LogisticRegression (C 2, L2), the same model as the TF-IDF + LR peer
-(reviewlstm.distillation.baseline), which tests/test_ngrams.py checks this path against.
+(reviewlstm.distillation.baseline), which tests/nn/test_ngrams.py checks this path against.
 """
 from __future__ import annotations
 

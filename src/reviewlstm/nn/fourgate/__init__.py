@@ -18,7 +18,7 @@ the weight gradients as one product over all steps after it.
 The compiled loop is built once per machine; `warm_up` is the one way a job or a surface makes it
 ready before work starts (or says this process never builds it).
 
-tests/test_fourgate.py holds every backend available on the machine to the readable loop.
+tests/nn/test_fourgate.py holds every backend available on the machine to the readable loop.
 """
 import time
 from dataclasses import dataclass

@@ -30,7 +30,7 @@ the dispatcher after the loop.
 
 Products use tl.dot at IEEE float32 precision (not TF32), and in float64 a broadcast product summed:
 both kernels are held to the readable cell at 1e-5 (float32) and 1e-10 (float64) like the other
-backends (tests/test_fourgate.py), on the GPU when there is one. Without one, the same kernels run in
+backends (tests/nn/test_fourgate.py), on the GPU when there is one. Without one, the same kernels run in
 Triton's interpreter (TRITON_INTERPRET=1) on CPU tensors; it runs programs one after another, so
 there the split kernels run only with a single unit block (nobody waits on anybody).
 

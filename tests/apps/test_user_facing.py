@@ -1,4 +1,4 @@
-"""What a user meets (issue 14): every row back, one rule for a text in the API, the CLI and the
+"""What a user meets: every row back, one rule for a text in the API, the CLI and the
 service, what the model could read, explanations with a bounded cost, help from the code's own
 defaults, training curves beside the model."""
 import csv

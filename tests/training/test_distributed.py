@@ -15,7 +15,7 @@ from reviewlstm import api
 from reviewlstm.training.train import TrainConfig, train
 
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def torchrun(*args, timeout=300):
