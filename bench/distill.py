@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.training.train import rate_or_auto
+from reviewlstm.training.config import rate_or_auto
 from reviewlstm.distillation.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
 from reviewlstm.distillation.teacher import Teacher
 from reviewlstm.training.train import TrainConfig, read_rated, split_holdout

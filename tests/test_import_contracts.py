@@ -53,3 +53,24 @@ def test_no_command_but_serve_imports_the_web_stack():
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout[-2000:]
+
+
+def test_every_commands_help_is_built_without_torch():
+    """The settings the flags are made of live in torch-free modules (nn/config.py,
+    training/config.py, distillation/config.py, inference/config.py, apps/limits.py): `--help` of every
+    command answers without importing torch, numpy's heavy users or the service."""
+    probe = ("import contextlib, io, sys\n"
+             "from reviewlstm.apps import cli\n"
+             "parser = cli.build_parser()\n"
+             "commands = [a for a in parser._subparsers._group_actions[0].choices]\n"
+             "for argv in [['--help']] + [[c, '--help'] for c in commands]:\n"
+             "    with contextlib.redirect_stdout(io.StringIO()):\n"
+             "        try:\n"
+             "            cli.main(argv)\n"
+             "        except SystemExit:\n"
+             "            pass\n"
+             "print(len(commands), sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'fastapi', 'transformers')))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-2000:]
+    count, imported = run.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) >= 10 and imported == "[]", run.stdout[-2000:]

@@ -16,7 +16,8 @@ from reviewlstm.nn.fourgate import Kernel, warm_up
 from reviewlstm.inference.explain import explain as _explain
 from reviewlstm.inference.predict import Prediction, Predictor
 from reviewlstm.inference.scoring import ScoreSummary, prediction_columns, rate_rows, score_file
-from reviewlstm.training.pretrain import PretrainConfig, PretrainResult
+from reviewlstm.training.config import PretrainConfig
+from reviewlstm.training.pretrain import PretrainResult
 from reviewlstm.training.pretrain import pretrain as _pretrain
 from reviewlstm.training.train import TrainConfig, TrainResult
 from reviewlstm.training.train import train as _train

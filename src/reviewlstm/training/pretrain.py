@@ -23,67 +23,14 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
 from reviewlstm.inference import artifact
-from reviewlstm.options import check_fields, option
-
-
-@dataclass
-class PretrainConfig:
-    """One pretraining run's settings (the command's flags are generated from these fields)."""
-    texts: list[str] = option(factory=list, help="review files to read (CSV, TSV, JSONL, Parquet, SST; .gz too)",
-                         metavar="FILE")
-    out: str | None = option(None, "where to write the language model (a model directory)", metavar="DIR")
-    vocab_size: int = option(60_000, "the most frequent words known (the rest are <unk>)", positive=True)
-    min_freq: int = option(3, "a word must be seen this often to be known", positive=True)
-    embeddings: Literal["glove", "random"] = option("glove", "word vectors to start from (GloVe: 50-d)")
-    embed_dim: int = option(50, "word vector size (50 with GloVe)", positive=True)
-    hidden: int = option(150, "units per direction (the rating model's default layer)", positive=True)
-    seq_len: int = option(70, "tokens a window holds", positive=True)
-    batch_size: int = option(64, "windows a step", positive=True)
-    epochs: float = option(1.0, "passes over the texts (a fraction reads part of them)", positive=True)
-    max_tokens: int | None = option(None, "read at most this many tokens of the texts", positive=True)
-    lr: float = option(2e-3, "Adam's learning rate (a linear warm-up over the first twentieth of the steps, then a linear decay)",
-                       positive=True)
-    dropout: float = option(0.2, "dropout on the word vectors and the layer's outputs")
-    held_out: float = option(0.01, "share of the windows held out to measure perplexity")
-    cutoffs: str = option("2000,10000", "the adaptive softmax's cluster boundaries, by word frequency rank")
-    lowercase: bool = option(True, "lower-case the texts, as train does")
-    seed: int = option(0, "the same seed and texts give the same model")
-    threads: int | None = option(None, "CPU threads (none: torch's default)", positive=True)
-    progress: bool = option(True, cli=False)
-
-    def validate(self) -> None:
-        check_fields(self)
-        if not self.texts:
-            raise ValueError("no texts: pass --texts FILE [FILE ...]")
-        for path in self.texts:
-            if not Path(path).is_file():
-                raise ValueError(f"{path}: no such file (--texts)")
-        if not self.out:
-            raise ValueError("no output directory: pass --out DIR")
-        if not 0 <= self.dropout < 1 or not 0 < self.held_out < 0.5:
-            raise ValueError(f"dropout must be in [0, 1) and held_out in (0, 0.5), got {self.dropout}, {self.held_out}")
-        if self.embeddings == "glove" and self.embed_dim != 50:
-            raise ValueError("GloVe vectors are 50-d: use --embed-dim 50 or --embeddings random")
-        cuts = self.cutoff_list()
-        if not cuts or cuts != sorted(set(cuts)) or cuts[0] < 1:
-            raise ValueError(f"cutoffs must be increasing positive integers, got {self.cutoffs!r}")
-        from reviewlstm.nn.model import check_sizes
-        from reviewlstm.training.train import check_threads
-        check_sizes(hidden=self.hidden, embed_dim=self.embed_dim, vocab_size=self.vocab_size)
-        check_threads(self.threads, "threads")
-
-    def cutoff_list(self) -> list[int]:
-        try:
-            return [int(c) for c in str(self.cutoffs).split(",") if c.strip()]
-        except ValueError:
-            raise ValueError(f"cutoffs must be comma-separated integers, got {self.cutoffs!r}") from None
+from reviewlstm.training.config import PretrainConfig
 
 
 @dataclass

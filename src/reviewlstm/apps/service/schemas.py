@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from reviewlstm.inference.explain import Method
+from reviewlstm.inference.config import Method
 from reviewlstm.nn.model import LongText
 from reviewlstm.inference.predict import Prediction as PredictionResult
 
