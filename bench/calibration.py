@@ -23,7 +23,7 @@ from reviewlstm import api
 from reviewlstm.inference import calibration, conformal
 from reviewlstm.io.data import read_examples
 from reviewlstm.inference.predict import Predictor, read_distributions
-from reviewlstm.training.train import split_holdout
+from reviewlstm.training.examples import split_holdout
 
 DATA = {"sst": ("../shared/data/sst5/train.txt", "../shared/data/sst5/dev.txt", None),
         "amazon": ("../shared/data/amazon-musical/train.csv", "../shared/data/amazon-musical/dev.csv", None)}

@@ -15,7 +15,7 @@ The data sets, by name (`--data NAME[,NAME]` in every quality benchmark):
 The IMDB files are made once from `../shared/data/imdb/train.csv.gz` into `runs/data/` (a review
 goes to dev when sha256(id) mod 10 is 0; the 5,000 are the first by sha256(id) of the rest), so every
 benchmark reads the same rows on every machine. Each model's untouched validation slice is the one
-`reviewlstm train` sets aside from the training file (`reviewlstm.training.train.split_holdout`): the peers
+`reviewlstm train` sets aside from the training file (`reviewlstm.training.examples.split_holdout`): the peers
 are trained on the same training reviews minus the same slice and scored on it.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from reviewlstm.distillation.baseline import NBSVM, TfidfLR
 from reviewlstm.io.data import read_examples
 from reviewlstm.inference.metrics import score
 from reviewlstm.io.text import text_tokens
-from reviewlstm.training.train import split_holdout
+from reviewlstm.training.examples import split_holdout
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("REVIEWLSTM_SHARED_DATA", ROOT.parent / "shared" / "data"))

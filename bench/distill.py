@@ -19,7 +19,8 @@ from reviewlstm import api
 from reviewlstm.training.config import rate_or_auto
 from reviewlstm.distillation.distill import DistillConfig, distill, evaluate_teacher, teacher_metrics
 from reviewlstm.distillation.teacher import Teacher
-from reviewlstm.training.train import TrainConfig, read_rated, split_holdout
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import read_rated, split_holdout
 from reviewlstm.io.data import BadRows
 
 from common import data_args, datasets

@@ -36,7 +36,8 @@ from reviewlstm.inference import artifact
 from reviewlstm.training import loop
 from reviewlstm.nn.ngrams import NgramPath
 from reviewlstm.inference.predict import read_distributions
-from reviewlstm.training.train import TrainConfig, load_data, reading_ids
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import load_data, reading_ids
 
 LINEAR = ("TF-IDF 1-2-grams + logistic regression", "NBSVM 1-2-grams (logistic regression)")
 RULES = ("cross-fit, NLL", "cross-fit, accuracy", "dev, accuracy", "dev, NLL", "half", "recurrent alone",

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from reviewlstm import api
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 from common import sst_arg
 

@@ -20,7 +20,8 @@ import numpy as np
 from reviewlstm import api
 from reviewlstm.io.data import BadRows, read_examples
 from reviewlstm.inference.predict import Predictor
-from reviewlstm.training.train import TrainConfig, read_rated, split_holdout
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import read_rated, split_holdout
 
 from common import sst_arg
 

@@ -33,7 +33,7 @@ from common import PEERS, Split, data_args, datasets, mean_sd, scores, timed
 
 from reviewlstm import api
 from reviewlstm.inference import artifact
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 
 def summary(runs: list[dict]) -> dict:

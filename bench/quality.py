@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reviewlstm import api
 from reviewlstm.io.data import read_examples
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 from common import sst_arg
 

@@ -25,7 +25,8 @@ from reviewlstm import api
 from reviewlstm.inference import metrics
 from reviewlstm.io.data import read_examples
 from reviewlstm.inference.predict import Predictor
-from reviewlstm.training.train import TrainConfig, split_holdout
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import split_holdout
 
 from common import Split, data_args, datasets, scores
 

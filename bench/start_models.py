@@ -19,7 +19,7 @@ from common import datasets, mean_sd
 
 from reviewlstm import api
 from reviewlstm.inference import artifact
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 
 def main() -> None:

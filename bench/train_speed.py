@@ -22,7 +22,7 @@ CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
 from reviewlstm import api
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 cfg = TrainConfig(overwrite=True, train=sys.argv[1], out=sys.argv[2], phrases=sys.argv[3] == "phrases", epochs=1, seed=0,
                   progress=False)

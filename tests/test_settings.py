@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from support import run_cli
-from reviewlstm.training.train import TrainConfig
+from reviewlstm.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("line,message", [

@@ -19,7 +19,8 @@ from reviewlstm.inference.scoring import ScoreSummary, prediction_columns, rate_
 from reviewlstm.training.config import PretrainConfig
 from reviewlstm.training.pretrain import PretrainResult
 from reviewlstm.training.pretrain import pretrain as _pretrain
-from reviewlstm.training.train import TrainConfig, TrainResult
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.finish import TrainResult
 from reviewlstm.training.train import train as _train
 
 __all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",

@@ -7,7 +7,8 @@ import torch
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.training.train import TrainConfig, train
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.train import train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 

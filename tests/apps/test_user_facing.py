@@ -176,7 +176,7 @@ def test_every_flag_has_help_and_train_defaults_come_from_the_config():
     from reviewlstm.apps.cli import _default_text, build_parser
     from reviewlstm.distillation.distill import DistillConfig
     from reviewlstm.apps.service import Limits
-    from reviewlstm.training.train import TrainConfig
+    from reviewlstm.training.config import TrainConfig
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, cmd in sub.choices.items():

@@ -24,7 +24,8 @@ from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Teacher, fine_
 from reviewlstm.training import transfer
 from reviewlstm.distillation.distill import ensemble_logits
 from reviewlstm.training.loop import SHARES, mixture_share
-from reviewlstm.training.train import TrainConfig, split_holdout
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import split_holdout
 from reviewlstm.training.train import train as train_student
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
@@ -522,7 +523,7 @@ def test_unrated_files_never_bring_the_slice_or_dev_into_training(distilled, sst
     """--unlabeled pointed at the training file itself: the validation slice's and dev's texts (whole
     or any of their sentences) are left out and counted, so the slice stays untouched."""
     import csv
-    from reviewlstm.training.train import read_rated, training_examples
+    from reviewlstm.training.examples import read_rated, training_examples
     from reviewlstm.io.data import BadRows
     st = student_cfg(sst, tmp_path / "student")
     _, held = training_examples(st, BadRows())

@@ -82,7 +82,8 @@ def test_calibrate_writes_a_model_that_every_reader_applies(tiny_model, sst, tmp
 
 
 def test_train_fits_the_temperature_on_dev_and_scores_the_slice_calibrated(sst, tmp_path):
-    from reviewlstm.training.train import TrainConfig, train
+    from reviewlstm.training.config import TrainConfig
+    from reviewlstm.training.train import train
     logs = []
     train(TrainConfig(train=str(sst / "train.txt"), dev=str(sst / "dev.txt"), out=str(tmp_path / "m"), phrases=False,
                       max_examples=120, epochs=1, hidden=8, embeddings="random", embed_dim=8, progress=False),

@@ -83,7 +83,8 @@ def test_a_calibrated_model_carries_sets_everywhere(tiny_model, sst, tmp_path):
 
 
 def test_train_calibrates_the_sets_on_its_untouched_slice(sst, tmp_path):
-    from reviewlstm.training.train import TrainConfig, train
+    from reviewlstm.training.config import TrainConfig
+    from reviewlstm.training.train import train
     train(TrainConfig(train=str(sst / "train.txt"), out=str(tmp_path / "m"), phrases=False, max_examples=200,
                       epochs=1, hidden=8, embeddings="random", embed_dim=8, progress=False), log=lambda s: None)
     meta = json.loads((tmp_path / "m" / "metadata.json").read_text())

@@ -8,7 +8,8 @@ from support import run_cli
 from reviewlstm import api
 from reviewlstm.io.data import read_examples
 from reviewlstm.inference.onnx_export import onnx_ids
-from reviewlstm.training.train import TrainConfig, train
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.train import train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 

@@ -13,7 +13,8 @@ from reviewlstm.distillation.baseline import TfidfLR
 from reviewlstm.inference.explain import explain
 from reviewlstm.nn.model import ModelConfig
 from reviewlstm.nn.ngrams import NgramPath
-from reviewlstm.training.train import TrainConfig, train
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.train import train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from support import run_cli
 from reviewlstm import api
-from reviewlstm.training.train import TrainConfig, train
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.train import train
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

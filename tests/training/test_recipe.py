@@ -9,7 +9,9 @@ import pytest
 from support import run_cli, write_csv
 from reviewlstm import api
 from reviewlstm.io.data import read_examples
-from reviewlstm.training.train import TrainConfig, split_holdout, train
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.examples import split_holdout
+from reviewlstm.training.train import train
 
 pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the compiled loop built first
 
@@ -89,7 +91,7 @@ def test_sentence_models_read_long_texts_sentence_by_sentence(sst, tmp_path):
     loaded = api.load_model(result.out)
     assert loaded.config.long_text == "sentences" and loaded.config.pooling == "final"
     assert loaded.config.event_dropout == 0.5  # event_dropout "auto": SENTENCE_EVENT_DROPOUT for sentences
-    from reviewlstm.training.train import reading_rule
+    from reviewlstm.training.recipe import reading_rule
     examples = [type("E", (), {"line": i})() for i in range(3)]
     assert reading_rule(TrainConfig(train="x", dropout=0), examples, [["a"]] * 3)[2] is None  # no dropout asked
     config = json.loads((result.out / "config.json").read_text())
@@ -160,7 +162,7 @@ def test_auto_starts_long_review_models_from_the_shipped_start_model(sst, tmp_pa
 
 def test_average_weights_is_the_mean_and_average_best_keeps_it(sst, tmp_path):
     import torch
-    from reviewlstm.training.train import average_weights
+    from reviewlstm.training.finish import average_weights
     a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor([3], dtype=torch.int64)}
     b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor([5], dtype=torch.int64)}
     c = {"w": torch.tensor([2.0, 1.0]), "n": torch.tensor([4], dtype=torch.int64)}

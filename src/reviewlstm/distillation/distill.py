@@ -37,7 +37,9 @@ from reviewlstm.distillation.config import DistillConfig
 from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Teacher, fine_tune, resolve_precision
 from reviewlstm.io.text import text_tokens
 from reviewlstm.io.data import BadRows
-from reviewlstm.training.train import TrainConfig, reading_rule, training_examples
+from reviewlstm.training.config import TrainConfig
+from reviewlstm.training.recipe import reading_rule
+from reviewlstm.training.examples import training_examples
 from reviewlstm.training.transfer import TOKEN_SEP
 from reviewlstm.training.train import train as train_student
 
@@ -489,7 +491,7 @@ def _withheld(st: TrainConfig, held: list) -> set:
     """The texts no unrated source may bring into training: the validation slice's and dev's, whole
     and sentence by sentence (as the student's token lists, keys joined by TOKEN_SEP)."""
     from reviewlstm.inference.predict import split_sentences
-    from reviewlstm.training.train import read_rated
+    from reviewlstm.training.examples import read_rated
     examples = list(held) + (read_rated(st.dev, st, False, BadRows()) if st.dev else [])
     keys = set()
     for e in examples:
