@@ -25,7 +25,8 @@ from reviewlstm.training.train import train as _train
 
 __all__ = ["load_model", "default_model_path", "start_model_path", "train", "predict", "explain", "evaluate",
            "score_file", "calibrate", "export", "warm_up", "ScoreSummary", "Prediction", "Kernel", "text_problem",
-           "ArtifactError", "pretrain", "PretrainConfig"]
+           "ArtifactError", "pretrain", "PretrainConfig", "Predictor"]
+
 
 def pretrain(config: PretrainConfig | None = None, log: Callable[[str], None] = print, **settings) -> PretrainResult:
     """Teach the recurrent layer to read reviews before it learns ratings: a language model over

@@ -84,12 +84,18 @@ def _column_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from reviewlstm import __version__
-    from reviewlstm.inference.config import METHODS
-    from reviewlstm.nn.config import LONG_TEXTS
     parser = argparse.ArgumentParser(prog="reviewlstm", description="Predict a review's star rating from its text.")
     parser.add_argument("--version", action="version", version=f"reviewlstm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    for add in (_predict_command, _reading_commands, _training_commands, _serving_commands, _tool_commands):
+        add(sub)
+    return parser
+
+
+def _predict_command(sub) -> None:
+    """predict: texts, standard input or a whole file, on this machine or on Ray."""
+    from reviewlstm.nn.config import LONG_TEXTS
     p = sub.add_parser("predict", help="rate reviews",
                        description="Rate the given texts; with no TEXT, the lines of standard input (one review a "
                                    "line); or every row of --input FILE, written to --output FILE.")
@@ -117,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     _column_args(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _reading_commands(sub) -> None:
+    """evaluate, calibrate, export, explain: what else reads a trained model."""
+    from reviewlstm.inference.config import EXPLAIN_MAX_CHARS, METHODS
+    from reviewlstm.nn.config import LONG_TEXTS
     e = sub.add_parser("evaluate", help="score a model on a labelled file",
                        description="Accuracy, macro-F1, MAE, within ±1 star, QWK, per-class precision and recall "
                                    "and the confusion matrix.")
@@ -155,21 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", required=True, metavar="DIR", help="a new or empty directory")
     o.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="train a model on (review, rating) pairs",
-                       description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
-    _train_args(t)
-    t.set_defaults(func=cmd_train)
-
-    dd = sub.add_parser("distill", help="train an LSTM on a fine-tuned transformer's ratings",
-                        description="Fine-tune a teacher (MiniLM-L6, or a local Hugging Face encoder) on --train, "
-                                    "label the training texts and augmented ones with its distributions (cached), "
-                                    "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
-    _train_args(dd, "distill")
-    from reviewlstm.distillation.config import DistillConfig
-    add_flags(dd, DistillConfig, "distill_")
-    dd.set_defaults(func=cmd_distill)
-
-    from reviewlstm.inference.config import EXPLAIN_MAX_CHARS
     x = sub.add_parser("explain", help="why a rating: word contributions and gate traces",
                        description="The rating, the words colored by their contribution, and (with --html) a page "
                                    "with the word heat map, the gate heat maps and the prediction after each word.")
@@ -186,6 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the colored text when it has at most N words (default 200)")
     x.set_defaults(func=cmd_explain)
 
+
+def _training_commands(sub) -> None:
+    """train and distill, their flags made from TrainConfig and DistillConfig; pretrain, from PretrainConfig."""
+    t = sub.add_parser("train", help="train a model on (review, rating) pairs",
+                       description="Train, evaluate on --dev after every epoch, keep the best epoch in --out.")
+    _train_args(t)
+    t.set_defaults(func=cmd_train)
+
+    dd = sub.add_parser("distill", help="train an LSTM on a fine-tuned transformer's ratings",
+                        description="Fine-tune a teacher (MiniLM-L6, or a local Hugging Face encoder) on --train, "
+                                    "label the training texts and augmented ones with its distributions (cached), "
+                                    "and train an ordinary reviewlstm model on them (pip install -e \".[teacher]\").")
+    _train_args(dd, "distill")
+    from reviewlstm.distillation.config import DistillConfig
+    add_flags(dd, DistillConfig, "distill_")
+    dd.set_defaults(func=cmd_distill)
+
+    pt = sub.add_parser("pretrain", help="teach the recurrent layer to read reviews: a language model for train --init-from",
+                        description="Train the rating model's network (embedding and bidirectional four-gate layer) "
+                                    "as a language model on review texts, rated or not (ULMFiT), and write it as a "
+                                    "model directory that `train --init-from DIR` starts from.")
+    from reviewlstm.training.config import PretrainConfig
+    add_flags(pt, PretrainConfig, "pre_", "pretrain")
+    pt.add_argument("--no-progress", action="store_true", help="no progress bar (the log lines stay)")
+    pt.set_defaults(func=cmd_pretrain)
+
+
+def _serving_commands(sub) -> None:
+    """serve: its limits' flags made from apps/limits.py (the service itself is imported only when it runs)."""
     s = sub.add_parser("serve", help="the REST service and web page",
                        description="FastAPI on uvicorn: POST /predict, POST /explain, GET /health, /ready, /model, "
                                    "/docs, and the page at /.")
@@ -201,19 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a new connection has to send its request head (default 10)")
     s.set_defaults(func=cmd_serve)
 
+
+def _tool_commands(sub) -> None:
+    """download-sst5, gradients, build-kernel."""
     dl = sub.add_parser("download-sst5", help="fetch SST-5 (needs a network), check its MD5, cache it")
     dl.add_argument("--cache", help="cache directory (default $REVIEWLSTM_CACHE or ~/.cache/reviewlstm)")
     dl.add_argument("--url", default=None, help="where to fetch the archive (default: Stanford's own copy)")
     dl.set_defaults(func=cmd_download)
-
-    pt = sub.add_parser("pretrain", help="teach the recurrent layer to read reviews: a language model for train --init-from",
-                        description="Train the rating model's network (embedding and bidirectional four-gate layer) "
-                                    "as a language model on review texts, rated or not (ULMFiT), and write it as a "
-                                    "model directory that `train --init-from DIR` starts from.")
-    from reviewlstm.training.config import PretrainConfig
-    add_flags(pt, PretrainConfig, "pre_", "pretrain")
-    pt.add_argument("--no-progress", action="store_true", help="no progress bar (the log lines stay)")
-    pt.set_defaults(func=cmd_pretrain)
 
     g = sub.add_parser("gradients", help="the vanishing-gradient study: RNN against LSTM on the adding problem",
                        description="Measure how far back the gradient reaches in each cell, at initialization and "
@@ -234,7 +253,6 @@ def build_parser() -> argparse.ArgumentParser:
                                    "($REVIEWLSTM_CACHE or ~/.cache/reviewlstm). Without it everything still runs, "
                                    "on the slower Python loop.")
     k.set_defaults(func=cmd_build_kernel)
-    return parser
 
 
 def _columns(args):
@@ -258,51 +276,67 @@ def _print_prediction(text: str, p, ratings: list[int]) -> None:
 
 
 def cmd_predict(args) -> int:
+    if args.engine == "ray" or args.address:
+        return _predict_on_ray(args)
+    if args.input:
+        return _predict_file(args)
+    return _predict_texts(args)
+
+
+def _predict_on_ray(args) -> int:
+    """--engine ray: --input files or a folder scored by Ray Data actors into Parquet files."""
+    if args.coverage is not None:
+        raise UserError("--coverage is for the local engine (TEXT, standard input or --input): Ray scoring writes "
+                        "the probabilities, p_<rating>, without rating sets")
+    if not (args.input and args.output) or args.texts:
+        raise UserError("--engine ray scores --input FILE_OR_FOLDER into --output FOLDER (Parquet files)")
+    import time
+    from reviewlstm.apps import ray_scoring
+    started = time.perf_counter()
+    ray_scoring.ensure_ray(args.address)
+    counts = ray_scoring.score_to_parquet([args.input], args.output, model=args.model, fmt=args.format,
+                                          text_column=args.text_column, long_text=args.long_text,
+                                          preserve_order=args.preserve_order)
+    seconds = time.perf_counter() - started
+    print(f"rated {counts['rows'] - counts['errors']} of {counts['rows']} rows from {args.input} with Ray in "
+          f"{seconds:.1f}s -> {counts['files']} Parquet file(s) in {args.output}")
+    if counts["errors"]:
+        print(f"{counts['errors']} row(s) could not be rated and have an error column instead of a prediction "
+              f"(their source_file and source_line say where)", file=sys.stderr)
+    return 0
+
+
+def _predict_file(args) -> int:
+    """--input FILE --output FILE: every row back, in order, with its prediction or its error."""
+    from reviewlstm import api
+    if args.texts:
+        raise UserError("give TEXT arguments or --input FILE, not both")
+    if not args.output:
+        raise UserError("--input needs --output FILE for the scored rows")
+    s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
+                       coverage=args.coverage,
+                       skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
+                       workers=args.workers)
+    rated = s.rows - s.errors
+    print(f"read {s.bad_rows.rows} rows from {args.input}; rated {rated} in {s.seconds:.1f}s "
+          f"({rated / max(s.seconds, 1e-9):.0f}/s"
+          + (f"; compiling the kernel took {s.build_seconds:.0f}s more, once for this machine" if s.build_seconds else "")
+          + f") -> {s.output}")
+    if s.bad_rows.count:
+        if s.skipped:
+            print(s.bad_rows.summary(), file=sys.stderr)
+        else:
+            print(f"{s.errors} row(s) could not be rated and have an error column instead of a prediction: "
+                  + "; ".join(s.bad_rows.first)
+                  + (f" and {s.errors - len(s.bad_rows.first)} more" if s.errors > len(s.bad_rows.first) else ""),
+                  file=sys.stderr)
+    return 0
+
+
+def _predict_texts(args) -> int:
+    """TEXT arguments or standard input's lines, printed (or --json, one object a text)."""
     import json
     from reviewlstm import api
-    if args.engine == "ray" or args.address:
-        if args.coverage is not None:
-            raise UserError("--coverage is for the local engine (TEXT, standard input or --input): Ray scoring writes "
-                            "the probabilities, p_<rating>, without rating sets")
-        if not (args.input and args.output) or args.texts:
-            raise UserError("--engine ray scores --input FILE_OR_FOLDER into --output FOLDER (Parquet files)")
-        import time
-        from reviewlstm.apps import ray_scoring
-        started = time.perf_counter()
-        ray_scoring.ensure_ray(args.address)
-        counts = ray_scoring.score_to_parquet([args.input], args.output, model=args.model, fmt=args.format,
-                                              text_column=args.text_column, long_text=args.long_text,
-                                              preserve_order=args.preserve_order)
-        seconds = time.perf_counter() - started
-        print(f"rated {counts['rows'] - counts['errors']} of {counts['rows']} rows from {args.input} with Ray in "
-              f"{seconds:.1f}s -> {counts['files']} Parquet file(s) in {args.output}")
-        if counts["errors"]:
-            print(f"{counts['errors']} row(s) could not be rated and have an error column instead of a prediction "
-                  f"(their source_file and source_line say where)", file=sys.stderr)
-        return 0
-    if args.input:
-        if args.texts:
-            raise UserError("give TEXT arguments or --input FILE, not both")
-        if not args.output:
-            raise UserError("--input needs --output FILE for the scored rows")
-        s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
-                           coverage=args.coverage,
-                           skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
-                           workers=args.workers)
-        rated = s.rows - s.errors
-        print(f"read {s.bad_rows.rows} rows from {args.input}; rated {rated} in {s.seconds:.1f}s "
-              f"({rated / max(s.seconds, 1e-9):.0f}/s"
-              + (f"; compiling the kernel took {s.build_seconds:.0f}s more, once for this machine" if s.build_seconds else "")
-              + f") -> {s.output}")
-        if s.bad_rows.count:
-            if s.skipped:
-                print(s.bad_rows.summary(), file=sys.stderr)
-            else:
-                print(f"{s.errors} row(s) could not be rated and have an error column instead of a prediction: "
-                      + "; ".join(s.bad_rows.first)
-                      + (f" and {s.errors - len(s.bad_rows.first)} more" if s.errors > len(s.bad_rows.first) else ""),
-                      file=sys.stderr)
-        return 0
     if args.output:
         raise UserError("--output goes with --input FILE")
     api.warm_up(build=False)  # a few texts: the Python loop answers before a build would finish

@@ -14,59 +14,83 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from reviewlstm import api
 from reviewlstm.apps.html import WEB
 from reviewlstm.apps.service.batcher import Batcher
-from reviewlstm.apps.service.guards import BodyLimit, _guarded_protocol, _log_accept_errors_once
+from reviewlstm.apps.service.guards import BodyLimit, guarded_protocol, log_accept_errors_once
 from reviewlstm.apps.limits import Limits
 from reviewlstm.apps.service.schemas import PROBLEMS, ExplainRequest, PredictBatch, PredictRequest, Prediction
 
 
-def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limits | None = None) -> FastAPI:
-    limits = limits or Limits()
-    state: dict = {"loaded": None, "error": None}
+class ModelSlot:
+    """The service's one model: loaded on a thread at start-up (so /health answers meanwhile),
+    warmed (the compiled loop ready before /ready says yes), or the reason it failed. Its Predictors
+    are kept per reading mode (long_text, coverage)."""
 
-    def load() -> None:
+    def __init__(self, model: "str | Path | api.LoadedModel | None"):
+        self.model, self.loaded, self.error, self.predictors = model, None, None, {}
+
+    def load(self) -> None:
         try:
-            loaded = model if isinstance(model, api.LoadedModel) else api.load_model(model)
+            loaded = self.model if isinstance(self.model, api.LoadedModel) else api.load_model(self.model)
             api.warm_up()  # built (once per machine) before /ready says yes, not on the first request
-            state["loaded"] = loaded
+            self.loaded = loaded
         except Exception as e:  # reported by /ready and every model endpoint, never a crash
-            state["error"] = f"{type(e).__name__}: {e}"
+            self.error = f"{type(e).__name__}: {e}"
 
-    # a pass's mode: (long_text, coverage)
-    batcher = Batcher(lambda texts, mode: api.predict(texts, model=state["loaded"], long_text=mode[0], coverage=mode[1]),
-                      max_chars=limits.max_pass_chars)
-    explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")  # one at a time: memory stays bounded
-    explaining = {"n": 0}
+    def required(self) -> "api.LoadedModel":
+        """The model, or a 503 saying why there is none (still loading, or failed)."""
+        if self.loaded is None:
+            raise HTTPException(503, detail=self.error or "the model is still loading")
+        return self.loaded
+
+    def predict(self, texts: list[str], mode: tuple) -> list:
+        """Texts the route already checked, rated in one pass (no second check)."""
+        if mode not in self.predictors:
+            self.predictors[mode] = api.Predictor(self.loaded, long_text=mode[0], coverage=mode[1])
+        return self.predictors[mode].predict(texts)
+
+
+def check_text(text: str, field: str, limit: int, name: str) -> None:
+    """A request's text, checked once, here: the API's and the CLI's rule (api.text_problem), then
+    the service's limit; a 422 naming the field."""
+    problem = api.text_problem(text)
+    if problem:
+        raise HTTPException(422, detail=f"{field} {problem}")
+    if len(text) > limit:
+        raise HTTPException(422, detail=f"{field} is {len(text)} characters; the limit {name} is {limit}")
+
+
+def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limits | None = None) -> FastAPI:
+    """The app: the model slot loading in the background, the body limit, and the routes, each part
+    added by a function of its own."""
+    limits = limits or Limits()
+    slot = ModelSlot(model)
+
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        # the model loads on a thread: the server answers /health (and says "loading") meanwhile
-        _log_accept_errors_once(asyncio.get_running_loop())
-        threading.Thread(target=load, daemon=True, name="load-model").start()
+        log_accept_errors_once(asyncio.get_running_loop())
+        threading.Thread(target=slot.load, daemon=True, name="load-model").start()
         yield
 
     app = FastAPI(title="reviewlstm", version=_version(), lifespan=lifespan,
                   description="Predict a review's star rating and see why: word contributions and LSTM gate traces.")
     app.add_middleware(BodyLimit, limits=limits)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    _add_page(app)
+    _add_health(app, slot, limits)
+    _add_predict(app, slot, limits)
+    _add_explain(app, slot, limits)
+    return app
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
-        return JSONResponse(status_code=422, content={"detail": "; ".join(parts) or "invalid request"})
 
-    def model_or_503():
-        if state["loaded"] is None:
-            raise HTTPException(503, detail=state["error"] or "the model is still loading")
-        return state["loaded"]
+async def _invalid(request: Request, exc: RequestValidationError):
+    """A request FastAPI could not validate: one line naming each field, as every refusal."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+    return JSONResponse(status_code=422, content={"detail": "; ".join(parts) or "invalid request"})
 
-    def check_text(text: str, field: str, limit: int, name: str) -> None:
-        problem = api.text_problem(text)  # the API's and the CLI's rule
-        if problem:
-            raise HTTPException(422, detail=f"{field} {problem}")
-        if len(text) > limit:
-            raise HTTPException(422, detail=f"{field} is {len(text)} characters; the limit {name} is {limit}")
 
+def _add_page(app: FastAPI) -> None:
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page():
         return FileResponse(WEB / "index.html")
@@ -77,6 +101,8 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
             raise HTTPException(404, detail="not found")
         return FileResponse(WEB / name)
 
+
+def _add_health(app: FastAPI, slot: ModelSlot, limits: Limits) -> None:
     # health and readiness are coroutines: they never wait for a worker thread, whatever the load
     @app.get("/health")
     async def health():
@@ -86,22 +112,26 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
     @app.get("/ready")
     async def ready():
         """Readiness: 200 once the model is loaded, 503 before (or if it failed to load)."""
-        if state["loaded"] is None:
-            return JSONResponse(status_code=503, content={"ready": False, "detail": state["error"] or "loading"})
+        if slot.loaded is None:
+            return JSONResponse(status_code=503, content={"ready": False, "detail": slot.error or "loading"})
         return {"ready": True}
 
     @app.get("/model")
     def model_info():
         """The model card and metadata of the loaded model."""
-        m = model_or_503()
+        m = slot.required()
         card = (m.path / "MODEL_CARD.md")
         return {"path": m.path.name, "config": m.config.to_dict(), "train": m.train_config, "metadata": m.metadata,
                 "card": card.read_text() if card.exists() else None, "limits": limits.__dict__}
 
+
+def _add_predict(app: FastAPI, slot: ModelSlot, limits: Limits) -> None:
+    batcher = Batcher(slot.predict, max_chars=limits.max_pass_chars)  # a pass's mode: (long_text, coverage)
+
     @app.post("/predict", response_model=Prediction | PredictBatch, responses=PROBLEMS)
     async def predict(req: PredictRequest):
         """One text -> one prediction; "texts" -> {"predictions": [...]}, in order."""
-        model_or_503()  # 503 until the model is loaded
+        slot.required()  # 503 until the model is loaded
         texts = [req.text] if req.text is not None else req.texts
         if req.texts is not None:
             if not texts:
@@ -113,12 +143,17 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         if req.coverage is not None:
             from reviewlstm.inference.conformal import kept
             try:
-                kept(state["loaded"])
+                kept(slot.loaded)
             except ValueError as e:
                 raise HTTPException(422, detail=f"coverage: {str(e).split(': ', 1)[1]}") from None
         preds = await batcher.submit(texts, (req.long_text, req.coverage))
         out = [Prediction(text=t, **p.to_dict()) for t, p in zip(texts, preds)]
         return out[0] if req.text is not None else PredictBatch(predictions=out)
+
+
+def _add_explain(app: FastAPI, slot: ModelSlot, limits: Limits) -> None:
+    explainer = ThreadPoolExecutor(1, thread_name_prefix="explain")  # one at a time: memory stays bounded
+    explaining = {"n": 0}
 
     @app.post("/explain", responses=PROBLEMS)
     async def explain(req: ExplainRequest):
@@ -126,7 +161,7 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         max_explain_chars characters of the text (to a word's end: `explained_chars` says where; rate
         the whole text with /predict). Per-unit gate values come for the first max_gate_tokens tokens
         (the means over units for every token)."""
-        m = model_or_503()
+        m = slot.required()
         check_text(req.text, "text", limits.max_text_chars, "max_text_chars")
         if explaining["n"] >= limits.max_explain_queue:
             raise HTTPException(503, detail=f"{explaining['n']} explanations are already waiting or running "
@@ -142,8 +177,6 @@ def create_app(model: "str | Path | api.LoadedModel | None" = None, limits: Limi
         finally:
             explaining["n"] -= 1
         return _cap_gates(out, limits.max_gate_tokens)
-
-    return app
 
 
 def _cap_gates(out: dict, tokens: int) -> dict:
@@ -178,4 +211,4 @@ def serve(model: "str | Path | api.LoadedModel | None" = None, host: str = "127.
     # a connection that has not sent a whole request head within header_timeout is closed too, for
     # its first request and every later one
     uvicorn.run(create_app(model, limits), host=host, port=port, log_level="info", timeout_keep_alive=5,
-                http=_guarded_protocol(header_timeout, limits.max_connections))
+                http=guarded_protocol(header_timeout, limits.max_connections))

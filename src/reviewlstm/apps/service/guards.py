@@ -85,7 +85,7 @@ async def _answer(send, status: int, detail: str, headers: list | None = None) -
     await send({"type": "http.response.body", "body": body})
 
 
-def _log_accept_errors_once(loop) -> None:
+def log_accept_errors_once(loop) -> None:
     """Out of file descriptors, asyncio logs a traceback at every accept it retries: one line a minute
     says it instead (the connection cap keeps the service below the limit; this is for the rest)."""
     import errno
@@ -109,7 +109,7 @@ REFUSED_LINGER = 2.0  # seconds a refused connection is read (and dropped) befor
 _OVER_CAPACITY = b'{"detail": "too many open connections (max_connections): try again shortly"}'
 
 
-def _guarded_protocol(head_seconds: float, max_connections: int):
+def guarded_protocol(head_seconds: float, max_connections: int):
     """uvicorn's HTTP protocol with two guards uvicorn has no setting for: a connection is closed when
     a request head (its first or any later one on a kept-alive connection) is not in `head_seconds`
     after it could start (a client sending its headers a byte at a time would hold the socket for as
