@@ -6,7 +6,7 @@ loop's scoring speed, and the build itself, on this machine.
 Scores --rows SST-5 sentences (a CSV, one worker-less process, 2 threads) with REVIEWLSTM_KERNEL=off
 and with the kernel cached, then times a build into an empty cache; the break-even is the number of
 rows whose scoring the build's seconds would buy back: build / (1 / python_rate - 1 / compiled_rate).
-`scoring.BUILD_ROWS` is set from it.
+`fourgate.BUILD_ROWS` is set from it.
 """
 from __future__ import annotations
 

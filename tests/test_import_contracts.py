@@ -74,3 +74,15 @@ def test_every_commands_help_is_built_without_torch():
     assert run.returncode == 0, run.stderr[-2000:]
     count, imported = run.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(count) >= 10 and imported == "[]", run.stdout[-2000:]
+
+
+def test_the_facade_keeps_every_public_name():
+    """reviewlstm.api is the one facade: every name a user may have imported from it is still there."""
+    from reviewlstm import api
+    names = ["ArtifactError", "BadRows", "CALIBRATE_MIN", "Columns", "EXPLAIN_MAX_CHARS", "Explanation", "Kernel",
+             "LoadedModel", "Prediction", "Predictor", "PretrainConfig", "PretrainResult", "ScoreSummary",
+             "TrainConfig", "TrainResult", "calibrate", "default_model_path", "evaluate", "explain", "export",
+             "load_model", "predict", "prediction_columns", "pretrain", "rate_rows", "read_examples", "score_file",
+             "start_model_path", "text_problem", "train", "warm_up"]
+    assert [n for n in names if not hasattr(api, n)] == []
+    assert set(api.__all__) == set(names)

@@ -4,7 +4,6 @@ file order, through a temporary file renamed into place when whole; optionally o
 scored row gets (files, DataFrames, Ray)."""
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -12,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from reviewlstm import settings
 from reviewlstm.inference.artifact import LoadedModel, load_model
 from reviewlstm.io.data import BadRows, Columns, DataError, Example, detect_format, header_columns, read_examples
 from reviewlstm.inference.predict import Prediction, Predictor
+from reviewlstm.nn import fourgate
 from reviewlstm.io.writers import Writer
 
 
@@ -105,16 +104,12 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         raise DataError(f"{input_path}: this is another run's temporary output for {output_path}, not an input")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    from reviewlstm.nn.fourgate import compiled
     total = _count_rows(Path(input_path), fmt)
-    # a file this small is scored sooner by the Python loop than after the kernel's one-time build
-    build_now = None if total is None or total >= settings.build_rows(BUILD_ROWS) else False
-    if build_now is False and not compiled.tried() and not compiled.built() and compiled.enabled():
+    kernel = fourgate.warm_up(rows=total)  # a first large job on this machine compiles the kernel, timed apart
+    if kernel.held_back:
         print(f"reviewlstm: {total} rows: scored with the Python loop instead of waiting for the fast kernel's "
               "one-time build (`reviewlstm build-kernel` builds it now)", file=sys.stderr, flush=True)
-    fresh, build = not compiled.tried(), time.perf_counter()
-    compiled.load(build_now)  # a first run on this machine compiles the kernel: timed apart from the scoring
-    build_seconds = time.perf_counter() - build if fresh and compiled.built_now() else 0.0
+    build_seconds = kernel.seconds if kernel.built_now else 0.0
     start = time.perf_counter()
     bad = BadRows()
     rows = read_examples(input_path, fmt=fmt, columns=columns, scale=(cfg.scale_min, cfg.scale_max),
@@ -128,7 +123,7 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
                     leading=header_columns(input_path, fmt),
                     trailing=list(prediction_columns(None, cfg.ratings, None, with_set, cfg.label_names)))
     expected = bad  # rows read (good and bad) are counted in bad.rows as the reader goes
-    pool = _scoring_pool(loaded.path, long_text, n_workers, coverage, build_now) if n_workers > 1 else None
+    pool = _scoring_pool(loaded.path, long_text, n_workers, coverage, kernel.ready) if n_workers > 1 else None
     pending: deque = deque()  # (chunk, async result), in file order
     n, ok = 0, False
 
@@ -147,45 +142,36 @@ def score_file(input_path: str | Path, output_path: str | Path, model: str | Pat
         n += len(chunk)
         bar.update(len(chunk))
 
-    hold = compiled.no_build() if build_now is False else contextlib.nullcontext()
-    hold.__enter__()  # left in the `finally` below: until then no call of the model starts a build
-    try:
-        chunk: list[Example] = []
-        for ex in _chained(rows):
-            if ex is not None:
-                chunk.append(ex)
-            if chunk and (ex is None or len(chunk) >= chunk_size):
-                rated = [e for e in chunk if e.error is None]
-                texts, tokens = [e.text for e in rated], [e.tokens for e in rated]
-                if pool is None:
-                    write(chunk, predictor.predict(texts, tokens))
-                else:
-                    pending.append((chunk, pool.submit(_worker_predict, texts, tokens)))
-                    while len(pending) > 2 * n_workers:
-                        done, result = pending.popleft()
-                        write(done, result.result())
-                chunk = []
-        while pending:
-            done, result = pending.popleft()
-            write(done, result.result())
-        skipped = bad.count if skip_bad_rows else 0
-        if n + skipped != expected.rows:  # every row read is written or reported, never dropped
-            raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {skipped}")
-        ok = True
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=ok, cancel_futures=not ok)
-        writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
-        bar.close()
-        hold.__exit__(None, None, None)
+    with kernel.hold():  # until the job ends, no call of the model starts the build held back
+        try:
+            chunk: list[Example] = []
+            for ex in _chained(rows):
+                if ex is not None:
+                    chunk.append(ex)
+                if chunk and (ex is None or len(chunk) >= chunk_size):
+                    rated = [e for e in chunk if e.error is None]
+                    texts, tokens = [e.text for e in rated], [e.tokens for e in rated]
+                    if pool is None:
+                        write(chunk, predictor.predict(texts, tokens))
+                    else:
+                        pending.append((chunk, pool.submit(_worker_predict, texts, tokens)))
+                        while len(pending) > 2 * n_workers:
+                            done, result = pending.popleft()
+                            write(done, result.result())
+                    chunk = []
+            while pending:
+                done, result = pending.popleft()
+                write(done, result.result())
+            skipped = bad.count if skip_bad_rows else 0
+            if n + skipped != expected.rows:  # every row read is written or reported, never dropped
+                raise RuntimeError(f"{input_path}: read {expected.rows} rows but wrote {n} and skipped {skipped}")
+            ok = True
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=ok, cancel_futures=not ok)
+            writer.close(keep=ok)  # a run stopped by a bad row leaves no half-written output behind
+            bar.close()
     return ScoreSummary(n, output_path, bad, time.perf_counter() - start, skip_bad_rows, build_seconds)
-
-
-# Rows from which a file is scored sooner by building the kernel first (once per machine) than by the
-# Python loop: the break-even `python bench/compile_threshold.py` measures (docs/experiments/speed.md, "Scoring
-# a large file"). Below it a first job does not wait for the build; `reviewlstm build-kernel` builds it
-# (REVIEWLSTM_BUILD_ROWS moves it)
-BUILD_ROWS = 200_000
 
 
 def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -> int:
@@ -198,15 +184,15 @@ def _worker_count(workers: int | None, total: int | None, loaded: LoadedModel) -
     return min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8)
 
 
-def _scoring_pool(model_path, long_text: str, n: int, coverage: float | None = None, build: bool | None = None):
+def _scoring_pool(model_path, long_text: str, n: int, coverage: float | None = None, kernel: bool = True):
+    """Worker processes, one thread each; `kernel`: the compiled loop the parent readied (warm_up),
+    loaded by every worker from the cache, never built by one."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
-    from reviewlstm.nn.fourgate import compiled
-    compiled.load(build)  # built (if ever) here, once, not by every worker at the same time
     # spawn, not fork: a forked copy of a process whose OpenMP threads have started can hang; and an
     # executor, not a Pool: a worker that dies surfaces as an error instead of an endless respawn
     return ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init,
-                               initargs=(str(model_path), long_text, coverage, compiled.built()))
+                               initargs=(str(model_path), long_text, coverage, kernel))
 
 
 _worker_predictor: Predictor | None = None
@@ -216,9 +202,7 @@ def _worker_init(model_path: str, long_text: str, coverage: float | None = None,
     global _worker_predictor
     _die_with_parent()
     torch.set_num_threads(1)  # one core each: the workers are the parallelism
-    if not kernel:  # the parent chose the Python loop: no worker builds the kernel behind its back
-        from reviewlstm.nn.fourgate import compiled
-        compiled.allow_build(False)
+    fourgate.warm_up(build=kernel)  # the parent's choice: the cached loop, or the Python loop and no build
     _worker_predictor = Predictor(load_model(model_path), long_text=long_text, coverage=coverage)
 
 
