@@ -5,6 +5,7 @@ the previous one. Used by the student's loop (train.py) and the teacher's (teach
     checkpoint/model.safetensors       the model's state dict
     checkpoint/optimizer.safetensors   the optimizer's tensors, keyed "PARAM_INDEX.NAME"
     checkpoint/state.json              the loop's state, param groups, scalar optimizer state, torch's RNG
+    checkpoint/best.safetensors        the kept check's weights so far (the student's loop), when given
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
-def save(final: Path, model, optimizer, state: dict) -> None:
+def save(final: Path, model, optimizer, state: dict, best: dict | None = None) -> None:
     """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled.
-    Written beside and swapped in, so a run killed while saving keeps the previous checkpoint."""
+    Written beside and swapped in, so a run killed while saving keeps the previous checkpoint.
+    best: the kept check's weights (a state dict), so a resumed run keeps what it had chosen."""
     path = final.with_name(f".{final.name}.new-{os.getpid()}")
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
@@ -34,6 +36,8 @@ def save(final: Path, model, optimizer, state: dict) -> None:
                 scalars[f"{idx}.{name}"] = v
     if tensors:
         save_file(tensors, str(path / "optimizer.safetensors"))
+    if best is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in best.items()}, str(path / "best.safetensors"))
     rng = torch.get_rng_state()
     (path / "state.json").write_text(json.dumps({**state, "param_groups": opt["param_groups"], "scalars": scalars,
                                                  "torch_rng": rng.tolist()}))
@@ -58,3 +62,8 @@ def load(path: Path, model, optimizer) -> dict:
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
     return state
+
+
+def load_best(path: Path) -> dict | None:
+    """The kept check's weights a checkpoint holds (None: it holds none)."""
+    return load_file(str(path / "best.safetensors")) if (path / "best.safetensors").exists() else None

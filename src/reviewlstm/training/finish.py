@@ -41,21 +41,20 @@ class Fitted:
     stopped: bool
     seconds: float
     meta: dict  # what the kept model's metadata records about its data
+    kept_check: dict | None  # the kept check: its weights, dev_metrics, best_epoch, seconds_to_best
     crossfit: loop.CrossFit | None = None  # dev read out of selection (mixture_on "cross-fit")
 
 
 def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, model: RatingModel, vocab: Vocab,
            model_cfg: ModelConfig, dev_ids, fitted: Fitted, log) -> TrainResult:
-    """The kept model made final: the K best checks averaged (average_best), its temperature fitted
-    on dev, the untouched slice scored once (and the rating sets calibrated on it), the warnings, the
-    curves and the card."""
+    """The kept model made final in memory and saved once: the kept check's weights (or the K best
+    checks averaged: average_best), its temperature and n-gram share, the untouched slice scored
+    once (and the rating sets calibrated on it), the warnings, the curves and the card."""
     out, selection, history = Path(cfg.out), fitted.selection, fitted.history
-    # the saved artifact is the best epoch's; record the whole history in it
-    meta_path = out / "metadata.json"
-    meta = json.loads(meta_path.read_text())
-    meta["history"] = history
-    meta["seconds"] = round(fitted.seconds, 3)  # the whole run; seconds_to_best: when the kept check was saved
-    meta["threads"] = torch.get_num_threads()
+    model.load_state_dict(fitted.kept_check["weights"])
+    meta = {**fitted.meta, **{k: v for k, v in fitted.kept_check.items() if k != "weights"}, "history": history,
+            "seconds": round(fitted.seconds, 3),  # the whole run; seconds_to_best: when the kept check was made
+            "threads": torch.get_num_threads()}
     holdout_ids = reading_ids(data.holdout_tokens, vocab, recipe.long_text, cfg.max_length) if data.holdout else None
     if len(selection.top) > 1:
         # -- the average of the K best checks becomes the kept model; the single best is kept for comparison
@@ -66,13 +65,12 @@ def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, mo
         model.load_state_dict(average_weights([w for _, w in selection.top]))
         meta.update(dev_metrics=score_texts(model, dev_ids, data.dev, model_cfg), single_best=single,
                     best_epoch=f"average of the {len(selection.top)} best dev checks")
-        artifact.save(out, model, vocab, asdict(cfg), meta)
         log(f"kept the average of the {len(selection.top)} best dev checks: dev accuracy "
             f"{meta['dev_metrics']['accuracy']:.1%}, MAE {meta['dev_metrics']['mae']:.3f} (the single best: "
             f"{single['dev_metrics']['accuracy']:.1%}, {single['dev_metrics']['mae']:.3f})")
     # -- after training, on the reviews `where` says (mixture_on): the temperature, then the n-gram share
     choosing_after = data.dev and (cfg.calibrate or cfg.ngram_path == "auto")
-    kept = artifact.load(out) if choosing_after or data.holdout else None  # the model as saved
+    kept = artifact.LoadedModel(model, vocab, model.config, asdict(cfg), meta, out)
     if choosing_after:
         choosing, choosing_ids, reading, where, rule = _choosing(cfg, data, fitted, kept, dev_ids, vocab, recipe, meta, log)
     temperature = 1.0
@@ -84,7 +82,6 @@ def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, mo
                                "dev_before": before, "dev_after": after}
         log(f"calibrated on {where}: temperature {temperature:.3f}; ECE {before['ece']:.1%} -> {after['ece']:.1%}, "
             f"NLL {before['nll']:.3f} -> {after['nll']:.3f} (no rating moves)")
-    changed = bool(data.dev and cfg.calibrate)
     if data.dev and cfg.ngram_path == "auto":  # fitted on the training reviews, mixed in at the share chosen
         meta["ngram_path"], choosing_probs = ngram_step(choosing, kept, choosing_ids, reading.distributions(temperature),
                                                         data.train, reading_ids(data.train_tokens, vocab, recipe.long_text,
@@ -94,18 +91,13 @@ def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, mo
             model_cfg.ngram_share, model_cfg.ngram_features = kept.model.config.ngram_share, kept.model.config.ngram_features
             if rule == "checkpoint":
                 meta["dev_metrics"] = metrics_of(choosing_probs, data.dev, model_cfg)  # dev itself, as the kept model reads it
-            changed = True
     if "cross_fit" in meta:  # the kept model (its temperature, its share) on dev as a user's evaluate reads it
         meta["dev_metrics"] = metrics_of(read_distributions(kept.model, dev_ids), data.dev, model_cfg)
     if data.mixing:  # the final model on all of dev, both halves, as a user's evaluate would read it
-        kept = kept or artifact.load(out)
         whole = data.dev + data.mixing
         meta["dev_metrics"] = metrics_of(read_distributions(kept.model, dev_ids + choosing_ids), whole, model_cfg)
-        changed = True
         log(f"dev ({len(whole)} reviews, both halves): accuracy {meta['dev_metrics']['accuracy']:.1%}, "
             f"MAE {meta['dev_metrics']['mae']:.3f}")
-    if changed:
-        artifact.save(out, kept.model, kept.vocab, asdict(cfg), meta)
     # -- the validation slice, scored once, on the kept model: nothing above ever read it
     holdout_metrics = None
     if data.holdout:
@@ -131,7 +123,7 @@ def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, mo
         log("warning: " + warning)
         meta["warnings"] = [warning]
     meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics)
-    artifact.write_metadata(out, meta, artifact.model_card(model_cfg, asdict(cfg), meta))
+    artifact.save(out, model, vocab, asdict(cfg), meta)  # once, whole: metadata, card and weights together
     distributed.barrier(d)
     distributed.teardown(d)
     return TrainResult(out, selection.best_epoch, meta.get("dev_metrics"), history, fitted.seconds, data.bad,

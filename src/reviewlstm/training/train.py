@@ -155,8 +155,9 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
     train_meta = artifact.file_record(cfg.train, len(data.train))  # hashed once: the checkpoint's key and the card's
     data_id = {"train_sha256": train_meta["sha256"], "examples": len(data.train), "vocab": len(vocab),
                "transfer_sha256": artifact.file_record(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
+    kept_check = None  # the kept check so far: its weights and what the metadata says of it, kept in memory
     if cfg.resume and (ckpt / "state.json").exists():
-        start_epoch, selection, history, earlier = _resume(ckpt, data_id, model, optimizer, cfg, log)
+        start_epoch, selection, history, earlier, kept_check = _resume(ckpt, data_id, model, optimizer, cfg, log)
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
     meta = _data_record(cfg, data, targets, model_cfg, coverage, recipe, train_meta, log)
@@ -213,13 +214,13 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
                 dev_metrics["nll"] if dev_metrics else None,
                 (lambda: {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}) if dev_metrics else None)
             if improved and d.main:
-                artifact.save(out, model, vocab, asdict(cfg),
-                              {**meta, "dev_metrics": dev_metrics, "best_epoch": selection.best_epoch,
-                               "history": history, "seconds_to_best": round(earlier + time.perf_counter() - started, 1)})
+                kept_check = {"weights": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                        "dev_metrics": dev_metrics, "best_epoch": selection.best_epoch,
+                        "seconds_to_best": round(earlier + time.perf_counter() - started, 1)}
             if d.main:
                 bar.write(f"epoch {row['epoch']:g}: loss {row['train_loss']:.4f}" +
                           (f", dev accuracy {dev_metrics['accuracy']:.1%}, MAE {dev_metrics['mae']:.3f}" if dev_metrics else "") +
-                          (" (best, saved)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
+                          (" (best, kept)" if improved else "") + f", {row['seconds']:.0f}s", file=sys.stderr)
             t0 = time.perf_counter()  # the next check's time starts here: the dev scoring is not training
             if data.dev and selection.stale >= cfg.patience * evals:
                 if d.main:
@@ -228,7 +229,10 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
                 break
         if d.main:
             checkpoint.save(ckpt, model, optimizer, {"epoch": epoch, **selection.state(), "history": history,
-                                                     "data": data_id, "seconds": earlier + time.perf_counter() - started})
+                                                     "data": data_id, "seconds": earlier + time.perf_counter() - started,
+                                                     "kept_check": {k: v for k, v in (kept_check or {}).items()
+                                                                    if k != "weights"}},
+                            best=kept_check["weights"] if kept_check else None)
         if stop:
             break
     bar.close()
@@ -237,11 +241,11 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
         # the epoch limit, not the data, ended the run: say so, and how to go on
         log(f"stopped at the epoch limit ({cfg.epochs}) with dev still improving (best at the last check): more epochs "
             f"may help: the same command with --resume --epochs {cfg.epochs * 2} goes on from here")
-    return Fitted(history, selection, stop, seconds, meta, crossfit)
+    return Fitted(history, selection, stop, seconds, meta, kept_check, crossfit)
 
 
 def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
-    """(next epoch, selection, history, seconds trained before) from a run's checkpoint, refused when
+    """(next epoch, selection, history, seconds trained before, the kept check) from a run's checkpoint, refused when
     it was made from other data or is damaged (one line, never a traceback)."""
     try:
         saved = json.loads((ckpt / "state.json").read_text(encoding="utf-8"))
@@ -254,8 +258,14 @@ def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
                          "or remove it or train without --resume")
     try:
         state = checkpoint.load(ckpt, model, optimizer)
+        weights = checkpoint.load_best(ckpt)
+        best = {**state["kept_check"], "weights": weights} if weights is not None and state.get("kept_check") else None
+        if best is None and (ckpt.parent / "config.json").exists():  # a checkpoint of a version that kept its best in OUT
+            kept = artifact.load(ckpt.parent)
+            best = {"weights": kept.model.state_dict(), "dev_metrics": kept.metadata.get("dev_metrics"),
+                    "best_epoch": kept.metadata.get("best_epoch"), "seconds_to_best": kept.metadata.get("seconds_to_best")}
         resumed = (int(state["epoch"]) + 1, loop.Selection.from_state(state, cfg.average_best),
-                   list(state["history"]), float(state.get("seconds", 0.0)))
+                   list(state["history"]), float(state.get("seconds", 0.0)), best)
     except Exception as e:  # any damage: one line, never a traceback (the checkpoint is ours to judge)
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{ckpt}: cannot resume from this checkpoint ({reason[:200]}): it is damaged; "
