@@ -16,9 +16,11 @@ HOSTILE = {
     "bangs": '"!" * MB', "colons": '":" * MB', "brackets": '"<" * MB', "tags": '"<a" * (MB // 2)',
     "entities": '"&#" * (MB // 2)', "quotes": "'\"' * MB", "apostrophes": '"\'" * MB', "dashes": '"-" * MB',
     "missing spaces": '"aa.A" * (MB // 4)', "emoticons": '":)" * (MB // 2)', "one word": '"a" * MB',
-    "initials": '"U.S." * (MB // 4)',
+    "initials": '"U.S." * (MB // 4)', "prose": '"the film was good , the ending less so . " * (MB // 40)',
 }
 # In a child process with a deadline: a pattern gone quadratic would take the better part of an hour.
+# "prose", a megabyte of ordinary sentences, is the yardstick measured in the same run, so a busy
+# machine slows the yardstick as much as the shapes.
 CHILD = """
 import json, sys, time
 from reviewlstm.io.text import tokenize
@@ -36,7 +38,7 @@ for name, expr in json.loads(sys.argv[1]).items():
 """
 
 
-def test_a_megabyte_of_any_hostile_shape_tokenizes_in_under_a_second():
+def test_a_megabyte_of_any_hostile_shape_tokenizes_in_about_the_time_of_prose():
     try:
         proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(HOSTILE)], capture_output=True, text=True,
                               timeout=120)
@@ -46,7 +48,9 @@ def test_a_megabyte_of_any_hostile_shape_tokenizes_in_under_a_second():
     times = {name: (n, t) for name, n, t in map(json.loads, out.splitlines())}
     unfinished = [name for name in HOSTILE if name not in times]
     assert not unfinished, f"not tokenized within 120 s: {unfinished}"
-    slow = {name: f"{t:.2f} s for {n:,} characters" for name, (n, t) in times.items() if t >= 1.0}
+    bound = max(1.0, 3 * times["prose"][1])  # a second on a quiet machine; three megabytes of prose on a busy one
+    slow = {name: f"{t:.2f} s for {n:,} characters (prose {times['prose'][1]:.2f} s)" for name, (n, t) in times.items()
+            if t >= bound}
     assert not slow, slow
     assert all(n >= 999_996 for n, _ in times.values())
 
