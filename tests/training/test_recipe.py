@@ -321,3 +321,12 @@ def test_cross_fit_chooses_the_share_and_temperature_on_dev_read_out_of_selectio
     assert ev["accuracy"] == pytest.approx(meta["dev_metrics"]["accuracy"])
     assert ev["nll"] == pytest.approx(meta["dev_metrics"]["nll"], abs=1e-6)
     assert where in (more.out / "MODEL_CARD.md").read_text()
+
+
+def test_what_train_returns_is_a_model_every_call_takes(sst, tmp_path):
+    """`rl.predict(..., model=rl.train(...))`: the result is path-like, the model it wrote."""
+    rows = [(e.text, e.rating) for e in read_examples(sst / "train.txt")][:120]
+    result = api.train(train=str(write_csv(tmp_path / "t.csv", rows)), out=str(tmp_path / "m"), epochs=1, **QUIET,
+                       log=lambda s: None)
+    assert api.predict("a fine film", model=result).rating == api.predict("a fine film", model=tmp_path / "m").rating
+    assert api.load_model(result).path == (tmp_path / "m")

@@ -52,6 +52,12 @@ class DistillResult:
     student: object = None    # train()'s TrainResult
     teacher_check: dict | None = None  # the teacher and TF-IDF + LR on dev, side by side (`teacher_check`)
 
+    def __fspath__(self) -> str:
+        """Path-like, as the student: `predict(..., model=result)` reads it."""
+        if self.out is None:
+            raise ValueError(f"this distillation stopped before the student (its teacher: {self.teacher})")
+        return str(self.out)
+
 
 def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillResult:
     """The pipeline, stage by stage (the module's docstring); `--out` is checked and locked before

@@ -487,8 +487,9 @@ def start_model_path() -> Path:
     return Path(str(resources.files("reviewlstm") / "start_model"))
 
 
-def load_model(path: str | Path | LoadedModel | None = None, device: str = "cpu") -> LoadedModel:
-    """Load a model directory (the bundled model when path is None) onto `device` ("cpu", "cuda",
+def load_model(path: "str | os.PathLike | LoadedModel | None" = None, device: str = "cpu") -> LoadedModel:
+    """Load a model directory (the bundled model when path is None; any path-like, the result of
+    `train` or `distill` too) onto `device` ("cpu", "cuda",
     "cuda:1", or "auto": CUDA when there is one); cached per path and device. Everything that takes
     `model=` runs on the device of the LoadedModel given."""
     if isinstance(path, LoadedModel):  # already loaded (a caller chose its device)

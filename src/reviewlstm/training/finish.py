@@ -25,6 +25,7 @@ from reviewlstm.training.recipe import Recipe
 
 @dataclass
 class TrainResult:
+    """What a run wrote and measured. Path-like: `predict(..., model=result)` reads the model it wrote."""
     out: Path
     best_epoch: float
     dev_metrics: dict | None
@@ -32,6 +33,9 @@ class TrainResult:
     seconds: float = 0.0
     bad_rows: BadRows | None = None
     holdout_metrics: dict | None = None
+
+    def __fspath__(self) -> str:
+        return str(self.out)
 
 
 @dataclass
