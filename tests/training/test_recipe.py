@@ -330,3 +330,24 @@ def test_what_train_returns_is_a_model_every_call_takes(sst, tmp_path):
                        log=lambda s: None)
     assert api.predict("a fine film", model=result).rating == api.predict("a fine film", model=tmp_path / "m").rating
     assert api.load_model(result).path == (tmp_path / "m")
+
+
+def test_a_model_no_better_than_the_commonest_rating_is_told_so_in_the_log_card_curves_and_evaluate(tmp_path):
+    """A file nine tenths 5 stars and a one-epoch model: the log, the card's first lines and evaluate say
+    it is no more accurate than always 5 stars; the curves carry that floor."""
+    rng = random.Random(0)
+    words = ["good", "fine", "bad", "dull", "great", "plot", "cast", "music", "long", "short"]
+    rows = [(" ".join(rng.choice(words) for _ in range(8)), 5 if i % 10 else 1) for i in range(400)]
+    train_csv = write_csv(tmp_path / "skewed.csv", rows)
+    logs: list[str] = []
+    result = train(TrainConfig(train=str(train_csv), out=str(tmp_path / "m"), epochs=1, seed=0, **QUIET),
+                   log=logs.append)
+    warning = [line for line in logs if "no more accurate than always 5 stars on the validation slice" in line]
+    assert warning and "--class-weights" in warning[0], logs
+    card = (result.out / "MODEL_CARD.md").read_text().splitlines()
+    assert any(line.startswith("**Warning:** the kept model is no more accurate") for line in card[:8]), card[:8]
+    curves = json.loads((result.out / "curves.json").read_text())
+    assert curves["majority"]["slice"]["accuracy"] >= result.holdout_metrics["accuracy"]
+    done = run_cli("evaluate", train_csv, "--model", result.out)
+    assert done.returncode == 0 and "always 5 (the file's commonest rating): accuracy 90.0%" in done.stdout
+    assert "warning: the model is no more accurate" in done.stderr

@@ -511,6 +511,11 @@ def cmd_evaluate(args) -> int:
             r = result["rating_sets"]
             print(f"rating sets at {r['target']:.0%} coverage (calibrated on {r['calibrated_on']}): {r['reached']:.1%} of "
                   f"these reviews' ratings inside, {r['mean_size']:.2f} ratings a set on average")
+    floor = result.get("majority")
+    if floor and result["accuracy"] <= floor["accuracy"]:
+        print(f"reviewlstm: warning: the model is no more accurate on {args.file} than always {floor['rating']} "
+              f"({result['accuracy']:.1%} against {floor['accuracy']:.1%}): a model trained on reviews like these "
+              "(reviewlstm train) may do better", file=sys.stderr)
     return 0
 
 

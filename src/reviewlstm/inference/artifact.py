@@ -372,6 +372,7 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
         f"{cfg.pooling} pooling) over {cfg.embed_dim}-d {train.get('embeddings', '?')} embeddings, "
         f"rating {cfg.scale_min}..{cfg.scale_max}" + (
             f" ({', '.join(f'{r} {name}' for r, name in zip(cfg.ratings, cfg.label_names))})." if cfg.labels else "."),
+        *([""] + [f"**Warning:** {w}" for w in meta["warnings"]] if meta.get("warnings") else []),
         "",
         "## Trained on", "",
         f"- {data.get('path', '?')} (sha256 {data.get('sha256', '?')[:16]}…), {data.get('examples', '?')} examples"
@@ -463,8 +464,6 @@ def model_card(cfg: ModelConfig, train: dict, meta: dict) -> str:
                   f"![training curves]({meta['curves']['png']})", "",
                   f"The loss, dev accuracy and MAE at every check, the kept checkpoint marked; the numbers are in "
                   f"[{meta['curves']['json']}]({meta['curves']['json']})."]
-    if meta.get("warnings"):
-        lines += ["", "## Warnings", ""] + [f"- {w}" for w in meta["warnings"]]
     lines += ["", "## Limits", "",
               "- Trained on one domain (the training file's); reviews of other things, other languages, sarcasm "
               "and very long texts read less well.",

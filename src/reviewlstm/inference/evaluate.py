@@ -31,8 +31,12 @@ def evaluate(path: str | Path, model: str | Path | LoadedModel | None = None, fm
                                   require_rating=True, on_bad="skip" if skip_bad_rows else "raise", bad=bad, scale_hint=False,
                                   labels=cfg.label_names))
     preds = Predictor(loaded, long_text=long_text).predict([e.text for e in examples], [e.tokens for e in examples])
-    result = metrics.score([e.rating for e in examples], [p.rating for p in preds],
-                           [p.expected_rating for p in preds], cfg.ratings)
+    truth_ratings = [e.rating for e in examples]
+    result = metrics.score(truth_ratings, [p.rating for p in preds], [p.expected_rating for p in preds], cfg.ratings)
+    if examples:  # the floor beside it: always the file's commonest rating
+        common = max(cfg.ratings, key=truth_ratings.count)
+        floor = metrics.score(truth_ratings, [common] * len(examples), [float(common)] * len(examples), cfg.ratings)
+        result["majority"] = {"rating": cfg.label_of(common) or common, "accuracy": floor["accuracy"], "mae": floor["mae"]}
     probs = np.asarray([p.probabilities for p in preds], dtype=np.float64).reshape(len(preds), len(cfg.ratings))
     truth = np.asarray([e.rating - cfg.scale_min for e in examples])
     result.update(calibration.scores(probs, truth), reliability=calibration.reliability(probs, truth),

@@ -64,6 +64,10 @@ def format_report(s: dict) -> str:
     """The metrics and the confusion matrix as a terminal table."""
     lines = [f"n={s['n']}  accuracy {s['accuracy']:.1%}  macro-F1 {s['macro_f1']:.3f}  MAE {s['mae']:.3f} stars  "
              f"within ±1 {s['within_one']:.1%}  QWK {s['qwk']:.3f}"]
+    if "majority" in s:
+        m = s["majority"]
+        lines.append(f"always {m['rating']} (the file's commonest rating): accuracy {m['accuracy']:.1%}  MAE {m['mae']:.3f}"
+                     + ("  <- the model is no more accurate than this" if s["accuracy"] <= m["accuracy"] else ""))
     if "ece" in s:
         lines.append(f"calibration: ECE {s['ece']:.1%}  Brier {s['brier']:.3f}  NLL {s['nll']:.3f}"
                      + (f"  (temperature {s['temperature']:g})" if s.get("temperature", 1.0) != 1.0 else
@@ -137,6 +141,10 @@ def plot_curves(curves: dict, path: str | Path) -> None:
         mae.plot(at, [r.get("dev_mae") for r in rows], "s--", ms=3, color="C1", label="dev MAE")
         mae.set_ylabel("MAE (stars)", color="C1")
         right.set_ylabel("accuracy", color="C0")
+        majority = (curves.get("majority") or {}).get("dev")
+        if majority:  # the floor a model must clear: always the commonest rating
+            right.axhline(majority["accuracy"], color="C0", ls="--", lw=1, alpha=0.6,
+                          label="dev accuracy of always the commonest rating")
         slice_ = curves.get("holdout") or {}
         if isinstance(kept, (int, float)):
             for ax in (left, right):

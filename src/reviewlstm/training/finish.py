@@ -122,11 +122,16 @@ def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, mo
             f"(always {_rating_words(model_cfg, majority)}: {meta['holdout_majority_metrics']['accuracy']:.1%}, "
             f"MAE {meta['holdout_majority_metrics']['mae']:.3f})")
     # -- warnings a user should not have to dig for, and the curves beside the model
-    warning = _one_rating_warning(meta.get("dev_metrics") or holdout_metrics, "dev" if meta.get("dev_metrics") else "slice")
-    if warning:
+    warnings = [w for w in (_no_better_than_majority(holdout_metrics, meta.get("holdout_majority_metrics"),
+                                                     _rating_words(model_cfg, fitted.meta["majority_rating"])),
+                            _one_rating_warning(meta.get("dev_metrics") or holdout_metrics,
+                                                "dev" if meta.get("dev_metrics") else "slice")) if w]
+    for warning in warnings:
         log("warning: " + warning)
-        meta["warnings"] = [warning]
-    meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics)
+    if warnings:
+        meta["warnings"] = warnings
+    meta["curves"] = _write_curves(out, history, meta.get("best_epoch"), holdout_metrics,
+                                   meta.get("dev_majority_metrics"), meta.get("holdout_majority_metrics"))
     artifact.save(out, model, vocab, asdict(cfg), meta)  # once, whole: metadata, card and weights together
     distributed.barrier(d)
     distributed.teardown(d)
@@ -245,10 +250,24 @@ def _one_rating_warning(m: dict | None, where: str) -> str | None:
             f"--class-weights weighs rare ratings up)")
 
 
-def _write_curves(out: Path, history: list, kept, holdout: dict | None) -> dict:
+def _no_better_than_majority(m: dict | None, majority: dict | None, rating: str) -> str | None:
+    """A kept model no more accurate on the untouched slice than always giving the commonest rating:
+    what it learned does not show on reviews it has not seen."""
+    if not m or not majority or m["accuracy"] > majority["accuracy"]:
+        return None
+    return (f"the kept model is no more accurate than always {rating} on the validation slice ({m['accuracy']:.1%} "
+            f"against {majority['accuracy']:.1%}; MAE {m['mae']:.3f} against {majority['mae']:.3f}): too few reviews "
+            f"or epochs, or a skewed file? try more --epochs, --class-weights, or reviewlstm distill")
+
+
+def _write_curves(out: Path, history: list, kept, holdout: dict | None, dev_majority: dict | None = None,
+                  holdout_majority: dict | None = None) -> dict:
     """curves.json (every check) and curves.png beside the model; returns where they are, for the card."""
+    pick = ("accuracy", "mae", "macro_f1", "qwk", "n")
     curves = {"history": history, "kept_epoch": kept,
-              "holdout": {k: holdout.get(k) for k in ("accuracy", "mae", "macro_f1", "qwk", "n")} if holdout else None}
+              "holdout": {k: holdout.get(k) for k in pick} if holdout else None,
+              "majority": {part: {k: m[k] for k in ("accuracy", "mae")}
+                           for part, m in (("dev", dev_majority), ("slice", holdout_majority)) if m}}
     (out / "curves.json").write_text(json.dumps(curves, indent=1))
     from reviewlstm.inference.metrics import plot_curves
     plot_curves(curves, out / "curves.png")
