@@ -121,3 +121,26 @@ def test_an_upper_case_gz_is_read_and_written_compressed(tiny_model, tmp_path):
     out = tmp_path / "OUT.CSV.GZ"
     api.score_file(src, out, model=tiny_model, progress=False)
     assert gzip.decompress(out.read_bytes()).startswith(b"text,predicted_rating")
+
+
+def test_amazon_and_yelp_export_columns_are_found_and_train_says_which(tmp_path):
+    """reviewText / overall (Amazon's export) and sentiment are found without naming them; train's
+    log names the columns it took."""
+    from reviewlstm.training.config import TrainConfig
+    from reviewlstm.training.train import train
+    path = tmp_path / "amazon.jsonl"
+    rows = [{"reviewerID": f"r{i}", "summary": "title", "reviewText": f"good {i} strings, great sound",
+             "overall": 5 if i % 3 else 2} for i in range(60)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    bad = BadRows()
+    examples = list(read_examples(path, require_rating=True, bad=bad))
+    assert [e.rating for e in examples[:3]] == [2, 5, 5] and examples[1].text == "good 1 strings, great sound"
+    assert bad.columns_taken() == 'text column "reviewText", rating column "overall"'
+    csv_path = tmp_path / "sentiment.csv"
+    csv_path.write_text("comment,sentiment\na fine film,4\na poor film,1\n")
+    assert [(e.text, e.rating) for e in read_examples(csv_path, require_rating=True)] == [("a fine film", 4),
+                                                                                           ("a poor film", 1)]
+    logs: list[str] = []
+    train(TrainConfig(train=str(path), out=str(tmp_path / "m"), epochs=1, progress=False, embeddings="random",
+                      embed_dim=8, hidden=8, holdout=0), log=logs.append)
+    assert any('(text column "reviewText", rating column "overall")' in line for line in logs), logs[:3]

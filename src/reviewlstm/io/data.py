@@ -25,8 +25,10 @@ from typing import Iterable, Iterator, Literal
 # characters is taken for a missing closing quote (nothing after it could be trusted), and reading
 # stops there: an unclosed quote must not read a huge file into memory.
 MAX_FIELD_CHARS = 16 * 1024 * 1024
-TEXT_COLUMNS = ("text", "review", "review_text", "content", "body", "sentence")
-RATING_COLUMNS = ("rating", "stars", "star", "label", "score")
+# the columns found without --text-column / --rating-column, first match wins (compared without
+# case): the common export names, Amazon's reviewText / overall and Yelp's stars among them
+TEXT_COLUMNS = ("text", "review", "review_text", "reviewtext", "review_body", "content", "body", "sentence", "comment")
+RATING_COLUMNS = ("rating", "stars", "star", "overall", "label", "score", "sentiment", "review_score")
 FORMATS = ("sst", "csv", "tsv", "jsonl", "parquet")
 # a bad row: stop at it, leave it out (counted), or yield it with its `error` (scoring: every row comes back)
 OnBad = Literal["raise", "skip", "keep"]
@@ -57,6 +59,13 @@ class BadRows:
     reasons: dict = field(default_factory=dict)
     first: list = field(default_factory=list)
     rows: int = 0       # every row read, good and bad: the number the caller's output must account for
+    columns: dict = field(default_factory=dict)  # a table's columns as found: {"text": name, "rating": name}
+
+    def columns_taken(self) -> str:
+        """'text column "reviewText", rating column "overall"' when a table's columns were found under
+        other names than text and rating (empty otherwise)."""
+        taken = [f'{kind} column "{name}"' for kind, name in self.columns.items() if name and name != kind]
+        return ", ".join(taken)
 
     def add(self, message: str, reason: str) -> None:
         self.count += 1
@@ -562,6 +571,7 @@ def _read_table(path: Path, fmt: str, columns: Columns, scale: tuple[int, int], 
                 text_col = _pick(keys, columns.text, TEXT_COLUMNS, "text", path, True)
                 rating_col = _pick(keys, columns.rating, RATING_COLUMNS, "rating", path,
                                    require_rating or columns.rating is not None) if ratings else None
+                bad.columns = {"text": text_col, "rating": rating_col}
                 resolved = True
         if problem is None:
             problem = _row_problem(row, text_col, rating_col, scale, require_rating, scale_hint, labels)

@@ -98,6 +98,7 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
     """Read the training and dev files and set the validation slice aside (split_holdout)."""
     bad = BadRows()
     train_ex, holdout_ex = training_examples(cfg, bad)
+    taken = bad.columns_taken()  # before dev's file is read
     dev_ex = read_rated(cfg.dev, cfg, False, bad) if cfg.dev else []
     if bad.count:
         log(bad.summary())
@@ -107,7 +108,7 @@ def load_data(cfg: TrainConfig, log: Callable[[str], None]) -> Data:
     tokens = [[text_tokens(e.text, e.tokens, cfg.lowercase) for e in part]
               for part in (train_ex, dev_ex, holdout_ex, mixing_ex)]
     data = Data(train_ex, dev_ex, holdout_ex, *tokens[:3], bad, mixing_ex, tokens[3])
-    log(f"train: {len(train_ex)} examples from {cfg.train}" + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else "")
+    log(f"train: {len(train_ex)} examples from {cfg.train}" + (f" ({taken})" if taken else "") + (f"; dev: {len(dev_ex)} from {cfg.dev}" if cfg.dev else "")
         + (f" (and {len(mixing_ex)} more held back from early stopping, where the n-gram share and the temperature "
            "are chosen)" if mixing_ex else "")
         + (f"; validation slice: {len(holdout_ex)} reviews set aside ({cfg.holdout:.0%}, untouched until the end)"
