@@ -74,7 +74,7 @@ def test_a_save_that_fails_puts_back_what_it_moved(tiny_model, tmp_path, monkeyp
 
 def test_a_second_training_into_the_same_out_fails_at_once(sst, tmp_path):
     out = tmp_path / "m"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from reviewlstm import artifact\n"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from reviewlstm.inference import artifact\n"
                                f"with artifact.OutputLock({str(out)!r}):\n    print('held', flush=True); time.sleep(600)"],
                               stdout=subprocess.PIPE, text=True)
     try:
