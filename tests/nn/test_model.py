@@ -108,3 +108,37 @@ def test_not_a_model_directory(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ArtifactError, match="a model is a directory"):
         artifact.load(tmp_path / "file")
+
+
+def test_a_network_built_for_loading_skips_its_random_draws_in_that_thread_alone():
+    """weights_to_be_loaded: the draws a load overwrites are skipped while the network is built, in
+    that thread only; outside it, and in other threads meanwhile, layers initialise as usual."""
+    import threading
+    from torch import nn
+    from reviewlstm.nn.model import weights_to_be_loaded
+    seen = {}
+
+    def other_thread():
+        torch.manual_seed(1)
+        seen["other"] = nn.Linear(4, 4).weight.detach().clone()
+
+    torch.manual_seed(1)
+    usual = nn.Linear(4, 4).weight.detach().clone()
+    with weights_to_be_loaded():
+        skipped = nn.Embedding(3, 4)
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+    torch.manual_seed(1)
+    after = nn.Linear(4, 4).weight.detach().clone()
+    assert torch.equal(usual, after) and torch.equal(usual, seen["other"])
+    assert skipped.weight.shape == (3, 4)
+
+
+def test_loading_a_model_draws_nothing_and_imports_no_compiler():
+    import subprocess
+    import sys
+    probe = ("import sys\nfrom reviewlstm import api\napi.load_model()\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'torch._inductor'))))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr[-2000:]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from reviewlstm.nn.model import ModelConfig, RatingModel
+from reviewlstm.nn.model import ModelConfig, RatingModel, weights_to_be_loaded
 from reviewlstm.io.text import Vocab
 
 FORMAT, FORMAT_VERSION = "reviewlstm-model", 1
@@ -315,7 +315,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     if bad:
         raise ArtifactError(f"{path / 'model.safetensors'}: {len(bad)} weight tensor(s) hold NaN or infinity "
                             f"({', '.join(bad[:3])}): the model cannot rate anything")
-    model = RatingModel(model_config)
+    with weights_to_be_loaded():  # no random draws that the load would overwrite
+        model = RatingModel(model_config)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
@@ -342,7 +343,7 @@ def _check_sizes(path: Path, cfg: ModelConfig, shapes: dict[str, tuple]) -> None
         raise ArtifactError(f"{where}: the config says num_layers {cfg.num_layers}, the weights hold "
                             f"{len(layers)} layer(s)")
     # the sizes agree: the network's every name and shape, built on the meta device (no memory)
-    with torch.device("meta"):
+    with torch.device("meta"), weights_to_be_loaded():
         expected = {k: tuple(v.shape) for k, v in RatingModel(cfg).state_dict().items()}
     if expected != shapes:
         diff = sorted(set(expected) ^ set(shapes)) or [k for k in expected if expected[k] != shapes[k]]

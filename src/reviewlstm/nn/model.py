@@ -5,6 +5,10 @@ into events, :meth:`RatingModel.from_embeddings` runs the rest (and returns ever
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,8 +18,37 @@ from reviewlstm.nn.ngrams import NgramPath
 from reviewlstm.nn.config import (LONG_TEXTS, LONG_THRESHOLD, POOLINGS, SIZE_LIMITS, TEMPERATURE_RANGE, Cell,
                                   LongText, ModelConfig, Pooling, check_sizes, parse_labels)
 
-__all__ = ["LONG_TEXTS", "LONG_THRESHOLD", "POOLINGS", "SIZE_LIMITS", "TEMPERATURE_RANGE", "Cell", "LongText",
+__all__ = ["weights_to_be_loaded", "LONG_TEXTS", "LONG_THRESHOLD", "POOLINGS", "SIZE_LIMITS", "TEMPERATURE_RANGE", "Cell", "LongText",
            "ModelConfig", "Pooling", "RatingModel", "check_sizes", "ordinal_loss", "parse_labels"]
+
+
+_skipping = threading.local()
+
+
+def _skippable(init):
+    """torch.nn.init's `init`, a no-op in a thread inside `weights_to_be_loaded`."""
+    @functools.wraps(init)
+    def maybe(tensor, *args, **kwargs):
+        return tensor if getattr(_skipping, "on", False) else init(tensor, *args, **kwargs)
+    maybe.skippable = True
+    return maybe
+
+
+@contextlib.contextmanager
+def weights_to_be_loaded():
+    """Build a network whose weights are about to be loaded (or only measured, on the meta device):
+    in this thread every torch.nn.init call is skipped while it is built. The random draws would be
+    overwritten anyway, cost time on a large embedding, and on the meta device pull in torch's
+    compiler. Other threads initialise as usual."""
+    for name in dir(torch.nn.init):
+        init = getattr(torch.nn.init, name)
+        if name.endswith("_") and not name.startswith("_") and callable(init) and not getattr(init, "skippable", False):
+            setattr(torch.nn.init, name, _skippable(init))
+    _skipping.on = True
+    try:
+        yield
+    finally:
+        _skipping.on = False
 
 
 class RatingModel(nn.Module):
