@@ -135,10 +135,13 @@ def test_a_network_built_for_loading_skips_its_random_draws_in_that_thread_alone
     assert skipped.weight.shape == (3, 4)
 
 
-def test_loading_a_model_draws_nothing_and_imports_no_compiler():
+def test_loading_a_model_and_rating_a_text_import_no_compiler():
+    """A quick job's fixed cost: no torch compiler (the size check's meta build), no C++ build tools
+    (a cached kernel is imported as it is)."""
     import subprocess
     import sys
-    probe = ("import sys\nfrom reviewlstm import api\napi.load_model()\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'torch._inductor'))))")
+    probe = ("import sys\nfrom reviewlstm.apps import cli\ncli.main(['predict', 'a fine film'])\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('torch._dynamo', 'torch._inductor', "
+             "'torch.utils.cpp_extension', 'setuptools'))))")
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr[-2000:]

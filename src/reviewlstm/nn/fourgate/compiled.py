@@ -90,7 +90,6 @@ def load(build: bool | None = None):
         if _tried:
             return _module
         try:
-            from torch.utils import cpp_extension
             # a directory per build: two versions of the source (two checkouts, an upgrade) sharing one
             # would rewrite each other's build.ninja and rebuild in turn, under each other's feet
             names = [_name(*flags) for flags in BUILDS]
@@ -121,6 +120,7 @@ def load(build: bool | None = None):
                             products.apply(_module, build, settings.products())
                             break
                         _clear_stale_lock(build)
+                        from torch.utils import cpp_extension  # only to build: importing it costs half a second
                         _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                      verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
                         # the matrix libraries measured once, under the build's lock, beside the build
