@@ -260,7 +260,7 @@ def test_resume_refuses_other_data_and_damaged_checkpoints(sst, tmp_path, capsys
     proc = run_cli("train", "--train", other, "--dev", sst / "dev.txt", "--out", out, "--no-phrases",
                    "--max-examples", 150, "--hidden", 8, "--no-progress", "--resume", "--epochs", 2)
     assert proc.returncode == 2 and "trained on other data" in proc.stderr and "Traceback" not in proc.stderr
-    ckpt = out / "checkpoint"
+    ckpt = tmp_path / "m.work" / "checkpoint"
     good = {p.name: p.read_bytes() for p in ckpt.iterdir()}
     state = json.loads(good["state.json"])
     damage = {

@@ -50,7 +50,8 @@ def test_resume_continues_where_training_stopped(sst, tmp_path):
     assert straight.returncode == 0, straight.stderr
     first = run_cli(*args, "--epochs", 1)
     assert first.returncode == 0, first.stderr
-    before = json.loads((tmp_path / "m" / "checkpoint" / "state.json").read_text())["seconds"]
+    before = json.loads((tmp_path / "m.work" / "checkpoint" / "state.json").read_text())["seconds"]
+    assert not (tmp_path / "m" / "checkpoint").exists()  # the model directory holds the model
     second = run_cli(*args, "--epochs", 2, "--resume")
     assert second.returncode == 0, second.stderr
     assert "resuming after epoch 1" in second.stderr

@@ -557,7 +557,6 @@ def test_the_transfer_file_is_the_same_bytes_for_the_same_labels(distilled, sst,
     assert a.read_bytes() == b.read_bytes()
     out = tmp_path / "done"
     shutil.copytree(distilled.out, out)
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)
     lines = []
     result = distill(DistillConfig(student=student_cfg(sst, out, resume=True), teacher=str(distilled.teacher),
                                    **TINY_TEACHER), log=lines.append)

@@ -83,8 +83,8 @@ def test_a_distributed_run_resumes_to_the_uninterrupted_weights(sst, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     rest = torchrun(*common(sst, tmp_path / "cut", *args, "--epochs", 2, "--resume"))
     assert rest.returncode == 0 and "resuming after epoch 1" in rest.stderr, rest.stderr[-2000:]
-    assert largest_difference(tmp_path / "whole" / "checkpoint" / "model.safetensors",
-                              tmp_path / "cut" / "checkpoint" / "model.safetensors") < 1e-5
+    assert largest_difference(tmp_path / "whole.work" / "checkpoint" / "model.safetensors",
+                              tmp_path / "cut.work" / "checkpoint" / "model.safetensors") < 1e-5
 
 
 def test_a_global_batch_that_does_not_divide_is_refused(sst, tmp_path):

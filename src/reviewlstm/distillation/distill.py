@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 
 from reviewlstm.inference import artifact
-from reviewlstm.training import loop
+from reviewlstm.training import checkpoint, loop
 from reviewlstm.distillation.config import DistillConfig
 from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Teacher, fine_tune, resolve_precision
 from reviewlstm.io.text import text_tokens
@@ -71,7 +71,7 @@ def distill(cfg: DistillConfig, log: Callable[[str], None] = print) -> DistillRe
 def _distill(cfg: DistillConfig, log: Callable[[str], None]) -> DistillResult:
     st = cfg.student
     out = Path(st.out)
-    if st.resume and not (out / "checkpoint" / "state.json").exists() and (out / "metadata.json").is_file():
+    if st.resume and not (checkpoint.location(out) / "state.json").exists() and (out / "metadata.json").is_file():
         try:
             finished = "distillation" in json.loads((out / "metadata.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -18,6 +18,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+def location(out: str | Path) -> Path:
+    """Where a training run into `out` keeps its checkpoint: OUT.work/checkpoint, beside the model and
+    not in it (a model directory holds the model; distill's stages share the same work directory).
+    A run of an earlier version kept it in OUT/checkpoint: that one is still found, to resume from."""
+    out = Path(out)
+    earlier = out / "checkpoint"
+    return earlier if (earlier / "state.json").exists() else Path(str(out).rstrip("/") + ".work") / "checkpoint"
+
+
 def save(final: Path, model, optimizer, state: dict, best: dict | None = None) -> None:
     """Weights, optimizer moments and loop state, for --resume; safetensors + JSON, nothing pickled.
     Written beside and swapped in, so a run killed while saving keeps the previous checkpoint.

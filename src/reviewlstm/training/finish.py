@@ -268,6 +268,7 @@ def _write_curves(out: Path, history: list, kept, holdout: dict | None, dev_majo
               "holdout": {k: holdout.get(k) for k in pick} if holdout else None,
               "majority": {part: {k: m[k] for k in ("accuracy", "mae")}
                            for part, m in (("dev", dev_majority), ("slice", holdout_majority)) if m}}
+    out.mkdir(parents=True, exist_ok=True)  # the first write into a new model directory: the save swaps it in whole
     (out / "curves.json").write_text(json.dumps(curves, indent=1))
     from reviewlstm.inference.metrics import plot_curves
     plot_curves(curves, out / "curves.png")

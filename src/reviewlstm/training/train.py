@@ -150,14 +150,14 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
     if cfg.mixture_on == "cross-fit" and len(data.dev) >= MIXING_HALF_MIN and (cfg.ngram_path == "auto" or cfg.calibrate):
         crossfit = loop.CrossFit(dev_halves(data.dev), np.asarray([e.rating - model_cfg.scale_min for e in data.dev]),
                                  model_cfg.ratings)
-    ckpt = out / "checkpoint"
+    ckpt = checkpoint.location(out)
     # what the checkpoint was trained on: resuming on other data would apply its weights to other word ids
     train_meta = artifact.file_record(cfg.train, len(data.train))  # hashed once: the checkpoint's key and the card's
     data_id = {"train_sha256": train_meta["sha256"], "examples": len(data.train), "vocab": len(vocab),
                "transfer_sha256": artifact.file_record(cfg.transfer, 0)["sha256"] if cfg.transfer else None}
     kept_check = None  # the kept check so far: its weights and what the metadata says of it, kept in memory
     if cfg.resume and (ckpt / "state.json").exists():
-        start_epoch, selection, history, earlier, kept_check = _resume(ckpt, data_id, model, optimizer, cfg, log)
+        start_epoch, selection, history, earlier, kept_check = _resume(ckpt, out, data_id, model, optimizer, cfg, log)
     elif cfg.resume:
         log(f"no checkpoint in {ckpt}: starting from scratch")
     meta = _data_record(cfg, data, targets, model_cfg, coverage, recipe, train_meta, log)
@@ -244,7 +244,7 @@ def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model
     return Fitted(history, selection, stop, seconds, meta, kept_check, crossfit)
 
 
-def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
+def _resume(ckpt: Path, out: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
     """(next epoch, selection, history, seconds trained before, the kept check) from a run's checkpoint, refused when
     it was made from other data or is damaged (one line, never a traceback)."""
     try:
@@ -260,8 +260,8 @@ def _resume(ckpt: Path, data_id: dict, model, optimizer, cfg: TrainConfig, log):
         state = checkpoint.load(ckpt, model, optimizer)
         weights = checkpoint.load_best(ckpt)
         best = {**state["kept_check"], "weights": weights} if weights is not None and state.get("kept_check") else None
-        if best is None and (ckpt.parent / "config.json").exists():  # a checkpoint of a version that kept its best in OUT
-            kept = artifact.load(ckpt.parent)
+        if best is None and (out / "config.json").exists():  # a checkpoint of a version that kept its best in OUT
+            kept = artifact.load(out)
             best = {"weights": kept.model.state_dict(), "dev_metrics": kept.metadata.get("dev_metrics"),
                     "best_epoch": kept.metadata.get("best_epoch"), "seconds_to_best": kept.metadata.get("seconds_to_best")}
         resumed = (int(state["epoch"]) + 1, loop.Selection.from_state(state, cfg.average_best),
