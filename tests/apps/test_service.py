@@ -13,6 +13,7 @@ pytestmark = pytest.mark.usefixtures("compiled_kernel")  # runs models: the comp
 @pytest.fixture(scope="module")
 def server(tiny_model):
     proc, url = start_server(tiny_model, "--max-text-chars", 2000, "--max-batch", 8, "--max-body-bytes", 50_000)
+    assert proc.stdout.readline().startswith(f"reviewlstm serve: the page at {url}/, the API's reference at {url}/docs")
     yield url
     proc.terminate()
     proc.wait(10)

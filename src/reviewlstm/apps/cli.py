@@ -678,6 +678,9 @@ def cmd_serve(args) -> int:
         print(f"reviewlstm serve: warning: listening on {args.host}: the service has no authentication, and "
               "anyone who can reach this machine can use it", file=sys.stderr)
     from dataclasses import fields
+    where = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"reviewlstm serve: the page at http://{where}:{args.port}/, the API's reference at "
+          f"http://{where}:{args.port}/docs (ready once /ready says so)", file=sys.stderr, flush=True)
     serve(args.model, host=args.host, port=args.port, header_timeout=args.header_timeout,
           limits=Limits(**{f.name: getattr(args, f.name) for f in fields(Limits)}))
     return 0
