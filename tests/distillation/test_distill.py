@@ -196,7 +196,7 @@ def test_a_distilled_model_loads_and_predicts_everywhere(distilled, sst, tmp_pat
     weight = meta["distillation"]["teacher_check"]["ensemble"]["weight"]
     assert ("the labels are the ensemble teacher's" in card) == (weight < 1)
     assert f"{meta['distillation']['augmented_texts']} augmented texts" in card
-    from reviewlstm.inference.artifact import model_card
+    from reviewlstm.inference.card import model_card
     with_unrated = {**meta, "distillation": {**meta["distillation"], "unrated_texts": 3, "unlabeled_files": ["u.csv"]}}
     assert "and 3 unrated texts from u.csv" in model_card(loaded.config, loaded.train_config, with_unrated)
     assert "![training curves](curves.png)" in card and (out / "curves.png").stat().st_size > 5_000

@@ -147,7 +147,7 @@ def test_the_card_speaks_of_phrases_only_for_sst_trees():
     """phrases=True is train's default, and means something only for SST trees: a card of a model
     trained on a CSV does not claim it learnt from "every labelled phrase"."""
     from reviewlstm import api
-    from reviewlstm.inference.artifact import model_card
+    from reviewlstm.inference.card import model_card
     loaded = api.load_model(None)
     meta = json.loads((api.default_model_path() / "metadata.json").read_text())
     train = {**loaded.train_config, "phrases": True, "format": None}

@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from reviewlstm.inference import artifact
+from reviewlstm.inference import artifact, card
 from reviewlstm.training import checkpoint, loop
 from reviewlstm.distillation.config import DistillConfig
 from reviewlstm.distillation.teacher import MASK, FineTuneConfig, Teacher, fine_tune, resolve_precision
@@ -611,5 +611,5 @@ def _record(out: Path, cfg: DistillConfig, teacher_dir: Path, n_labelled: int, n
         "alpha": cfg.student.distill_alpha, "temperature": cfg.student.distill_temperature, "seconds": seconds,
         **cfg.extra}
     loaded = artifact.load(out)
-    artifact.write_metadata(out, meta, artifact.model_card(loaded.config, loaded.train_config, meta))
+    artifact.write_metadata(out, meta, card.model_card(loaded.config, loaded.train_config, meta))
 
