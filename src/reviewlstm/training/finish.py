@@ -21,6 +21,7 @@ from reviewlstm.inference.predict import rating_and_expected, read_distributions
 from reviewlstm.io.text import Vocab
 from reviewlstm.training.examples import MIXING_HALF_MIN, Data, reading_ids
 from reviewlstm.training.recipe import Recipe
+from reviewlstm.training.state import TrainState
 
 
 @dataclass
@@ -49,11 +50,12 @@ class Fitted:
     crossfit: loop.CrossFit | None = None  # dev read out of selection (mixture_on "cross-fit")
 
 
-def finish(cfg: TrainConfig, d: distributed.Dist, data: Data, recipe: Recipe, model: RatingModel, vocab: Vocab,
-           model_cfg: ModelConfig, dev_ids, fitted: Fitted, log) -> TrainResult:
+def finish(state: TrainState, fitted: Fitted) -> TrainResult:
     """The kept model made final in memory and saved once: the kept check's weights (or the K best
     checks averaged: average_best), its temperature and n-gram share, the untouched slice scored
     once (and the rating sets calibrated on it), the warnings, the curves and the card."""
+    cfg, d, data, recipe, dev_ids, log = state.cfg, state.run.d, state.data, state.recipe, state.dev_ids, state.log
+    model, vocab, model_cfg = state.model, state.vocab, state.model_cfg
     out, selection, history = Path(cfg.out), fitted.selection, fitted.history
     model.load_state_dict(fitted.kept_check["weights"])
     meta = {**fitted.meta, **{k: v for k, v in fitted.kept_check.items() if k != "weights"}, "history": history,

@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -29,10 +29,10 @@ from reviewlstm.nn import fourgate
 from reviewlstm.nn.model import ModelConfig, RatingModel, ordinal_loss
 from reviewlstm.training.config import TrainConfig
 from reviewlstm.inference.predict import pad_batch
-from reviewlstm.io.text import Vocab
 from reviewlstm.training.examples import MIXING_HALF_MIN, Data, dev_halves, load_data, reading_ids
 from reviewlstm.training.finish import Fitted, TrainResult, finish, majority_metrics, metrics_of, read_texts
 from reviewlstm.training.recipe import Recipe, Targets, build_model, decide_recipe, training_targets
+from reviewlstm.training.state import Run, TrainState
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
@@ -64,21 +64,15 @@ def _train(cfg: TrainConfig, log: Callable[[str], None]) -> TrainResult:
                            decays=lambda name, p: p.dim() > 1 and not name.startswith("embedding"))
     targets = training_targets(cfg, data, vocab, model_cfg, run.device, log)
     dev_ids = reading_ids(data.dev_tokens, vocab, recipe.long_text, cfg.max_length)  # read as predict will
-    fitted = fit(cfg, run, data, targets, dev_ids, model, vocab, model_cfg, optimizer, coverage, recipe, started, log)
+    state = TrainState(cfg, run, data, recipe, targets, dev_ids, model, vocab, model_cfg, optimizer, coverage, started,
+                       log)
+    fitted = fit(state)
     if not run.d.main:  # rank 0 writes the kept model and scores the slice; the others are done
         distributed.barrier(run.d)
         distributed.teardown(run.d)
         return TrainResult(Path(cfg.out), fitted.selection.best_epoch, None, fitted.history, fitted.seconds, data.bad,
                            None)
-    return finish(cfg, run.d, data, recipe, model, vocab, model_cfg, dev_ids, fitted, log)
-
-
-@dataclass
-class Run:
-    """Where a run trains: its device, its processes (one, or those torchrun started), its log."""
-    device: torch.device
-    d: distributed.Dist
-    log: Callable[[str], None]
+    return finish(state, fitted)
 
 
 def start_run(cfg: TrainConfig, log: Callable[[str], None]) -> Run:
@@ -139,11 +133,12 @@ def eval_step(model: RatingModel, dev_ids, dev_ex, model_cfg: ModelConfig,
     return metrics_of(probs, dev_ex, model_cfg), reading
 
 
-def fit(cfg: TrainConfig, run: Run, data: Data, targets: Targets, dev_ids, model: RatingModel, vocab: Vocab,
-        model_cfg: ModelConfig, optimizer, coverage, recipe: Recipe, started: float,
-        log: Callable[[str], None]) -> Fitted:
+def fit(state: TrainState) -> Fitted:
     """Train until dev stops improving (or the epoch limit), checking dev `evals_per_epoch` times an
-    epoch and saving the best check as the model; a checkpoint after every epoch, for --resume."""
+    epoch and keeping the best check; a checkpoint after every epoch, for --resume."""
+    cfg, run, data, targets, dev_ids, log = state.cfg, state.run, state.data, state.targets, state.dev_ids, state.log
+    model, vocab, model_cfg, optimizer = state.model, state.vocab, state.model_cfg, state.optimizer
+    coverage, recipe, started = state.coverage, state.recipe, state.started
     d, device, out = run.d, run.device, Path(cfg.out)
     selection, start_epoch, history, earlier = loop.Selection(cfg.average_best), 1, [], 0.0
     crossfit = None
