@@ -94,3 +94,29 @@ def test_a_pipe_can_be_the_input(tiny_model, tmp_path):
                           input="text\ngood\nbad\n", capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(out.read_text().splitlines()) == 3
+
+
+def test_standard_input_to_standard_output_as_a_pipe(tiny_model, tmp_path):
+    """`predict --input - --output -`: CSV in on standard input, the scored rows out on standard output
+    (the summary on standard error), the same rows a file output holds; a JSONL input's rows come back
+    as JSONL; nothing is left behind."""
+    import csv as _csv
+    import io as _io
+    import json as _json
+    text = "id,text\n1,a gorgeous film\n2,a dull and tired film\n3,\n"
+    piped = run_cli("predict", "--model", tiny_model, "--input", "-", "--output", "-", "--no-progress", input=text)
+    assert piped.returncode == 0, piped.stderr
+    rows = list(_csv.DictReader(_io.StringIO(piped.stdout)))
+    assert [r["id"] for r in rows] == ["1", "2", "3"] and rows[0]["predicted_rating"] and rows[2]["error"]
+    assert "read 3 rows from standard input" in piped.stderr and "-> standard output" in piped.stderr
+    assert "standard input:4: empty text" in piped.stderr and "reviewlstm-" not in piped.stderr
+    src = tmp_path / "in.csv"
+    src.write_text(text)
+    out = tmp_path / "out.csv"
+    assert run_cli("predict", "--model", tiny_model, "--input", src, "--output", out, "--no-progress").returncode == 0
+    assert out.read_text() == piped.stdout
+    jsonl = tmp_path / "in.jsonl"
+    jsonl.write_text('{"text": "a gorgeous film"}\n{"text": "a dull film"}\n')
+    lines = run_cli("predict", "--model", tiny_model, "--input", jsonl, "--output", "-", "--no-progress").stdout
+    assert [_json.loads(line)["text"] for line in lines.splitlines()] == ["a gorgeous film", "a dull film"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "in.jsonl", "out.csv"]

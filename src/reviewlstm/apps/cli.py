@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+from pathlib import Path
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -102,8 +104,10 @@ def _predict_command(sub) -> None:
     _model_arg(p)
     p.add_argument("texts", nargs="*", metavar="TEXT", help="review texts (none: read standard input, one a line)")
     p.add_argument("--json", action="store_true", help="one JSON object per text")
-    p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST)")
-    p.add_argument("--output", help="where to write the rows with their predictions (with --input)")
+    p.add_argument("--input", help="score every row of this file (CSV, TSV, JSONL, Parquet, SST); - reads standard "
+                                   "input (CSV unless --format says)")
+    p.add_argument("--output", help="where to write the rows with their predictions (with --input); - writes them to "
+                                    "standard output, in the input's format (CSV for Parquet or SST)")
     p.add_argument("--long-text", choices=LONG_TEXTS, default=None,
                    help="long reviews: read sentence by sentence and average, or in one pass "
                         "(default: as the model was trained, its config's long_text)")
@@ -313,15 +317,28 @@ def _predict_file(args) -> int:
         raise UserError("give TEXT arguments or --input FILE, not both")
     if not args.output:
         raise UserError("--input needs --output FILE for the scored rows")
-    s = api.score_file(args.input, args.output, model=args.model, fmt=args.format, columns=_columns(args),
-                       coverage=args.coverage,
-                       skip_bad_rows=args.skip_bad_rows, progress=not args.no_progress, long_text=args.long_text,
-                       workers=args.workers)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="reviewlstm-") as spool:  # ours alone: stdin's or stdout's rows
+        source, target = _spooled(args.input, args.format, Path(spool)), _spool_target(args, Path(spool))
+        try:
+            s = api.score_file(source, target, model=args.model, fmt=args.format or ("csv" if args.input == "-" else None),
+                               columns=_columns(args), coverage=args.coverage, skip_bad_rows=args.skip_bad_rows,
+                               progress=not args.no_progress, long_text=args.long_text, workers=args.workers)
+        except ValueError as e:  # a DataError names the file: standard input by its own name, not our copy's
+            raise UserError(str(e).replace(source, "standard input").replace(target, "standard output")) from None
+        if args.input == "-":
+            s.bad_rows.first = [line.replace(source, "standard input") for line in s.bad_rows.first]
+        if args.output == "-":
+            with open(target, "rb") as f:
+                shutil.copyfileobj(f, sys.stdout.buffer)
+            sys.stdout.flush()
     rated = s.rows - s.errors
-    print(f"read {s.bad_rows.rows} rows from {args.input}; rated {rated} in {s.seconds:.1f}s "
+    where = "standard input" if args.input == "-" else args.input
+    print(f"read {s.bad_rows.rows} rows from {where}; rated {rated} in {s.seconds:.1f}s "
           f"({rated / max(s.seconds, 1e-9):.0f}/s"
           + (f"; compiling the kernel took {s.build_seconds:.0f}s more, once for this machine" if s.build_seconds else "")
-          + f") -> {s.output}")
+          + f") -> {'standard output' if args.output == '-' else s.output}",
+          file=sys.stderr if args.output == "-" else sys.stdout)
     if s.bad_rows.count:
         if s.skipped:
             print(s.bad_rows.summary(), file=sys.stderr)
@@ -331,6 +348,27 @@ def _predict_file(args) -> int:
                   + (f" and {s.errors - len(s.bad_rows.first)} more" if s.errors > len(s.bad_rows.first) else ""),
                   file=sys.stderr)
     return 0
+
+
+def _spooled(path: str, fmt: str | None, spool: Path) -> str:
+    """--input -: standard input copied to a file of our own (the readers take files), named for its
+    format; any other path as it is."""
+    if path != "-":
+        return path
+    source = spool / f"stdin.{fmt or 'csv'}"
+    with open(source, "wb") as f:
+        shutil.copyfileobj(sys.stdin.buffer, f)
+    return str(source)
+
+
+def _spool_target(args, spool: Path) -> str:
+    """--output -: a file of our own in the input's format (CSV where that cannot be a stream of
+    lines), copied to standard output once whole; any other path as it is."""
+    if args.output != "-":
+        return args.output
+    from reviewlstm.io.data import detect_format
+    fmt = args.format or ("csv" if args.input == "-" else detect_format(args.input))
+    return str(spool / f"scored.{fmt if fmt in ('csv', 'tsv', 'jsonl') else 'csv'}")
 
 
 def _predict_texts(args) -> int:
