@@ -81,6 +81,11 @@ def _as_table(texts, text_column: str | None):
         if isinstance(texts, (pa.Array, pa.ChunkedArray)):
             return None, texts.to_pylist(), None
         if isinstance(texts, pa.Table):
+            try:
+                import pandas  # noqa: F401  (a table comes back as a pandas DataFrame)
+            except ImportError:
+                raise ImportError("a pyarrow Table is rated into a pandas DataFrame, and pandas is not installed: "
+                                  'pip install -e ".[pandas]" (or pass a pyarrow Array of the texts)') from None
             texts = texts.to_pandas()
             kind = "pandas"
     if kind != "pandas":
