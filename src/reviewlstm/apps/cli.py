@@ -325,7 +325,14 @@ def _predict_file(args) -> int:
                                columns=_columns(args), coverage=args.coverage, skip_bad_rows=args.skip_bad_rows,
                                progress=not args.no_progress, long_text=args.long_text, workers=args.workers)
         except ValueError as e:  # a DataError names the file: standard input by its own name, not our copy's
-            raise UserError(str(e).replace(source, "standard input").replace(target, "standard output")) from None
+            if "-" not in (args.input, args.output):
+                raise
+            message = str(e)
+            if args.input == "-":
+                message = message.replace(source, "standard input")
+            if args.output == "-":
+                message = message.replace(target, "standard output")
+            raise UserError(message) from None
         if args.input == "-":
             s.bad_rows.first = [line.replace(source, "standard input") for line in s.bad_rows.first]
         if args.output == "-":
