@@ -150,10 +150,11 @@ def _reading_commands(sub) -> None:
     _column_args(e)
     e.set_defaults(func=cmd_evaluate)
 
-    c = sub.add_parser("calibrate", help="fit a model's softmax temperature on rated reviews",
+    c = sub.add_parser("calibrate", help="refit a model's temperature and rating sets on rated reviews",
                        description="Fit the temperature that makes the model's probabilities honest (its confidence "
-                                   "matching its accuracy) on FILE, rated reviews it did not train on, and write the "
-                                   "calibrated model to --out (train does this on --dev by itself). No rating moves.")
+                                   "matching its accuracy) on FILE, rated reviews it did not train on, refit its rating "
+                                   "sets (--coverage) on the same reviews, and write the calibrated model to --out "
+                                   "(train does both by itself, on --dev and on its validation slice). No rating moves.")
     _model_arg(c, device=False)
     c.add_argument("file", metavar="FILE", help="rated reviews the model did not train on (its dev set, or new ones)")
     c.add_argument("--out", required=True, metavar="DIR", help="where to write the calibrated model (--model's DIR: in place)")
@@ -584,6 +585,7 @@ def cmd_calibrate(args) -> int:
     print(f"temperature {r['temperature']:g} fitted on {r['fitted_on']}: ECE {b['ece']:.1%} -> {a['ece']:.1%}, "
           f"Brier {b['brier']:.3f} -> {a['brier']:.3f}, NLL {b['nll']:.3f} -> {a['nll']:.3f} (no rating moves); "
           f"calibrated model written to {r['out']}")
+    print(f"rating sets (--coverage) refitted on the same {r['fitted_on']}")
     return 0
 
 
