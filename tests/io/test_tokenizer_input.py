@@ -60,3 +60,11 @@ def test_full_width_letters_and_ligatures_read_as_letters():
     assert tokenize("a ﬁne\u00a0day, don´t miss it", lowercase=True) == ["a", "fine", "day", ",", "don´t", "miss", "it"]
     p = api.predict("ｇｒｅａｔ ｍｏｖｉｅ")
     assert p.known_share == 1.0 and p.rating == api.predict("great movie").rating
+
+
+def test_a_word_is_a_token_with_a_letter_or_digit_in_every_script():
+    """is_word's pattern agrees with str.isalnum on every code point (and PTB brackets are not words)."""
+    from reviewlstm.io.text import is_word
+    disagree = [cp for cp in range(0x30000) if is_word(chr(cp)) != (chr(cp).isalnum() and chr(cp) != "_")]
+    assert disagree == []
+    assert not is_word("-LRB-") and not is_word("-rcb-") and not is_word("__") and is_word("a_") and is_word("١٢")

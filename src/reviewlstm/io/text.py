@@ -37,9 +37,13 @@ UNK_ID = 1
 _BRACKETS = {"-lrb-", "-rrb-", "-lsb-", "-rsb-", "-lcb-", "-rcb-"}
 
 
+_ALNUM = re.compile(r"[^\W_]")  # a character str.isalnum() accepts: \w less the underscore
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a review's words repeat across a file: each decided once
 def is_word(token: str) -> bool:
     """A token with a letter or digit in it (not punctuation, an emoji or a PTB bracket)."""
-    return token.lower() not in _BRACKETS and any(ch.isalnum() for ch in token)
+    return _ALNUM.search(token) is not None and token.lower() not in _BRACKETS
 BRACKETS = {"(": "-LRB-", ")": "-RRB-", "[": "-LSB-", "]": "-RSB-", "{": "-LCB-", "}": "-RCB-"}
 UNBRACKET = {v: k for k, v in BRACKETS.items()}
 
