@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 def location(out: str | Path) -> Path:
     """Where a training run into `out` keeps its checkpoint: OUT.work/checkpoint, beside the model and
     not in it (a model directory holds the model; distill's stages share the same work directory).
-    A run of an earlier version kept it in OUT/checkpoint: that one is still found, to resume from."""
+    A checkpoint found in OUT/checkpoint is resumed from there."""
     out = Path(out)
     earlier = out / "checkpoint"
     return earlier if (earlier / "state.json").exists() else Path(str(out).rstrip("/") + ".work") / "checkpoint"

@@ -122,15 +122,15 @@ def train_step(net, optimizer, model, ids, lengths, y, teacher_logits, cfg: Trai
 
 
 def eval_step(model: RatingModel, dev_ids, dev_ex, model_cfg: ModelConfig,
-              d: distributed.Dist) -> tuple[dict | None, calibration.Reading | None]:
-    """(every metric on dev, dev as the model read it) (None, None without a dev set), the model left
-    in training mode."""
+              d: distributed.Dist) -> tuple[dict | None, calibration.Reading | None, np.ndarray | None]:
+    """(every metric on dev, dev as the model read it, its distributions) (Nones without a dev set),
+    the model left in training mode."""
     if not dev_ex:
-        return None, None
+        return None, None, None
     reading = read_texts(model, dev_ids, d)
     probs = reading.distributions(model_cfg.temperature)
     model.train()
-    return metrics_of(probs, dev_ex, model_cfg), reading
+    return metrics_of(probs, dev_ex, model_cfg), reading, probs
 
 
 def fit(state: TrainState) -> Fitted:
@@ -198,9 +198,9 @@ def fit(state: TrainState) -> Fitted:
             at = epoch - 1 + step / batches_per_epoch
             row = {"epoch": round(at, 3), "train_loss": total / max(seen, 1),
                    "seconds": round(time.perf_counter() - t0, 1)}  # training since the previous check
-            dev_metrics, reading = eval_step(model, dev_ids, data.dev, model_cfg, d)
+            dev_metrics, reading, dev_probs = eval_step(model, dev_ids, data.dev, model_cfg, d)
             if crossfit is not None:
-                crossfit.offer(reading.distributions(model_cfg.temperature), reading, round(at, 3))
+                crossfit.offer(dev_probs, reading, round(at, 3))
             if dev_metrics:
                 row.update(dev_accuracy=dev_metrics["accuracy"], dev_mae=dev_metrics["mae"], dev_nll=dev_metrics["nll"])
             history.append(row)
@@ -255,7 +255,7 @@ def _resume(ckpt: Path, out: Path, data_id: dict, model, optimizer, cfg: TrainCo
         state = checkpoint.load(ckpt, model, optimizer)
         weights = checkpoint.load_best(ckpt)
         best = {**state["kept_check"], "weights": weights} if weights is not None and state.get("kept_check") else None
-        if best is None and (out / "config.json").exists():  # a checkpoint of a version that kept its best in OUT
+        if best is None and (out / "config.json").exists():  # a checkpoint without the kept check: OUT's model is it
             kept = artifact.load(out)
             best = {"weights": kept.model.state_dict(), "dev_metrics": kept.metadata.get("dev_metrics"),
                     "best_epoch": kept.metadata.get("best_epoch"), "seconds_to_best": kept.metadata.get("seconds_to_best")}

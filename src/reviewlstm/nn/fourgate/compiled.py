@@ -120,7 +120,7 @@ def load(build: bool | None = None):
                             products.apply(_module, build, settings.products())
                             break
                         _clear_stale_lock(build)
-                        from torch.utils import cpp_extension  # only to build: importing it costs half a second
+                        from torch.utils import cpp_extension  # only to build: it brings setuptools, which loading a cached build never needs
                         _module = cpp_extension.load(name=name, sources=[str(SOURCE)], build_directory=str(build),
                                                      verbose=False, extra_cflags=cflags, extra_ldflags=ldflags)
                         # the matrix libraries measured once, under the build's lock, beside the build
